@@ -1,0 +1,62 @@
+"""Conduit: learned LLM routing. A router that learns which model to send each query to."""
+
+from conduit.engines.bandits import ALGORITHMS
+from conduit.engines.router import Router
+from conduit.errors import (
+    ConduitError,
+    ConfigurationError,
+    DuplicateModelError,
+    FeedbackError,
+    InvalidFeedbackError,
+    InvalidQueryError,
+    LogFormatError,
+    MissingDependencyError,
+    NoModelAvailableError,
+    StateError,
+    StoreError,
+    UnknownDecisionError,
+    UnknownModelError,
+    ValidationError,
+)
+from conduit.types import (
+    PRESETS,
+    Constraints,
+    Feedback,
+    ModelScore,
+    ModelStats,
+    Preferences,
+    Query,
+    RouterStats,
+    RoutingDecision,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALGORITHMS",
+    "PRESETS",
+    "ConduitError",
+    "ConfigurationError",
+    "Constraints",
+    "DuplicateModelError",
+    "Feedback",
+    "FeedbackError",
+    "InvalidFeedbackError",
+    "InvalidQueryError",
+    "LogFormatError",
+    "MissingDependencyError",
+    "ModelScore",
+    "ModelStats",
+    "NoModelAvailableError",
+    "Preferences",
+    "Query",
+    "Router",
+    "RouterStats",
+    "RoutingDecision",
+    "StateError",
+    "StoreError",
+    "UnknownDecisionError",
+    "UnknownModelError",
+    "ValidationError",
+    "__version__",
+]

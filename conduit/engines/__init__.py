@@ -1,0 +1,1 @@
+"""The learning engine: the router, its policies and its query features."""

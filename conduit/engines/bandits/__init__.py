@@ -1,0 +1,68 @@
+"""Routing policies, one file each, behind :class:`~conduit.engines.bandits.base.Bandit`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conduit.engines.bandits.base import Bandit, Choice
+from conduit.engines.bandits.baselines import (
+    AlwaysBestBandit,
+    AlwaysCheapestBandit,
+    OracleBandit,
+    RandomBandit,
+)
+from conduit.engines.bandits.contextual_thompson import ContextualThompsonBandit
+from conduit.engines.bandits.epsilon_greedy import EpsilonGreedyBandit
+from conduit.engines.bandits.hybrid import HybridBandit
+from conduit.engines.bandits.linucb import LinUCBBandit
+from conduit.engines.bandits.thompson import ThompsonBandit
+from conduit.engines.bandits.ucb1 import UCB1Bandit
+from conduit.errors import ConfigurationError
+
+__all__ = [
+    "ALGORITHMS",
+    "AlwaysBestBandit",
+    "AlwaysCheapestBandit",
+    "Bandit",
+    "Choice",
+    "ContextualThompsonBandit",
+    "EpsilonGreedyBandit",
+    "HybridBandit",
+    "LinUCBBandit",
+    "OracleBandit",
+    "RandomBandit",
+    "ThompsonBandit",
+    "UCB1Bandit",
+    "make_bandit",
+]
+
+#: Every algorithm by the name ``Router(bandit_algorithm=...)`` takes.
+ALGORITHMS: dict[str, type[Bandit]] = {
+    cls.name: cls
+    for cls in (
+        HybridBandit,
+        LinUCBBandit,
+        ContextualThompsonBandit,
+        ThompsonBandit,
+        UCB1Bandit,
+        EpsilonGreedyBandit,
+        RandomBandit,
+        AlwaysBestBandit,
+        AlwaysCheapestBandit,
+        OracleBandit,
+    )
+}
+
+
+def make_bandit(name: str, *, dim: int, seed: int | None = None, **params: Any) -> Bandit:
+    """A policy by name; ``params`` are that policy's constructor arguments."""
+    try:
+        cls = ALGORITHMS[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown bandit_algorithm {name!r}; choose one of {sorted(ALGORITHMS)}"
+        ) from None
+    try:
+        return cls(dim=dim, seed=seed, **params)
+    except TypeError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from exc

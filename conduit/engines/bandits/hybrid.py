@@ -1,0 +1,182 @@
+"""Hybrid routing: a non-contextual learner for the cold start, then LinUCB.
+
+Both learners receive every feedback from the first request on; the phase only
+decides which of them makes the decision. So when the switch comes (after
+``switch_after`` feedback events), LinUCB starts from everything phase one saw:
+its first decision already uses that learning. The phase is derived from the
+learned counts, so it survives saving, loading and merging without extra state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from conduit.engines.bandits.base import Bandit, Choice, FloatArray
+from conduit.engines.bandits.linucb import LinUCBBandit
+from conduit.engines.bandits.thompson import ThompsonBandit
+from conduit.engines.bandits.ucb1 import UCB1Bandit
+from conduit.errors import ConfigurationError, StateError
+
+__all__ = ["HybridBandit"]
+
+
+class HybridBandit(Bandit):
+    """UCB1 (or Thompson) until ``switch_after`` feedback events, then LinUCB.
+
+    >>> import numpy as np
+    >>> h = HybridBandit(dim=3, switch_after=2, seed=0)
+    >>> h.add_arm("a"); h.add_arm("b")
+    >>> h.phase
+    'ucb1'
+    >>> h.update("a", np.ones(3), 1.0); h.update("b", np.ones(3), 0.0)
+    >>> h.phase
+    'linucb'
+    """
+
+    name = "hybrid"
+    contextual = True
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        switch_after: int = 100,
+        first: Literal["ucb1", "thompson"] = "ucb1",
+        alpha: float = 0.5,
+        c: float = 0.5,
+        ridge: float = 1.0,
+        prior_mean: float = 0.5,
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(switch_after, int) or switch_after < 0:
+            raise ConfigurationError(f"switch_after must be an int >= 0, got {switch_after!r}")
+        if first not in ("ucb1", "thompson"):
+            raise ConfigurationError(f"first must be 'ucb1' or 'thompson', got {first!r}")
+        self.switch_after = switch_after
+        self.first_name = first
+        self.first: Bandit = (
+            UCB1Bandit(c=c, prior_mean=prior_mean, seed=seed)
+            if first == "ucb1"
+            else ThompsonBandit(prior_mean=prior_mean, seed=seed)
+        )
+        self.second = LinUCBBandit(
+            dim=dim, alpha=alpha, ridge=ridge, prior_mean=prior_mean, seed=seed
+        )
+        super().__init__(dim=dim, prior_mean=prior_mean, seed=seed)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            **self.second.params(),
+            "switch_after": self.switch_after,
+            "first": self.first_name,
+            **({"c": self.first.params()["c"]} if self.first_name == "ucb1" else {}),
+        }
+
+    def _zero_stats(self) -> dict[str, FloatArray]:
+        return {}
+
+    def _learn(self, i: int, x: FloatArray, reward: float) -> None:
+        arm = self._arms[i]
+        self.first.update(arm, x, reward)
+        self.second.update(arm, x, reward)
+
+    @property
+    def feedback_count(self) -> int:
+        return int(self.second.pulls().sum())
+
+    @property
+    def phase(self) -> str:
+        """Which learner decides now: the first until ``switch_after`` feedbacks, then LinUCB."""
+        return self.first.name if self.feedback_count < self.switch_after else self.second.name
+
+    def _active(self) -> Bandit:
+        return self.first if self.feedback_count < self.switch_after else self.second
+
+    def add_arm(self, arm: str) -> None:
+        super().add_arm(arm)
+        self.first.add_arm(arm)
+        self.second.add_arm(arm)
+
+    def remove_arm(self, arm: str) -> None:
+        super().remove_arm(arm)
+        self.first.remove_arm(arm)
+        self.second.remove_arm(arm)
+
+    def choose(
+        self,
+        x: FloatArray,
+        candidates: Sequence[int],
+        penalty: FloatArray,
+        *,
+        quality_weight: float = 1.0,
+        cost_share: FloatArray | None = None,
+    ) -> Choice:
+        return self._active().choose(
+            x, candidates, penalty, quality_weight=quality_weight, cost_share=cost_share
+        )
+
+    def pulls(self) -> FloatArray:
+        return self.second.pulls()
+
+    def stats(self) -> dict[str, dict[str, FloatArray]]:
+        first, second = self.first.stats(), self.second.stats()
+        return {
+            arm: {
+                **{f"first.{k}": v for k, v in first[arm].items()},
+                **{f"second.{k}": v for k, v in second[arm].items()},
+            }
+            for arm in self._arms
+        }
+
+    def merge(self, delta: Mapping[str, Mapping[str, FloatArray]]) -> None:
+        def part(prefix: str) -> dict[str, dict[str, FloatArray]]:
+            return {
+                arm: {k.removeprefix(prefix): v for k, v in parts.items() if k.startswith(prefix)}
+                for arm, parts in delta.items()
+            }
+
+        first, second = part("first."), part("second.")
+        # Validate both halves before changing either, so a bad delta changes nothing.
+        for learner, d in ((self.first, first), (self.second, second)):
+            keys = set(learner._zero_stats())
+            for arm, parts in d.items():
+                if set(parts) != keys:
+                    raise StateError(f"delta for {arm!r} lacks statistics of {learner.name}")
+        self.second.merge(second)
+        self.first.merge(first)
+        for arm in self.second.arms:
+            if arm not in self._index:
+                super().add_arm(arm)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.name,
+            "params": self.params(),
+            "arms": list(self._arms),
+            "first": self.first.state_dict(),
+            "second": self.second.state_dict(),
+            "rng": self._rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("algorithm") != self.name:
+            raise StateError(f"state is for {state.get('algorithm')!r}, not {self.name!r}")
+        arms = list(state.get("arms", []))
+        first, second = state.get("first"), state.get("second")
+        if not isinstance(first, Mapping) or not isinstance(second, Mapping):
+            raise StateError("hybrid state lacks its two learners")
+        if list(first.get("arms", [])) != arms or list(second.get("arms", [])) != arms:
+            raise StateError("hybrid state's learners disagree on the arms")
+        # Load into fresh learners first, so a bad state leaves this one untouched.
+        new_first = type(self.first)(**self.first.params())
+        new_second = LinUCBBandit(**self.second.params())
+        new_first.load_state_dict(first)
+        new_second.load_state_dict(second)
+        self.first, self.second = new_first, new_second
+        self._arms = arms
+        self._index = {a: i for i, a in enumerate(arms)}
+        if "rng" in state:
+            self._rng.bit_generator.state = state["rng"]

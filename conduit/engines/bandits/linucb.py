@@ -1,0 +1,55 @@
+"""LinUCB: ridge regression per model plus an upper-confidence bonus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from conduit.engines.bandits.base import FloatArray, check_positive
+from conduit.engines.bandits.linear import LinearBandit
+
+__all__ = ["LinUCBBandit"]
+
+
+class LinUCBBandit(LinearBandit):
+    """Optimism in the face of uncertainty over a linear quality model (Li et al., 2010).
+
+    The index of an arm is ``prior_mean + x . theta + alpha * sqrt(x^T A^-1 x)``.
+
+    >>> import numpy as np
+    >>> b = LinUCBBandit(dim=2, seed=0)
+    >>> for arm in ("a", "b"):
+    ...     b.add_arm(arm)
+    >>> x = np.array([1.0, 0.0])
+    >>> for _ in range(20):
+    ...     b.update("a", x, 1.0)
+    ...     b.update("b", x, 0.0)
+    >>> b.arms[b.choose(x, [0, 1], np.zeros(2)).index]
+    'a'
+    """
+
+    name = "linucb"
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        alpha: float = 0.5,
+        ridge: float = 1.0,
+        prior_mean: float = 0.5,
+        refactor_every: int = 1000,
+        seed: int | None = None,
+    ) -> None:
+        self.alpha = check_positive("alpha", alpha)
+        super().__init__(
+            dim=dim, ridge=ridge, prior_mean=prior_mean, refactor_every=refactor_every, seed=seed
+        )
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "alpha": self.alpha}
+
+    def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
+        mean, width = self._mean_and_width(x, idx)
+        return mean, self.alpha * width

@@ -1,0 +1,139 @@
+"""Query text -> one feature vector: focused embedding, projected, plus metadata and a bias."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from conduit.engines.bandits.base import FloatArray
+from conduit.engines.features.base import Embedder
+from conduit.engines.features.cache import FeatureCache, text_key
+from conduit.engines.features.focus import question_focus
+from conduit.engines.features.hashing import HashingEmbedder
+from conduit.engines.features.metadata import METADATA_NAMES, metadata_features
+from conduit.errors import ConfigurationError, MissingDependencyError
+
+__all__ = ["Backend", "FeatureExtractor", "make_embedder"]
+
+logger = logging.getLogger("conduit.features")
+
+Backend = Literal["auto", "onnx", "sentence-transformers", "hashing"]
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_PROJECTION_SEED = 20251124  # fixed: every process and replica must project alike
+
+
+def make_embedder(embedding_model: str = DEFAULT_MODEL, backend: Backend = "auto") -> Embedder:
+    """The embedding backend for a model name.
+
+    ``auto`` takes, for all-MiniLM-L6-v2, the int8 ONNX backend if installed,
+    else sentence-transformers, else hashed n-grams (with one warning); for any
+    other model name, sentence-transformers.
+    """
+    if backend == "hashing":
+        return HashingEmbedder()
+    if backend == "onnx" or (backend == "auto" and embedding_model == DEFAULT_MODEL):
+        if embedding_model != DEFAULT_MODEL:
+            raise ConfigurationError(f"the onnx backend serves only {DEFAULT_MODEL}")
+        try:
+            from conduit.engines.features.onnx import OnnxEmbedder
+
+            return OnnxEmbedder()
+        except MissingDependencyError:
+            if backend == "onnx":
+                raise
+    if backend in ("sentence-transformers", "auto"):
+        try:
+            from conduit.engines.features.sentence_transformers import (
+                SentenceTransformerEmbedder,
+            )
+
+            return SentenceTransformerEmbedder(embedding_model)
+        except MissingDependencyError:
+            if backend == "sentence-transformers" or embedding_model != DEFAULT_MODEL:
+                raise
+        logger.warning(
+            "No embedding backend installed (pip install 'conduit[embeddings]'); "
+            "routing on hashed n-gram features instead"
+        )
+        return HashingEmbedder()
+    raise ConfigurationError(f"unknown embedding backend {backend!r}")
+
+
+class FeatureExtractor:
+    """Computes, once per distinct text, ``[projected embedding, metadata, 1]``.
+
+    The embedding is reduced to ``projection_dim`` by a fixed random orthonormal
+    projection (the same in every process), which keeps the geometry of the
+    embedding (Johnson-Lindenstrauss) while making each linear-bandit decision
+    an O(d^2) product with small d. ``projection_dim=None`` keeps every dimension.
+    """
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder | None = None,
+        projection_dim: int | None = 64,
+        cache_size: int = 10_000,
+        max_chars: int = 1200,
+    ) -> None:
+        self.embedder = embedder if embedder is not None else HashingEmbedder()
+        width = self.embedder.dim
+        if projection_dim is not None and not 1 <= projection_dim <= width:
+            raise ConfigurationError(f"projection_dim must be in 1..{width}, got {projection_dim}")
+        self.max_chars = max_chars
+        if projection_dim is None or projection_dim == width:
+            self._projection: FloatArray | None = None
+            self._embed_dim = width
+        else:
+            rng = np.random.default_rng(_PROJECTION_SEED)
+            q, _ = np.linalg.qr(rng.standard_normal((width, projection_dim)))
+            self._projection = q * np.sqrt(width / projection_dim)
+            self._embed_dim = projection_dim
+        self.dim = self._embed_dim + len(METADATA_NAMES) + 1
+        self.cache = FeatureCache(cache_size)
+
+    @property
+    def name(self) -> str:
+        return f"{self.embedder.name}/p{self._embed_dim}"
+
+    def feature_names(self) -> list[str]:
+        return [f"e{i}" for i in range(self._embed_dim)] + list(METADATA_NAMES) + ["bias"]
+
+    def _assemble(self, text: str, embedding: FloatArray) -> FloatArray:
+        if self._projection is not None:
+            embedding = embedding @ self._projection
+        return np.concatenate([embedding, metadata_features(text), [1.0]])
+
+    def features(self, text: str) -> FloatArray:
+        """The feature vector of one text (read-only; cached)."""
+        key = text_key(text)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        focused = question_focus(text, self.max_chars)
+        embedding = self.embedder.embed([focused])[0].astype(np.float64)
+        x = self._assemble(focused, embedding)
+        self.cache.put(key, x)
+        return x
+
+    def features_batch(self, texts: Sequence[str], batch_size: int = 32) -> FloatArray:
+        """Feature rows for many texts, embedding the uncached ones in batches."""
+        out = np.zeros((len(texts), self.dim))
+        missing: list[int] = []
+        for i, text in enumerate(texts):
+            cached = self.cache.get(text_key(text))
+            if cached is None:
+                missing.append(i)
+            else:
+                out[i] = cached
+        for start in range(0, len(missing), batch_size):
+            rows = missing[start : start + batch_size]
+            focused = [question_focus(texts[i], self.max_chars) for i in rows]
+            embeddings = self.embedder.embed(focused).astype(np.float64)
+            for i, f, e in zip(rows, focused, embeddings, strict=True):
+                out[i] = self._assemble(f, e)
+                self.cache.put(text_key(texts[i]), out[i].copy())
+        return out

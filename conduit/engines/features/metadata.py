@@ -1,0 +1,36 @@
+"""Cheap, model-free features of a prompt: how long, whether it holds code or math."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from conduit.engines.bandits.base import FloatArray
+
+__all__ = ["METADATA_NAMES", "metadata_features"]
+
+METADATA_NAMES = ("length", "code", "math", "question")
+
+_CODE = re.compile(r"```|\bdef |\bclass |\breturn\b|\bimport |#include|[;{}]\s*$|=>|\bfunction\b", re.M)
+_MATH = re.compile(r"\d\s*[-+*/^=<>]\s*\d|\\frac|\\sum|\\int|\$[^$]+\$|\bsqrt\b|\bequation\b")
+_QUESTION = re.compile(r"\?|^\s*(what|why|how|which|who|when|where|explain|describe)\b", re.I | re.M)
+
+
+def metadata_features(text: str) -> FloatArray:
+    """``length`` (log tokens, 0..1 at 4k tokens), then 0/1 flags for code, math and a question.
+
+    >>> metadata_features("What is 2+2?").round(2).tolist()
+    [0.23, 0.0, 1.0, 1.0]
+    """
+    tokens = len(text) / 4.0
+    length = min(math.log1p(tokens) / math.log1p(4096.0), 1.0)
+    return np.array(
+        [
+            length,
+            1.0 if _CODE.search(text) else 0.0,
+            1.0 if _MATH.search(text) else 0.0,
+            1.0 if _QUESTION.search(text) else 0.0,
+        ]
+    )

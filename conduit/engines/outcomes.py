@@ -1,0 +1,157 @@
+"""What the router learns besides quality: each model's cost and latency, and counts.
+
+All statistics are additive sums per model, like the bandits', so they merge
+across processes and survive adding or removing models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from conduit.engines.bandits.base import FloatArray
+from conduit.errors import DuplicateModelError, StateError, UnknownModelError
+
+__all__ = ["OutcomeStats", "Price"]
+
+#: Keys of the per-model sums.
+KEYS = (
+    "decisions",
+    "quality_n",
+    "quality_sum",
+    "cost_n",
+    "cost_sum",
+    "cost_tokens",
+    "latency_n",
+    "latency_sum",
+)
+
+#: Output tokens assumed for a known price before any cost has been observed.
+DEFAULT_OUTPUT_TOKENS = 256.0
+
+
+class Price:
+    """A model's list price in USD per token, input and output."""
+
+    __slots__ = ("input", "output")
+
+    def __init__(self, input: float, output: float) -> None:
+        self.input = float(input)
+        self.output = float(output)
+
+    def predict(self, tokens: float) -> float:
+        return self.input * tokens + self.output * DEFAULT_OUTPUT_TOKENS
+
+    def __repr__(self) -> str:
+        return f"Price(input={self.input!r}, output={self.output!r})"
+
+
+class OutcomeStats:
+    """Per-model sums of quality, cost (with the prompt tokens it was paid for) and latency."""
+
+    def __init__(self) -> None:
+        self._models: list[str] = []
+        self._index: dict[str, int] = {}
+        self._sums = np.zeros((0, len(KEYS)))
+        self.prices: dict[str, Price] = {}
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(self._models)
+
+    def add_model(self, model: str, price: Price | None = None) -> None:
+        if model in self._index:
+            raise DuplicateModelError(f"model {model!r} is already known")
+        self._index[model] = len(self._models)
+        self._models.append(model)
+        self._sums = np.vstack([self._sums, np.zeros(len(KEYS))])
+        if price is not None:
+            self.prices[model] = price
+
+    def remove_model(self, model: str) -> None:
+        i = self._row(model)
+        self._sums = np.delete(self._sums, i, axis=0)
+        del self._models[i]
+        self._index = {m: j for j, m in enumerate(self._models)}
+        self.prices.pop(model, None)
+
+    def _row(self, model: str) -> int:
+        try:
+            return self._index[model]
+        except KeyError:
+            raise UnknownModelError(f"unknown model {model!r}") from None
+
+    def add(self, model: str, **values: float) -> None:
+        row = self._sums[self._row(model)]
+        for key, value in values.items():
+            row[KEYS.index(key)] += value
+
+    def predicted_costs(self, tokens: float) -> FloatArray:
+        """Predicted cost of a prompt of ``tokens`` for every model (NaN where unknown).
+
+        A ratio estimator (observed cost per prompt token) once a cost has been
+        observed, with the list price, where known, as one pseudo-observation.
+        """
+        s = self._sums
+        observed_cost = s[:, KEYS.index("cost_sum")]
+        observed_tokens = s[:, KEYS.index("cost_tokens")]
+        out = np.full(len(self._models), np.nan)
+        for i, model in enumerate(self._models):
+            price = self.prices.get(model)
+            if price is not None:
+                prior_tokens = 100.0
+                prior_cost = price.predict(prior_tokens)
+                out[i] = tokens * (observed_cost[i] + prior_cost) / (observed_tokens[i] + prior_tokens)
+            elif observed_tokens[i] > 0:
+                out[i] = tokens * observed_cost[i] / observed_tokens[i]
+        return out
+
+    def mean(self, key: str) -> FloatArray:
+        """Mean quality, cost or latency per model (NaN where nothing was observed)."""
+        n = self._sums[:, KEYS.index(f"{key}_n")]
+        total = self._sums[:, KEYS.index(f"{key}_sum")]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+    def column(self, key: str) -> FloatArray:
+        return self._sums[:, KEYS.index(key)].copy()
+
+    # -- state, as plain arrays ------------------------------------------------------------
+    def stats(self) -> dict[str, dict[str, float]]:
+        return {m: dict(zip(KEYS, map(float, self._sums[i]), strict=True)) for i, m in enumerate(self._models)}
+
+    def merge(self, delta: Mapping[str, Mapping[str, float]]) -> None:
+        rows: list[tuple[str, FloatArray]] = []
+        for model, parts in delta.items():
+            if set(parts) != set(KEYS):
+                raise StateError(f"outcome delta for {model!r} has keys {sorted(parts)}")
+            row = np.array([float(parts[k]) for k in KEYS])
+            if not np.all(np.isfinite(row)):
+                raise StateError(f"outcome delta for {model!r} is not finite")
+            rows.append((model, row))
+        for model, row in rows:
+            if model not in self._index:
+                self.add_model(model)
+            self._sums[self._index[model]] += row
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "keys": list(KEYS),
+            "models": list(self._models),
+            "sums": self._sums.copy(),
+            "prices": {m: [p.input, p.output] for m, p in self.prices.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if list(state.get("keys", [])) != list(KEYS):
+            raise StateError("outcome statistics were saved with other keys")
+        models = list(state.get("models", []))
+        sums = np.asarray(state.get("sums"), dtype=np.float64)
+        if sums.shape != (len(models), len(KEYS)) or not np.all(np.isfinite(sums)):
+            raise StateError(f"outcome sums have shape {sums.shape}")
+        self._models = models
+        self._index = {m: i for i, m in enumerate(models)}
+        self._sums = sums.copy()
+        self.prices = {m: Price(*p) for m, p in state.get("prices", {}).items()}

@@ -1,0 +1,133 @@
+"""Routing logs: per query, every model's real quality and cost (gzip'd or plain JSONL).
+
+One JSON object per line::
+
+    {"id": "...", "prompt": "...", "task": "...",
+     "outcomes": {"model-a": {"quality": 1.0, "cost": 0.00031}, ...}}
+
+``quality`` is in [0, 1]; ``cost`` is USD or null where unknown. Every line must
+carry an outcome for the same set of models. A malformed line raises
+:class:`~conduit.errors.LogFormatError` naming the file and line number.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import IO
+
+from conduit.errors import LogFormatError
+
+__all__ = ["DEFAULT_LOG", "LogRecord", "Outcome", "iter_log", "read_log", "shipped_log"]
+
+#: The log that ships inside the package (RouterBench ARC + Winogrande, 11 models).
+DEFAULT_LOG = "routerbench-arc-winogrande.jsonl.gz"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    quality: float
+    cost: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    id: str
+    prompt: str
+    task: str
+    outcomes: dict[str, Outcome]
+
+
+def shipped_log(name: str = DEFAULT_LOG) -> Path:
+    """Path of a log shipped in ``conduit/data`` (see its NOTICE for attribution)."""
+    path = Path(str(resources.files("conduit").joinpath("data", name)))
+    if not path.is_file():
+        raise LogFormatError(f"no shipped log named {name!r}")
+    return path
+
+
+def _open(path: Path) -> IO[str]:
+    with path.open("rb") as probe:
+        magic = probe.read(2)
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return path.open("r", encoding="utf-8")
+
+
+def _outcome(where: str, model: object, value: object) -> Outcome:
+    if not isinstance(model, str) or not model:
+        raise LogFormatError(f"{where}: model names must be non-empty strings")
+    if not isinstance(value, dict) or "quality" not in value:
+        raise LogFormatError(f"{where}: outcome of {model!r} must be an object with 'quality'")
+    quality, cost = value["quality"], value.get("cost")
+    if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not (
+        math.isfinite(quality) and 0.0 <= quality <= 1.0
+    ):
+        raise LogFormatError(f"{where}: quality of {model!r} must be a number in [0, 1], got {quality!r}")
+    if cost is not None and (
+        isinstance(cost, bool)
+        or not isinstance(cost, (int, float))
+        or not math.isfinite(cost)
+        or cost < 0
+    ):
+        raise LogFormatError(f"{where}: cost of {model!r} must be a number >= 0 or null, got {cost!r}")
+    return Outcome(float(quality), None if cost is None else float(cost))
+
+
+def iter_log(path: str | Path) -> Iterator[LogRecord]:
+    """Stream the records of a log, validating each line."""
+    path = Path(path)
+    if not path.is_file():
+        raise LogFormatError(f"{path}: no such file")
+    models: tuple[str, ...] | None = None
+    try:
+        with _open(path) as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise LogFormatError(f"{where}: not valid JSON ({exc})") from None
+                if not isinstance(row, dict):
+                    raise LogFormatError(f"{where}: each line must be a JSON object")
+                prompt, outcomes = row.get("prompt"), row.get("outcomes")
+                if not isinstance(prompt, str) or not prompt.strip():
+                    raise LogFormatError(f"{where}: 'prompt' must be a non-empty string")
+                if not isinstance(outcomes, dict) or not outcomes:
+                    raise LogFormatError(f"{where}: 'outcomes' must be a non-empty object")
+                parsed = {m: _outcome(where, m, v) for m, v in outcomes.items()}
+                names = tuple(sorted(parsed))
+                if models is None:
+                    models = names
+                elif names != models:
+                    raise LogFormatError(
+                        f"{where}: outcomes name models {list(names)}, earlier lines {list(models)}"
+                    )
+                yield LogRecord(
+                    id=str(row.get("id", number)),
+                    prompt=prompt,
+                    task=str(row.get("task", "")),
+                    outcomes=parsed,
+                )
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise LogFormatError(f"{path}: cannot read ({exc})") from exc
+
+
+def read_log(path: str | Path, limit: int | None = None) -> list[LogRecord]:
+    """All records (or the first ``limit``) of a log; an empty log is an error."""
+    records: list[LogRecord] = []
+    for record in iter_log(path):
+        records.append(record)
+        if limit is not None and len(records) >= limit:
+            break
+    if not records:
+        raise LogFormatError(f"{path}: the log holds no records")
+    return records

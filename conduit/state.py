@@ -1,0 +1,121 @@
+"""State as versioned, checksummed JSON with arrays as (dtype, shape, data); never pickle."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conduit.errors import StateError
+
+__all__ = ["FORMAT", "VERSION", "decode", "encode", "read_state", "write_state"]
+
+FORMAT = "conduit-state"
+VERSION = 1
+_ARRAY = "__ndarray__"
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        return {
+            _ARRAY: {
+                "dtype": array.dtype.str,
+                "shape": list(array.shape),
+                "data": base64.b64encode(array.tobytes()).decode("ascii"),
+            }
+        }
+    if isinstance(value, dict):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_ARRAY}:
+            spec = value[_ARRAY]
+            dtype = np.dtype(spec["dtype"])
+            if dtype.kind not in "fiub":
+                raise StateError(f"state array has unsupported dtype {dtype}")
+            data = base64.b64decode(spec["data"], validate=True)
+            return np.frombuffer(data, dtype=dtype).reshape(spec["shape"]).copy()
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
+def _checksum(payload_text: str) -> str:
+    return hashlib.sha256(payload_text.encode("utf-8")).hexdigest()
+
+
+def encode(payload: dict[str, Any]) -> str:
+    """JSON text of ``payload`` with its format, version and sha256."""
+    body = json.dumps(_to_json(payload), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return json.dumps(
+        {"format": FORMAT, "version": VERSION, "sha256": _checksum(body), "payload": json.loads(body)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def decode(text: str | bytes) -> dict[str, Any]:
+    """The payload of :func:`encode`'s text; :class:`StateError` if it is not intact."""
+    try:
+        outer = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StateError(f"state is not valid JSON: {exc}") from exc
+    if not isinstance(outer, dict) or outer.get("format") != FORMAT:
+        raise StateError("not a Conduit state (its 'format' is missing or foreign)")
+    if outer.get("version") != VERSION:
+        raise StateError(f"state version {outer.get('version')!r} is not supported (expected {VERSION})")
+    payload = outer.get("payload")
+    if not isinstance(payload, dict):
+        raise StateError("state has no payload")
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    if _checksum(body) != outer.get("sha256"):
+        raise StateError("state checksum does not match: the file is corrupt or was edited")
+    try:
+        result: dict[str, Any] = _from_json(payload)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"state holds a malformed array: {exc}") from exc
+    return result
+
+
+def write_state(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write atomically (temp file, fsync, rename), private to the user (0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = encode(payload)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_state(path: str | Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StateError(f"cannot read state {path}: {exc}") from exc
+    try:
+        return decode(text)
+    except StateError as exc:
+        raise StateError(f"{path}: {exc}") from exc

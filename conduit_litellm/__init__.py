@@ -1,0 +1,1 @@
+"""Conduit for LiteLLM: a routing strategy that learns from every request."""
