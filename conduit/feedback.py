@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from conduit.engines.bandits.base import FloatArray
-from conduit.errors import UnknownDecisionError
+from conduit.errors import ConfigurationError, UnknownDecisionError
 
 __all__ = ["PARTS", "Pending", "PendingDecisions"]
 
@@ -25,12 +25,16 @@ PARTS = ("quality", "cost", "latency")
 
 @dataclass(slots=True)
 class Pending:
-    """One routed decision awaiting its outcome."""
+    """One routed decision awaiting its outcome.
+
+    ``created`` is stamped by :meth:`PendingDecisions.add` on the store's own
+    clock, so no caller can age an entry on a different one.
+    """
 
     model: str
     features: FloatArray | None
     tokens: float
-    created: float
+    created: float = 0.0
     seen: set[str] = field(default_factory=set)
 
 
@@ -44,16 +48,23 @@ class PendingDecisions:
         maxsize: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+            raise ConfigurationError(f"pending_ttl must be a positive number of seconds: {ttl!r}")
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ConfigurationError(f"max_pending must be a positive int, got {maxsize!r}")
         self.ttl = float(ttl)
-        self.maxsize = int(maxsize)
+        self.maxsize = maxsize
         self._clock = clock
         self._items: OrderedDict[str, Pending] = OrderedDict()
         self._lock = threading.Lock()
         self.expired = 0
 
     def add(self, decision_id: str, pending: Pending) -> None:
+        """Keep ``pending`` under ``decision_id``, stamped now; evict the expired and the oldest."""
         with self._lock:
+            pending.created = self._clock()
             self._items[decision_id] = pending
+            self._items.move_to_end(decision_id)
             self._evict()
 
     def _evict(self) -> None:
@@ -95,7 +106,11 @@ class PendingDecisions:
                 pending.features = None
 
     def __len__(self) -> int:
-        return len(self._items)
+        with self._lock:
+            self._evict()
+            return len(self._items)
 
     def __contains__(self, decision_id: object) -> bool:
-        return decision_id in self._items
+        with self._lock:
+            self._evict()
+            return decision_id in self._items

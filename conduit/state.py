@@ -23,12 +23,12 @@ _ARRAY = "__ndarray__"
 
 def _to_json(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value)
+        # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
         return {
             _ARRAY: {
-                "dtype": array.dtype.str,
-                "shape": list(array.shape),
-                "data": base64.b64encode(array.tobytes()).decode("ascii"),
+                "dtype": value.dtype.str,
+                "shape": list(value.shape),
+                "data": base64.b64encode(value.tobytes(order="C")).decode("ascii"),
             }
         }
     if isinstance(value, dict):
@@ -60,10 +60,23 @@ def _checksum(payload_text: str) -> str:
 
 
 def encode(payload: dict[str, Any]) -> str:
-    """JSON text of ``payload`` with its format, version and sha256."""
-    body = json.dumps(_to_json(payload), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    """JSON text of ``payload`` with its format, version and sha256.
+
+    NaN and infinities are refused (:class:`StateError`): JSON has no such numbers,
+    and learned statistics holding one are already broken.
+    """
+    try:
+        body = json.dumps(_to_json(payload), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StateError(f"state cannot be encoded: {exc}") from exc
+    envelope = {
+        "format": FORMAT,
+        "version": VERSION,
+        "sha256": _checksum(body),
+        "payload": json.loads(body),
+    }
     return json.dumps(
-        {"format": FORMAT, "version": VERSION, "sha256": _checksum(body), "payload": json.loads(body)},
+        envelope,
         sort_keys=True,
         separators=(",", ":"),
     )
@@ -77,12 +90,16 @@ def decode(text: str | bytes) -> dict[str, Any]:
         raise StateError(f"state is not valid JSON: {exc}") from exc
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise StateError("not a Conduit state (its 'format' is missing or foreign)")
-    if outer.get("version") != VERSION:
-        raise StateError(f"state version {outer.get('version')!r} is not supported (expected {VERSION})")
+    version = outer.get("version")
+    if isinstance(version, bool) or version != VERSION:
+        raise StateError(f"state version {version!r} is not supported (expected {VERSION})")
     payload = outer.get("payload")
     if not isinstance(payload, dict):
         raise StateError("state has no payload")
-    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    try:
+        body = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:  # NaN or Infinity, which encode never writes
+        raise StateError("state checksum does not match: it holds non-finite numbers") from exc
     if _checksum(body) != outer.get("sha256"):
         raise StateError("state checksum does not match: the file is corrupt or was edited")
     try:
@@ -108,9 +125,16 @@ def write_state(path: str | Path, payload: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    # Make the rename itself durable: without this a crash can bring back the old file.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def read_state(path: str | Path) -> dict[str, Any]:
+    """The payload :func:`write_state` wrote; :class:`StateError` if unreadable or not intact."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

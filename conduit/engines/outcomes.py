@@ -103,7 +103,8 @@ class OutcomeStats:
             if price is not None:
                 prior_tokens = 100.0
                 prior_cost = price.predict(prior_tokens)
-                out[i] = tokens * (observed_cost[i] + prior_cost) / (observed_tokens[i] + prior_tokens)
+                observed = observed_cost[i] + prior_cost
+                out[i] = tokens * observed / (observed_tokens[i] + prior_tokens)
             elif observed_tokens[i] > 0:
                 out[i] = tokens * observed_cost[i] / observed_tokens[i]
         return out
@@ -120,7 +121,10 @@ class OutcomeStats:
 
     # -- state, as plain arrays ------------------------------------------------------------
     def stats(self) -> dict[str, dict[str, float]]:
-        return {m: dict(zip(KEYS, map(float, self._sums[i]), strict=True)) for i, m in enumerate(self._models)}
+        return {
+            m: dict(zip(KEYS, map(float, self._sums[i]), strict=True))
+            for i, m in enumerate(self._models)
+        }
 
     def merge(self, delta: Mapping[str, Mapping[str, float]]) -> None:
         rows: list[tuple[str, FloatArray]] = []
@@ -145,13 +149,35 @@ class OutcomeStats:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if list(state.get("keys", [])) != list(KEYS):
+        """Restore :meth:`state_dict`'s output; a malformed state raises and changes nothing."""
+        if not isinstance(state, Mapping) or list(state.get("keys", [])) != list(KEYS):
             raise StateError("outcome statistics were saved with other keys")
-        models = list(state.get("models", []))
-        sums = np.asarray(state.get("sums"), dtype=np.float64)
+        models = state.get("models", [])
+        if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+            raise StateError(f"outcome models must be a list of names, got {models!r}")
+        if len(set(models)) != len(models):
+            raise StateError(f"outcome statistics list a model twice: {models}")
+        try:
+            sums = np.asarray(state.get("sums"), dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"outcome sums are not numeric: {exc}") from exc
         if sums.shape != (len(models), len(KEYS)) or not np.all(np.isfinite(sums)):
-            raise StateError(f"outcome sums have shape {sums.shape}")
-        self._models = models
+            raise StateError(f"outcome sums have shape {sums.shape} or non-finite values")
+        raw_prices = state.get("prices", {})
+        prices: dict[str, Price] = {}
+        if not isinstance(raw_prices, Mapping):
+            raise StateError("outcome prices must map model names to (input, output)")
+        for model, pair in raw_prices.items():
+            try:
+                price = Price(*pair)
+            except (TypeError, ValueError) as exc:
+                raise StateError(f"price of {model!r} is malformed: {pair!r}") from exc
+            if model not in models or not all(
+                np.isfinite(v) and v >= 0 for v in (price.input, price.output)
+            ):
+                raise StateError(f"price of {model!r} is unknown or not a finite amount >= 0")
+            prices[model] = price
+        self._models = list(models)
         self._index = {m: i for i, m in enumerate(models)}
         self._sums = sums.copy()
-        self.prices = {m: Price(*p) for m, p in state.get("prices", {}).items()}
+        self.prices = prices

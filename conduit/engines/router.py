@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,11 +44,17 @@ from conduit.types import (
     RoutingDecision,
 )
 
+if TYPE_CHECKING:
+    from conduit.stores import Store, StoreSync
+
 __all__ = ["DEFAULT_ALGORITHM", "Router", "estimate_tokens"]
 
 logger = logging.getLogger("conduit.router")
 
-DEFAULT_ALGORITHM = "thompson"
+#: What ``Router(models)`` runs: UCB1 for the cold start, then LinUCB (the guide's default).
+DEFAULT_ALGORITHM = "hybrid"
+#: What ``use_hybrid=False`` without an explicit algorithm runs (the guide's non-hybrid default).
+NON_HYBRID_ALGORITHM = "thompson"
 PriceLike = Price | tuple[float, float] | Mapping[str, float]
 
 
@@ -74,15 +80,19 @@ def _as_price(model: str, value: PriceLike) -> Price:
 
 
 def _shares(values: FloatArray) -> FloatArray:
-    """Each value as a fraction of the largest; unknown (NaN) values get the median share."""
+    """Each value as a fraction of the largest known one.
+
+    An unknown value (NaN: no price and nothing observed yet) counts as free:
+    optimism in the face of uncertainty, so an untried model is tried once and
+    its cost learned, rather than assumed as dear as the dearest and never tried.
+    """
     known = np.isfinite(values)
     if not known.any():
         return np.zeros_like(values)
     top = float(values[known].max())
-    shares = np.where(known, values / top if top > 0 else 0.0, np.nan)
-    if not known.all():
-        shares[~known] = float(np.median(shares[known]))
-    return shares
+    if top <= 0:
+        return np.zeros_like(values)
+    return np.where(known, values / top, 0.0)
 
 
 def _finite_feedback(name: str, value: object, upper: float | None) -> float:
@@ -116,7 +126,7 @@ class Router:
         models: Sequence[str],
         *,
         bandit_algorithm: str | None = None,
-        use_hybrid: bool = False,
+        use_hybrid: bool | None = None,
         embedding_model: str = "all-MiniLM-L6-v2",
         embedding_backend: Backend = "auto",
         seed: int | None = None,
@@ -130,6 +140,8 @@ class Router:
         state_path: str | Path | None = None,
         autosave_every: int = 100,
         extractor: FeatureExtractor | None = None,
+        state_store: str | Store | None = None,
+        sync_interval: float = 5.0,
     ) -> None:
         if isinstance(models, str) or not isinstance(models, Iterable):
             raise ConfigurationError("models must be a list of model names")
@@ -143,12 +155,19 @@ class Router:
             if model in seen:
                 raise DuplicateModelError(f"model {model!r} is listed twice")
             seen.add(model)
-        if use_hybrid and bandit_algorithm not in (None, "hybrid"):
+        if (use_hybrid and bandit_algorithm not in (None, "hybrid")) or (
+            use_hybrid is False and bandit_algorithm == "hybrid"
+        ):
             raise ConfigurationError(
-                f"use_hybrid=True runs UCB1 then LinUCB; it cannot be combined with "
-                f"bandit_algorithm={bandit_algorithm!r}"
+                f"use_hybrid={use_hybrid} contradicts bandit_algorithm={bandit_algorithm!r}: "
+                "use_hybrid=True means UCB1 then LinUCB"
             )
-        algorithm = "hybrid" if use_hybrid else (bandit_algorithm or DEFAULT_ALGORITHM)
+        if bandit_algorithm is not None:
+            algorithm = bandit_algorithm
+        elif use_hybrid is None:
+            algorithm = DEFAULT_ALGORITHM
+        else:
+            algorithm = "hybrid" if use_hybrid else NON_HYBRID_ALGORITHM
         if algorithm not in ALGORITHMS:
             raise ConfigurationError(
                 f"unknown bandit_algorithm {algorithm!r}; choose one of {sorted(ALGORITHMS)}"
@@ -187,6 +206,12 @@ class Router:
         self._save_thread: threading.Thread | None = None
         if self.state_path is not None and self.state_path.exists():
             self.load(self.state_path)
+        self.store_sync: StoreSync | None = None
+        if state_store is not None:  # learning shared through a store, synced in the background
+            from conduit.stores import StoreSync
+
+            self.store_sync = StoreSync(self, state_store, interval=sync_interval)
+            self.store_sync.start()
 
     # -- models ----------------------------------------------------------------------------
     @property
@@ -330,7 +355,11 @@ class Router:
             phase = self._phase()
         decision_id = uuid.uuid4().hex
         self._pending.add(decision_id, Pending(model=model, features=x, tokens=tokens, created=0.0))
-        return self._explain(decision_id, model, [models[i] for i in cands], choice, costs, latency, phase)
+        names = [models[i] for i in cands]
+        decision = self._explain(decision_id, model, names, choice, costs, latency, phase)
+        if self.store_sync is not None:
+            self.store_sync.record_decision(decision, q.text, prefs)
+        return decision
 
     def _phase(self) -> str:
         return str(getattr(self._bandit, "phase", self.algorithm))
@@ -437,6 +466,8 @@ class Router:
             self._since_save += 1
         if "quality" in new:
             self._pending.forget_features(decision_id)
+        if self.store_sync is not None:
+            self.store_sync.record_outcome(decision_id, pending.model, {k: values[k] for k in new})
         self._maybe_autosave()
         return frozenset(new)
 
@@ -506,10 +537,17 @@ class Router:
                 f"state was learned on features {state.get('features')!r}, "
                 f"this router computes {self._feature_name()!r}"
             )
-        bandit = make_bandit(self.algorithm, dim=self._bandit.dim, **{
-            k: v for k, v in state.get("bandit", {}).get("params", {}).items() if k != "dim"
-        })
-        bandit.load_state_dict(state.get("bandit", {}))
+        saved = state.get("bandit")
+        params = saved.get("params") if isinstance(saved, Mapping) else None
+        if not isinstance(saved, Mapping) or not isinstance(params, Mapping):
+            raise StateError("state holds no policy state with its parameters")
+        try:
+            bandit = make_bandit(
+                self.algorithm, dim=self._bandit.dim, **{k: v for k, v in params.items() if k != "dim"}
+            )
+        except ConfigurationError as exc:
+            raise StateError(f"state's policy parameters are invalid: {exc}") from exc
+        bandit.load_state_dict(saved)
         outcomes = OutcomeStats()
         outcomes.load_state_dict(state.get("outcomes", {}))
         if list(outcomes.models) != list(bandit.arms):
@@ -557,6 +595,8 @@ class Router:
             self._save_thread.join()
         if self.state_path is not None:
             self.save()
+        if self.store_sync is not None:  # push what is left to the store, stop the sync thread
+            self.store_sync.close()
 
     def __enter__(self) -> Router:
         return self

@@ -1,0 +1,63 @@
+"""Replay evaluation: stream a routing log through a learning router and score it.
+
+>>> from conduit.replay import replay
+>>> result = replay(limit=50, embedding_backend="hashing", seed=0)  # the shipped log
+>>> result.n, len(result.models)
+(50, 11)
+>>> oracle = result.baselines.oracle
+>>> result.policy.regret_vs_oracle == oracle.mean_quality - result.policy.mean_quality
+True
+"""
+
+from conduit.replay.log import DEFAULT_LOG, LogRecord, Outcome, iter_log, read_log, shipped_log
+from conduit.replay.loop import (
+    DEFAULT_ALGORITHM,
+    DEFAULT_PREFERENCE,
+    SWEEP_COST_WEIGHTS,
+    ReplayData,
+    baselines,
+    load,
+    replay,
+    sweep,
+)
+from conduit.replay.metrics import apgr, cpt, pgr
+from conduit.replay.report import (
+    Baselines,
+    LearningCurve,
+    Level,
+    PolicySummary,
+    ReplayResult,
+    SweepPoint,
+    SweepResult,
+    format_replay,
+    format_sweep,
+)
+
+__all__ = [
+    "DEFAULT_ALGORITHM",
+    "DEFAULT_LOG",
+    "DEFAULT_PREFERENCE",
+    "SWEEP_COST_WEIGHTS",
+    "Baselines",
+    "LearningCurve",
+    "Level",
+    "LogRecord",
+    "Outcome",
+    "PolicySummary",
+    "ReplayData",
+    "ReplayResult",
+    "SweepPoint",
+    "SweepResult",
+    "apgr",
+    "baselines",
+    "cpt",
+    "format_replay",
+    "format_sweep",
+    "iter_log",
+    "load",
+    "pgr",
+    "read_log",
+    "replay",
+    "shipped_log",
+    "sweep",
+]

@@ -16,13 +16,14 @@ import gzip
 import io
 import json
 import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import IO
 
-from conduit.errors import LogFormatError
+from conduit.errors import LogFormatError, ValidationError
 
 __all__ = ["DEFAULT_LOG", "LogRecord", "Outcome", "iter_log", "read_log", "shipped_log"]
 
@@ -56,8 +57,8 @@ def _open(path: Path) -> IO[str]:
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return path.open("r", encoding="utf-8")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return path.open("r", encoding="utf-8-sig")  # -sig: tolerate a byte-order mark
 
 
 def _outcome(where: str, model: object, value: object) -> Outcome:
@@ -66,17 +67,23 @@ def _outcome(where: str, model: object, value: object) -> Outcome:
     if not isinstance(value, dict) or "quality" not in value:
         raise LogFormatError(f"{where}: outcome of {model!r} must be an object with 'quality'")
     quality, cost = value["quality"], value.get("cost")
-    if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not (
-        math.isfinite(quality) and 0.0 <= quality <= 1.0
+    if (
+        isinstance(quality, bool)
+        or not isinstance(quality, (int, float))
+        or not (math.isfinite(quality) and 0.0 <= quality <= 1.0)
     ):
-        raise LogFormatError(f"{where}: quality of {model!r} must be a number in [0, 1], got {quality!r}")
+        raise LogFormatError(
+            f"{where}: quality of {model!r} must be a number in [0, 1], got {quality!r}"
+        )
     if cost is not None and (
         isinstance(cost, bool)
         or not isinstance(cost, (int, float))
         or not math.isfinite(cost)
         or cost < 0
     ):
-        raise LogFormatError(f"{where}: cost of {model!r} must be a number >= 0 or null, got {cost!r}")
+        raise LogFormatError(
+            f"{where}: cost of {model!r} must be a number >= 0 or null, got {cost!r}"
+        )
     return Outcome(float(quality), None if cost is None else float(cost))
 
 
@@ -117,12 +124,14 @@ def iter_log(path: str | Path) -> Iterator[LogRecord]:
                     task=str(row.get("task", "")),
                     outcomes=parsed,
                 )
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
         raise LogFormatError(f"{path}: cannot read ({exc})") from exc
 
 
 def read_log(path: str | Path, limit: int | None = None) -> list[LogRecord]:
     """All records (or the first ``limit``) of a log; an empty log is an error."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(f"limit must be a positive int, got {limit!r}")
     records: list[LogRecord] = []
     for record in iter_log(path):
         records.append(record)

@@ -1,0 +1,112 @@
+"""State and history stores behind one protocol, chosen by URL.
+
+===============================  =============================================
+``memory://`` / ``memory://n``   in-process (private / shared by name ``n``)
+``sqlite:///rel.db``             an SQLite file (``sqlite:////abs/path.db``)
+``postgresql://user@host/db``    PostgreSQL, schema ``conduit`` (``conduit[postgres]``)
+``redis://host:6379/0``          Redis (``conduit[redis]``); ``?prefix=`` for the keys
+===============================  =============================================
+
+Every URL also takes ``?namespace=`` (which router's learning; default
+``default``) and ``?store_prompts=true`` (keep prompt text in the history; off
+by default, only its sha256 is kept). Without a URL, ``$CONDUIT_STATE_URL`` or an
+SQLite file in the user's data directory is used.
+
+>>> store = open_store("memory://?namespace=docs")
+>>> store.namespace, store.pull() is None
+('docs', True)
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from conduit.config import state_url
+from conduit.errors import ConfigurationError
+from conduit.stores.base import HistoryRecord, Meta, Snapshot, Store, Sums
+from conduit.stores.sync import StoreSync
+
+__all__ = [
+    "HistoryRecord",
+    "Meta",
+    "Snapshot",
+    "Store",
+    "StoreSync",
+    "Sums",
+    "open_store",
+    "redact",
+]
+
+_OURS = ("namespace", "store_prompts", "prefix")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and errors)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+def open_store(
+    url: str | None = None, *, namespace: str | None = None, store_prompts: bool | None = None
+) -> Store:
+    """The store a URL names (``None``: ``$CONDUIT_STATE_URL`` or the embedded SQLite file).
+
+    Keyword arguments override the URL's ``?namespace=`` and ``?store_prompts=``.
+    """
+    if url is None:
+        url = state_url()
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"state store must be a URL like sqlite:///state.db, postgresql://..., redis://... "
+            f"or memory://, got {url!r}"
+        )
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in _OURS}
+    rest = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in _OURS])))
+    flag = ours.get("store_prompts", "").lower()
+    if flag not in _TRUE | _FALSE:
+        raise ConfigurationError(f"store_prompts must be true or false, got {flag!r}")
+    shown = redact(url)
+    ns = namespace or ours.get("namespace") or "default"
+    prompts = flag in _TRUE if store_prompts is None else store_prompts
+    scheme = parts.scheme.lower()
+    if scheme == "memory":
+        from conduit.stores.memory import MemoryStore
+
+        return MemoryStore(
+            name=parts.netloc + parts.path, url=shown, namespace=ns, store_prompts=prompts
+        )
+    if scheme == "sqlite":
+        from conduit.stores.sqlite import SQLiteStore
+
+        path = url.split("://", 1)[1].split("?", 1)[0].removeprefix("/")
+        if not path:
+            raise ConfigurationError(
+                f"sqlite URL needs a path, e.g. sqlite:///state.db, got {url!r}"
+            )
+        return SQLiteStore(path=path, url=shown, namespace=ns, store_prompts=prompts)
+    if scheme in ("postgresql", "postgres"):
+        from conduit.stores.postgres import PostgresStore
+
+        return PostgresStore(dsn=rest, url=shown, namespace=ns, store_prompts=prompts)
+    if scheme in ("redis", "rediss", "unix"):
+        from conduit.stores.redis import RedisStore
+
+        return RedisStore(
+            redis_url=rest,
+            prefix=ours.get("prefix") or "conduit",
+            url=shown,
+            namespace=ns,
+            store_prompts=prompts,
+        )
+    raise ConfigurationError(
+        f"unknown state store scheme {parts.scheme!r} in {redact(url)!r}; "
+        "use memory://, sqlite:///path, postgresql://... or redis://..."
+    )

@@ -47,7 +47,8 @@ class Choice:
     index: int
     """Position of the chosen arm in the candidate list given to :meth:`Bandit.choose`."""
     propensity: float
-    """Probability with which this policy picks this arm for this context (for off-policy evaluation)."""
+    """Probability with which this policy picks this arm for this context (for off-policy
+    evaluation)."""
     utility: FloatArray
     mean: FloatArray
     bonus: FloatArray
@@ -60,9 +61,13 @@ class Bandit(ABC):
     contextual: ClassVar[bool] = False
 
     def __init__(self, *, dim: int = 1, prior_mean: float = 0.5, seed: int | None = None) -> None:
-        if not isinstance(dim, int) or dim < 1:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ConfigurationError(f"dim must be a positive int, got {dim!r}")
-        if not (isinstance(prior_mean, (int, float)) and 0.0 <= prior_mean <= 1.0):
+        if (
+            isinstance(prior_mean, bool)
+            or not isinstance(prior_mean, (int, float))
+            or not 0.0 <= prior_mean <= 1.0
+        ):
             raise ConfigurationError(f"prior_mean must be in [0, 1], got {prior_mean!r}")
         self.dim = dim
         self.prior_mean = float(prior_mean)
@@ -87,7 +92,7 @@ class Bandit(ABC):
         """Mean quality and exploration bonus of arms ``idx`` (index policies)."""
         raise NotImplementedError
 
-    def _rebuild(self) -> None:
+    def _rebuild(self) -> None:  # noqa: B027 - an optional hook: most policies cache nothing
         """Recompute derived caches from ``self._stats`` (after load, merge or removal)."""
 
     def params(self) -> dict[str, Any]:
@@ -143,13 +148,22 @@ class Bandit(ABC):
         weighted by the query's preferences; ``cost_share`` is the unweighted
         predicted cost share, for policies that look at price alone.
         """
-        idx = np.asarray(candidates, dtype=np.intp)
-        if idx.size == 0:
-            raise ConfigurationError("no candidate arms to choose from")
+        idx = self._candidates(candidates)
         mean, bonus = self._estimate(x, idx)
         utility = quality_weight * (mean + bonus) - penalty
         index, propensity = self._argmax(utility)
         return Choice(index, propensity, utility, mean, bonus)
+
+    def _candidates(self, candidates: Sequence[int]) -> NDArray[np.intp]:
+        """Candidate arm indices as an array; refuses an empty, repeated or out-of-range list."""
+        idx = np.asarray(candidates, dtype=np.intp)
+        if idx.ndim != 1 or idx.size == 0:
+            raise ConfigurationError("no candidate arms to choose from")
+        if idx.min() < 0 or idx.max() >= len(self._arms) or np.unique(idx).size != idx.size:
+            raise ConfigurationError(
+                f"candidates {idx.tolist()} must be distinct arm indices below {len(self._arms)}"
+            )
+        return idx
 
     def _argmax(self, utility: FloatArray) -> tuple[int, float]:
         """Best utility, ties broken uniformly at random so list order never matters."""
@@ -161,12 +175,20 @@ class Bandit(ABC):
     def update(self, arm: str, x: FloatArray, reward: float) -> None:
         """Learn that ``arm`` earned quality ``reward`` (0..1) in context ``x``."""
         i = self.arm_index(arm)
-        if not isinstance(reward, (int, float)) or not math.isfinite(reward):
+        if (
+            isinstance(reward, bool)
+            or not isinstance(reward, (int, float, np.integer, np.floating))
+            or not math.isfinite(reward)
+        ):
             raise InvalidFeedbackError(f"reward must be a finite number, got {reward!r}")
         if not 0.0 <= reward <= 1.0:
             raise InvalidFeedbackError(f"reward must be in [0, 1], got {reward}")
-        if self.contextual and x.shape != (self.dim,):
-            raise InvalidFeedbackError(f"context has shape {x.shape}, expected ({self.dim},)")
+        if self.contextual:
+            x = np.asarray(x, dtype=np.float64)
+            if x.shape != (self.dim,):
+                raise InvalidFeedbackError(f"context has shape {x.shape}, expected ({self.dim},)")
+            if not np.all(np.isfinite(x)):
+                raise InvalidFeedbackError("context has NaN or infinite values")
         self._learn(i, x, float(reward))
 
     def pulls(self) -> FloatArray:
@@ -182,17 +204,40 @@ class Bandit(ABC):
         }
 
     def merge(self, delta: Mapping[str, Mapping[str, FloatArray]]) -> None:
-        """Add other learners' statistics (deltas) arm by arm; unknown arms are added."""
+        """Add other learners' statistics (deltas) arm by arm; unknown arms are added.
+
+        The whole delta is checked first, so a bad one raises :class:`StateError`
+        and changes nothing.
+        """
+        self._apply_delta(self._check_delta(delta))
+
+    def _check_delta(
+        self, delta: Mapping[str, Mapping[str, Any]]
+    ) -> list[tuple[str, dict[str, FloatArray]]]:
+        """The delta as float arrays, or :class:`StateError` if any part of it is malformed."""
+        if not isinstance(delta, Mapping):
+            raise StateError(f"a delta maps arm names to statistics, got {type(delta).__name__}")
         checked: list[tuple[str, dict[str, FloatArray]]] = []
         zero = self._zero_stats()
         for arm, parts in delta.items():
-            if set(parts) != set(zero):
-                raise StateError(f"delta for {arm!r} has keys {sorted(parts)}, expected {sorted(zero)}")
-            arrays = {k: np.asarray(v, dtype=np.float64) for k, v in parts.items()}
+            if not isinstance(arm, str) or not arm:
+                raise StateError(f"delta names an invalid arm {arm!r}")
+            if not isinstance(parts, Mapping) or set(parts) != set(zero):
+                keys = sorted(parts) if isinstance(parts, Mapping) else parts
+                raise StateError(f"delta for {arm!r} has keys {keys}, expected {sorted(zero)}")
+            try:
+                arrays = {k: np.asarray(v, dtype=np.float64) for k, v in parts.items()}
+            except (TypeError, ValueError) as exc:
+                raise StateError(f"delta for {arm!r} is not numeric: {exc}") from exc
             for key, value in arrays.items():
                 if value.shape != zero[key].shape or not np.all(np.isfinite(value)):
-                    raise StateError(f"delta {arm!r}.{key} has shape {value.shape} or non-finite values")
+                    raise StateError(
+                        f"delta {arm!r}.{key} has shape {value.shape} or non-finite values"
+                    )
             checked.append((arm, arrays))
+        return checked
+
+    def _apply_delta(self, checked: list[tuple[str, dict[str, FloatArray]]]) -> None:
         for arm, arrays in checked:
             if arm not in self._index:
                 self.add_arm(arm)
@@ -213,25 +258,57 @@ class Bandit(ABC):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved, or refuse with :class:`StateError`."""
-        if state.get("algorithm") != self.name:
-            raise StateError(f"state is for {state.get('algorithm')!r}, not {self.name!r}")
-        arms = list(state.get("arms", []))
+        arms = self._check_header(state)
         stats = state.get("stats", {})
         zero = self._zero_stats()
-        if set(stats) != set(zero) or len(set(arms)) != len(arms):
-            raise StateError(f"state has statistics {sorted(stats)}, expected {sorted(zero)}")
+        if not isinstance(stats, Mapping) or set(stats) != set(zero):
+            found = sorted(stats) if isinstance(stats, Mapping) else stats
+            raise StateError(f"state has statistics {found}, expected {sorted(zero)}")
         loaded: dict[str, FloatArray] = {}
         for key, proto in zero.items():
-            value = np.asarray(stats[key], dtype=np.float64)
+            try:
+                value = np.asarray(stats[key], dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise StateError(f"state statistic {key!r} is not numeric: {exc}") from exc
             if value.shape != (len(arms), *proto.shape) or not np.all(np.isfinite(value)):
-                raise StateError(f"state statistic {key!r} has shape {value.shape}")
+                raise StateError(
+                    f"state statistic {key!r} has shape {value.shape} or non-finite values"
+                )
             loaded[key] = value.copy()
+        rng = self._check_rng(state)
         self._arms = arms
         self._index = {a: i for i, a in enumerate(arms)}
         self._stats = loaded
-        if "rng" in state:
-            self._rng.bit_generator.state = state["rng"]
+        if rng is not None:
+            self._rng = rng
         self._rebuild()
+
+    def _check_header(self, state: Mapping[str, Any]) -> list[str]:
+        """The state's arm names, after checking it is a state of this algorithm."""
+        if not isinstance(state, Mapping):
+            raise StateError(f"a policy state is a mapping, got {type(state).__name__}")
+        if state.get("algorithm") != self.name:
+            raise StateError(f"state is for {state.get('algorithm')!r}, not {self.name!r}")
+        arms = state.get("arms", [])
+        if not isinstance(arms, (list, tuple)) or not all(
+            isinstance(a, str) and a for a in arms
+        ):
+            raise StateError(f"state's arms must be a list of model names, got {arms!r}")
+        if len(set(arms)) != len(arms):
+            raise StateError(f"state lists an arm twice: {arms}")
+        return list(arms)
+
+    @staticmethod
+    def _check_rng(state: Mapping[str, Any]) -> np.random.Generator | None:
+        """A generator in the saved RNG state (``None`` if none was saved), or StateError."""
+        if "rng" not in state:
+            return None
+        rng = np.random.default_rng()
+        try:
+            rng.bit_generator.state = state["rng"]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise StateError(f"state's random generator state is invalid: {exc}") from exc
+        return rng
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(arms={len(self._arms)}, {self.params()})"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,10 +29,11 @@ class RandomBandit(UCB1Bandit):
         quality_weight: float = 1.0,
         cost_share: FloatArray | None = None,
     ) -> Choice:
-        idx = np.asarray(candidates, dtype=np.intp)
+        idx = self._candidates(candidates)
         index = int(self._rng.integers(idx.size))
         mean = self.means(idx)
-        return Choice(index, 1.0 / idx.size, quality_weight * mean - penalty, mean, np.zeros(idx.size))
+        utility = quality_weight * mean - penalty
+        return Choice(index, 1.0 / idx.size, utility, mean, np.zeros(idx.size))
 
 
 class AlwaysBestBandit(UCB1Bandit):
@@ -47,7 +50,7 @@ class AlwaysBestBandit(UCB1Bandit):
         quality_weight: float = 1.0,
         cost_share: FloatArray | None = None,
     ) -> Choice:
-        idx = np.asarray(candidates, dtype=np.intp)
+        idx = self._candidates(candidates)
         mean = self.means(idx)
         untried = self._stats["n"][idx] == 0
         utility = np.where(untried, np.inf, mean)
@@ -69,7 +72,7 @@ class AlwaysCheapestBandit(UCB1Bandit):
         quality_weight: float = 1.0,
         cost_share: FloatArray | None = None,
     ) -> Choice:
-        idx = np.asarray(candidates, dtype=np.intp)
+        idx = self._candidates(candidates)
         share = cost_share if cost_share is not None else np.zeros(idx.size)
         utility = -share
         index, propensity = self._argmax(utility)
@@ -90,8 +93,20 @@ class OracleBandit(UCB1Bandit):
         super().__init__(prior_mean=prior_mean, seed=seed, dim=dim)
         self._truth: dict[str, float] | None = None
 
+    def params(self) -> dict[str, Any]:
+        params = super().params()
+        del params["c"]  # the oracle does not explore
+        return params
+
     def reveal(self, quality: Mapping[str, float]) -> None:
-        self._truth = dict(quality)
+        """The true quality of each model for the next query (used by one :meth:`choose`)."""
+        truth = dict(quality)
+        for arm, value in truth.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+                value
+            ):
+                raise ConfigurationError(f"true quality of {arm!r} must be a finite number")
+        self._truth = truth
 
     def choose(
         self,
@@ -102,10 +117,13 @@ class OracleBandit(UCB1Bandit):
         quality_weight: float = 1.0,
         cost_share: FloatArray | None = None,
     ) -> Choice:
+        idx = self._candidates(candidates)
         if self._truth is None:
             raise ConfigurationError("the oracle needs the true outcomes: it runs only in replay")
-        idx = np.asarray(candidates, dtype=np.intp)
-        truth = np.array([self._truth[self._arms[i]] for i in idx])
+        missing = [self._arms[i] for i in idx if self._arms[i] not in self._truth]
+        if missing:
+            raise ConfigurationError(f"reveal() gave no true quality for {missing}")
+        truth = np.array([self._truth[self._arms[i]] for i in idx], dtype=np.float64)
         share = cost_share if cost_share is not None else np.zeros(idx.size)
         utility = truth - 1e-6 * share
         index, propensity = self._argmax(utility)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from conduit.engines.bandits.base import Choice, FloatArray, check_positive
-from conduit.engines.bandits.linear import LinearBandit
+from conduit.engines.bandits.linear import DEFAULT_BIAS_RIDGE, DEFAULT_RIDGE, LinearBandit
 
 __all__ = ["ContextualThompsonBandit"]
 
@@ -28,8 +28,9 @@ class ContextualThompsonBandit(LinearBandit):
         self,
         *,
         dim: int,
-        v: float = 0.25,
-        ridge: float = 1.0,
+        v: float = 0.1,
+        ridge: float = DEFAULT_RIDGE,
+        bias_ridge: float = DEFAULT_BIAS_RIDGE,
         prior_mean: float = 0.5,
         propensity_samples: int = 256,
         refactor_every: int = 1000,
@@ -38,7 +39,12 @@ class ContextualThompsonBandit(LinearBandit):
         self.v = check_positive("v", v)
         self.propensity_samples = int(check_positive("propensity_samples", propensity_samples))
         super().__init__(
-            dim=dim, ridge=ridge, prior_mean=prior_mean, refactor_every=refactor_every, seed=seed
+            dim=dim,
+            ridge=ridge,
+            bias_ridge=bias_ridge,
+            prior_mean=prior_mean,
+            refactor_every=refactor_every,
+            seed=seed,
         )
 
     def params(self) -> dict[str, Any]:
@@ -58,7 +64,7 @@ class ContextualThompsonBandit(LinearBandit):
         quality_weight: float = 1.0,
         cost_share: FloatArray | None = None,
     ) -> Choice:
-        idx = np.asarray(candidates, dtype=np.intp)
+        idx = self._candidates(candidates)
         mean, width = self._mean_and_width(x, idx)
         z = self._rng.standard_normal((idx.size, self.propensity_samples + 1))
         draws = mean[:, None] + self.v * width[:, None] * z

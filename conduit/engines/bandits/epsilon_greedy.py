@@ -24,7 +24,12 @@ class EpsilonGreedyBandit(UCB1Bandit):
     name = "epsilon_greedy"
 
     def __init__(
-        self, *, epsilon: float = 0.1, prior_mean: float = 0.5, seed: int | None = None, dim: int = 1
+        self,
+        *,
+        epsilon: float = 0.1,
+        prior_mean: float = 0.5,
+        seed: int | None = None,
+        dim: int = 1,
     ) -> None:
         if not isinstance(epsilon, (int, float)) or not 0.0 <= epsilon <= 1.0:
             raise ConfigurationError(f"epsilon must be in [0, 1], got {epsilon!r}")
@@ -45,7 +50,7 @@ class EpsilonGreedyBandit(UCB1Bandit):
         quality_weight: float = 1.0,
         cost_share: FloatArray | None = None,
     ) -> Choice:
-        idx = np.asarray(candidates, dtype=np.intp)
+        idx = self._candidates(candidates)
         mean = self.means(idx)
         utility = quality_weight * mean - penalty
         best = np.flatnonzero(utility >= utility.max() - 1e-12)

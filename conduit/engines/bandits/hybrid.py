@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import numpy as np
-
 from conduit.engines.bandits.base import Bandit, Choice, FloatArray
+from conduit.engines.bandits.linear import DEFAULT_BIAS_RIDGE, DEFAULT_RIDGE
 from conduit.engines.bandits.linucb import LinUCBBandit
 from conduit.engines.bandits.thompson import ThompsonBandit
 from conduit.engines.bandits.ucb1 import UCB1Bandit
@@ -45,13 +44,15 @@ class HybridBandit(Bandit):
         dim: int,
         switch_after: int = 100,
         first: Literal["ucb1", "thompson"] = "ucb1",
-        alpha: float = 0.5,
+        alpha: float = 0.2,
         c: float = 0.5,
-        ridge: float = 1.0,
+        ridge: float = DEFAULT_RIDGE,
+        bias_ridge: float = DEFAULT_BIAS_RIDGE,
         prior_mean: float = 0.5,
+        refactor_every: int = 1000,
         seed: int | None = None,
     ) -> None:
-        if not isinstance(switch_after, int) or switch_after < 0:
+        if isinstance(switch_after, bool) or not isinstance(switch_after, int) or switch_after < 0:
             raise ConfigurationError(f"switch_after must be an int >= 0, got {switch_after!r}")
         if first not in ("ucb1", "thompson"):
             raise ConfigurationError(f"first must be 'ucb1' or 'thompson', got {first!r}")
@@ -63,7 +64,13 @@ class HybridBandit(Bandit):
             else ThompsonBandit(prior_mean=prior_mean, seed=seed)
         )
         self.second = LinUCBBandit(
-            dim=dim, alpha=alpha, ridge=ridge, prior_mean=prior_mean, seed=seed
+            dim=dim,
+            alpha=alpha,
+            ridge=ridge,
+            bias_ridge=bias_ridge,
+            prior_mean=prior_mean,
+            refactor_every=refactor_every,
+            seed=seed,
         )
         super().__init__(dim=dim, prior_mean=prior_mean, seed=seed)
 
@@ -138,15 +145,22 @@ class HybridBandit(Bandit):
                 for arm, parts in delta.items()
             }
 
-        first, second = part("first."), part("second.")
-        # Validate both halves before changing either, so a bad delta changes nothing.
-        for learner, d in ((self.first, first), (self.second, second)):
-            keys = set(learner._zero_stats())
-            for arm, parts in d.items():
-                if set(parts) != keys:
-                    raise StateError(f"delta for {arm!r} lacks statistics of {learner.name}")
-        self.second.merge(second)
-        self.first.merge(first)
+        if not isinstance(delta, Mapping) or not all(
+            isinstance(parts, Mapping) for parts in delta.values()
+        ):
+            raise StateError("a delta maps arm names to statistics")
+        # Check both halves before changing either, so a bad delta changes nothing.
+        first = self.first._check_delta(part("first."))
+        second = self.second._check_delta(part("second."))
+        expected = {f"first.{k}" for k in self.first._zero_stats()}
+        expected |= {f"second.{k}" for k in self.second._zero_stats()}
+        for arm, parts in delta.items():
+            if set(parts) != expected:
+                raise StateError(
+                    f"delta for {arm!r} has keys {sorted(parts)}, expected {sorted(expected)}"
+                )
+        self.second._apply_delta(second)
+        self.first._apply_delta(first)
         for arm in self.second.arms:
             if arm not in self._index:
                 super().add_arm(arm)
@@ -162,9 +176,7 @@ class HybridBandit(Bandit):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state.get("algorithm") != self.name:
-            raise StateError(f"state is for {state.get('algorithm')!r}, not {self.name!r}")
-        arms = list(state.get("arms", []))
+        arms = self._check_header(state)
         first, second = state.get("first"), state.get("second")
         if not isinstance(first, Mapping) or not isinstance(second, Mapping):
             raise StateError("hybrid state lacks its two learners")
@@ -175,8 +187,9 @@ class HybridBandit(Bandit):
         new_second = LinUCBBandit(**self.second.params())
         new_first.load_state_dict(first)
         new_second.load_state_dict(second)
+        rng = self._check_rng(state)
         self.first, self.second = new_first, new_second
         self._arms = arms
         self._index = {a: i for i, a in enumerate(arms)}
-        if "rng" in state:
-            self._rng.bit_generator.state = state["rng"]
+        if rng is not None:
+            self._rng = rng

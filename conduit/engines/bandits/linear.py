@@ -2,8 +2,15 @@
 
 Statistics per arm (all additive): ``A = sum x x^T``, ``b = sum x (r - prior_mean)``
 and the count ``n``. The estimate is ``prior_mean + x . theta`` with
-``theta = (ridge I + A)^-1 b``: a neutral prior mean, not zero, so a learner that
+``theta = (Lambda + A)^-1 b``: a neutral prior mean, not zero, so a learner that
 explores little does not lock onto the first model that happened to do well.
+
+Features end with a constant 1 (the bias), whose coefficient is the model's
+mean quality. ``Lambda`` is diagonal: ``bias_ridge`` on the bias and ``ridge``
+on every context feature. A larger ``ridge`` is a prior that a query moves a
+model's quality away from its mean only on evidence: the mean is learned first
+and per-query differences as data accumulate, which keeps a dozen arms with a
+few hundred samples each from chasing noise in 69 dimensions.
 
 The inverses of all arms are stacked in one ``(K, d, d)`` array, updated by
 Sherman-Morrison in O(d^2) per feedback and re-factorised from ``A`` every
@@ -19,29 +26,41 @@ from numpy.typing import NDArray
 
 from conduit.engines.bandits.base import Bandit, FloatArray, check_positive
 
-__all__ = ["LinearBandit"]
+__all__ = ["DEFAULT_BIAS_RIDGE", "DEFAULT_RIDGE", "LinearBandit"]
+
+DEFAULT_RIDGE = 4.0
+DEFAULT_BIAS_RIDGE = 1.0
 
 
 class LinearBandit(Bandit):
     """Stacked per-arm ridge regression; subclasses add the exploration rule."""
 
     contextual = True
+    _Ainv: FloatArray  # (K, d, d): (Lambda + A)^-1 per arm
+    _theta: FloatArray  # (K, d): the ridge solution per arm
 
     def __init__(
         self,
         *,
         dim: int,
-        ridge: float = 1.0,
+        ridge: float = DEFAULT_RIDGE,
+        bias_ridge: float = DEFAULT_BIAS_RIDGE,
         prior_mean: float = 0.5,
         refactor_every: int = 1000,
         seed: int | None = None,
     ) -> None:
         self.ridge = check_positive("ridge", ridge)
+        self.bias_ridge = check_positive("bias_ridge", bias_ridge)
         self.refactor_every = int(check_positive("refactor_every", refactor_every))
         super().__init__(dim=dim, prior_mean=prior_mean, seed=seed)
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "ridge": self.ridge, "refactor_every": self.refactor_every}
+        return {
+            **super().params(),
+            "ridge": self.ridge,
+            "bias_ridge": self.bias_ridge,
+            "refactor_every": self.refactor_every,
+        }
 
     def _zero_stats(self) -> dict[str, FloatArray]:
         d = self.dim
@@ -55,9 +74,9 @@ class LinearBandit(Bandit):
             self._Ainv = np.zeros((0, d, d))
             self._theta = np.zeros((0, d))
             return
-        regularised = A + self.ridge * np.eye(d)
-        self._Ainv = np.linalg.inv(regularised)
-        self._Ainv = 0.5 * (self._Ainv + np.swapaxes(self._Ainv, 1, 2))
+        regularised = A + self.prior_precision()
+        inverse = np.linalg.inv(regularised)
+        self._Ainv = np.asarray(0.5 * (inverse + np.swapaxes(inverse, 1, 2)), dtype=np.float64)
         self._theta = np.einsum("kij,kj->ki", self._Ainv, self._stats["b"])
 
     def _learn(self, i: int, x: FloatArray, reward: float) -> None:
@@ -67,7 +86,7 @@ class LinearBandit(Bandit):
         stats["n"][i] += 1.0
         self._since_refactor[i] += 1
         if self._since_refactor[i] >= self.refactor_every:
-            Ainv = np.linalg.inv(stats["A"][i] + self.ridge * np.eye(self.dim))
+            Ainv = np.linalg.inv(stats["A"][i] + self.prior_precision())
             self._Ainv[i] = 0.5 * (Ainv + Ainv.T)
             self._since_refactor[i] = 0
         else:
@@ -75,6 +94,12 @@ class LinearBandit(Bandit):
             v = Ainv @ x
             Ainv -= np.outer(v, v) / (1.0 + x @ v)
         self._theta[i] = self._Ainv[i] @ stats["b"][i]
+
+    def prior_precision(self) -> FloatArray:
+        """``Lambda``: ``ridge`` on the context features, ``bias_ridge`` on the last (bias)."""
+        diagonal = np.full(self.dim, self.ridge)
+        diagonal[-1] = self.bias_ridge
+        return np.diag(diagonal)
 
     def _mean_and_width(
         self, x: FloatArray, idx: NDArray[np.intp]
@@ -87,4 +112,5 @@ class LinearBandit(Bandit):
 
     def coefficients(self, arm: str) -> FloatArray:
         """The ridge solution ``theta`` of one arm (prediction is ``prior_mean + x . theta``)."""
-        return self._theta[self.arm_index(arm)].copy()
+        theta: FloatArray = self._theta[self.arm_index(arm)].copy()
+        return theta

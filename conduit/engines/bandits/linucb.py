@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from conduit.engines.bandits.base import FloatArray, check_positive
-from conduit.engines.bandits.linear import LinearBandit
+from conduit.engines.bandits.linear import DEFAULT_BIAS_RIDGE, DEFAULT_RIDGE, LinearBandit
 
 __all__ = ["LinUCBBandit"]
 
@@ -36,15 +36,21 @@ class LinUCBBandit(LinearBandit):
         self,
         *,
         dim: int,
-        alpha: float = 0.5,
-        ridge: float = 1.0,
+        alpha: float = 0.2,
+        ridge: float = DEFAULT_RIDGE,
+        bias_ridge: float = DEFAULT_BIAS_RIDGE,
         prior_mean: float = 0.5,
         refactor_every: int = 1000,
         seed: int | None = None,
     ) -> None:
         self.alpha = check_positive("alpha", alpha)
         super().__init__(
-            dim=dim, ridge=ridge, prior_mean=prior_mean, refactor_every=refactor_every, seed=seed
+            dim=dim,
+            ridge=ridge,
+            bias_ridge=bias_ridge,
+            prior_mean=prior_mean,
+            refactor_every=refactor_every,
+            seed=seed,
         )
 
     def params(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from conduit.engines.bandits.base import Bandit, Choice, FloatArray, check_positive
+from conduit.errors import ConfigurationError
 
 __all__ = ["ThompsonBandit"]
 
@@ -42,6 +43,10 @@ class ThompsonBandit(Bandit):
         self.prior_strength = check_positive("prior_strength", prior_strength)
         self.propensity_samples = int(check_positive("propensity_samples", propensity_samples))
         super().__init__(dim=dim, prior_mean=prior_mean, seed=seed)
+        if not 0.0 < self.prior_mean < 1.0:  # Beta(0, b) and Beta(a, 0) cannot be sampled
+            raise ConfigurationError(
+                f"thompson needs prior_mean strictly between 0 and 1, got {prior_mean!r}"
+            )
 
     def params(self) -> dict[str, Any]:
         return {
@@ -77,7 +82,7 @@ class ThompsonBandit(Bandit):
         quality_weight: float = 1.0,
         cost_share: FloatArray | None = None,
     ) -> Choice:
-        idx = np.asarray(candidates, dtype=np.intp)
+        idx = self._candidates(candidates)
         a, b = self._beta(idx)
         # +1 draw: column 0 decides, the rest estimate the propensity of that decision.
         draws = self._rng.beta(a[:, None], b[:, None], size=(idx.size, self.propensity_samples + 1))

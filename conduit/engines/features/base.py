@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -26,3 +27,8 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """One L2-normalised row per text."""
         ...
+
+
+def is_int(value: object) -> bool:
+    """An int or a numpy integer, not a bool: what sizes and widths may be."""
+    return isinstance(value, Integral) and not isinstance(value, bool)

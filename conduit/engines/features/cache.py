@@ -7,6 +7,8 @@ import threading
 from collections import OrderedDict
 
 from conduit.engines.bandits.base import FloatArray
+from conduit.engines.features.base import is_int
+from conduit.errors import ConfigurationError
 
 __all__ = ["FeatureCache", "text_key"]
 
@@ -19,6 +21,9 @@ def text_key(text: str) -> str:
 class FeatureCache:
     """Least-recently-used map of ``text_key -> features``, at most ``maxsize`` entries.
 
+    Stored arrays are made read-only, so a caller cannot corrupt what later
+    callers get. ``maxsize=0`` turns caching off.
+
     >>> import numpy as np
     >>> c = FeatureCache(maxsize=1)
     >>> c.put("a", np.zeros(2)); c.put("b", np.ones(2))
@@ -26,7 +31,9 @@ class FeatureCache:
     (True, 1)
     """
 
-    def __init__(self, maxsize: int = 10_000) -> None:
+    def __init__(self, *, maxsize: int = 10_000) -> None:
+        if not is_int(maxsize) or maxsize < 0:
+            raise ConfigurationError(f"maxsize must be an int >= 0, got {maxsize!r}")
         self.maxsize = int(maxsize)
         self._data: OrderedDict[str, FloatArray] = OrderedDict()
         self._lock = threading.Lock()
@@ -54,4 +61,5 @@ class FeatureCache:
                 self._data.popitem(last=False)
 
     def __len__(self) -> int:
-        return len(self._data)
+        with self._lock:
+            return len(self._data)

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from conduit.engines.bandits.base import FloatArray
-from conduit.engines.features.base import Embedder
+from conduit.engines.features.base import Embedder, is_int
 from conduit.engines.features.cache import FeatureCache, text_key
 from conduit.engines.features.focus import question_focus
 from conduit.engines.features.hashing import HashingEmbedder
@@ -81,9 +81,17 @@ class FeatureExtractor:
     ) -> None:
         self.embedder = embedder if embedder is not None else HashingEmbedder()
         width = self.embedder.dim
-        if projection_dim is not None and not 1 <= projection_dim <= width:
-            raise ConfigurationError(f"projection_dim must be in 1..{width}, got {projection_dim}")
-        self.max_chars = max_chars
+        if projection_dim is not None and not (
+            is_int(projection_dim) and 1 <= projection_dim <= width
+        ):
+            raise ConfigurationError(
+                f"projection_dim must be None or an int in 1..{width}, got {projection_dim!r}"
+            )
+        if not (is_int(max_chars) and max_chars >= 1):
+            raise ConfigurationError(f"max_chars must be an int >= 1, got {max_chars!r}")
+        if not (is_int(cache_size) and cache_size >= 0):
+            raise ConfigurationError(f"cache_size must be an int >= 0, got {cache_size!r}")
+        self.max_chars = int(max_chars)
         if projection_dim is None or projection_dim == width:
             self._projection: FloatArray | None = None
             self._embed_dim = width
@@ -93,7 +101,7 @@ class FeatureExtractor:
             self._projection = q * np.sqrt(width / projection_dim)
             self._embed_dim = projection_dim
         self.dim = self._embed_dim + len(METADATA_NAMES) + 1
-        self.cache = FeatureCache(cache_size)
+        self.cache = FeatureCache(maxsize=cache_size)
 
     @property
     def name(self) -> str:
@@ -103,6 +111,7 @@ class FeatureExtractor:
         return [f"e{i}" for i in range(self._embed_dim)] + list(METADATA_NAMES) + ["bias"]
 
     def _assemble(self, text: str, embedding: FloatArray) -> FloatArray:
+        """Metadata reads the whole ``text`` (its length is the prompt's cost), not the focus."""
         if self._projection is not None:
             embedding = embedding @ self._projection
         return np.concatenate([embedding, metadata_features(text), [1.0]])
@@ -115,25 +124,33 @@ class FeatureExtractor:
             return cached
         focused = question_focus(text, self.max_chars)
         embedding = self.embedder.embed([focused])[0].astype(np.float64)
-        x = self._assemble(focused, embedding)
+        x = self._assemble(text, embedding)
         self.cache.put(key, x)
         return x
 
     def features_batch(self, texts: Sequence[str], batch_size: int = 32) -> FloatArray:
-        """Feature rows for many texts, embedding the uncached ones in batches."""
+        """Feature rows for many texts, embedding each distinct uncached text once, in batches."""
+        if not (is_int(batch_size) and batch_size >= 1):
+            raise ConfigurationError(f"batch_size must be an int >= 1, got {batch_size!r}")
         out = np.zeros((len(texts), self.dim))
-        missing: list[int] = []
+        missing: dict[str, list[int]] = {}  # key -> the rows holding that text
         for i, text in enumerate(texts):
-            cached = self.cache.get(text_key(text))
+            key = text_key(text)
+            if key in missing:
+                missing[key].append(i)
+                continue
+            cached = self.cache.get(key)
             if cached is None:
-                missing.append(i)
+                missing[key] = [i]
             else:
                 out[i] = cached
-        for start in range(0, len(missing), batch_size):
-            rows = missing[start : start + batch_size]
-            focused = [question_focus(texts[i], self.max_chars) for i in rows]
+        pending = list(missing.items())
+        for start in range(0, len(pending), batch_size):
+            chunk = pending[start : start + batch_size]
+            focused = [question_focus(texts[rows[0]], self.max_chars) for _, rows in chunk]
             embeddings = self.embedder.embed(focused).astype(np.float64)
-            for i, f, e in zip(rows, focused, embeddings, strict=True):
-                out[i] = self._assemble(f, e)
-                self.cache.put(text_key(texts[i]), out[i].copy())
+            for (key, rows), embedding in zip(chunk, embeddings, strict=True):
+                x = self._assemble(texts[rows[0]], embedding)
+                out[rows] = x
+                self.cache.put(key, x)
         return out

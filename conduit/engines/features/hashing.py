@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
+
+from conduit.engines.features.base import is_int
+from conduit.errors import ConfigurationError
 
 __all__ = ["HashingEmbedder"]
 
@@ -27,6 +31,8 @@ class HashingEmbedder:
     """
 
     def __init__(self, *, dim: int = 384) -> None:
+        if not is_int(dim) or dim < 1:
+            raise ConfigurationError(f"dim must be an int >= 1, got {dim!r}")
         self._dim = int(dim)
 
     @property
@@ -40,7 +46,7 @@ class HashingEmbedder:
     def _tokens(self, text: str) -> list[str]:
         words = _WORD.findall(text.lower())
         grams = [f"w:{w}" for w in words]
-        grams += [f"p:{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+        grams += [f"p:{a} {b}" for a, b in itertools.pairwise(words)]
         squashed = " ".join(words)
         grams += [f"c:{squashed[i : i + 4]}" for i in range(max(len(squashed) - 3, 0))]
         return grams

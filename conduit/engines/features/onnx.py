@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from conduit.errors import MissingDependencyError, StateError
+from conduit.engines.features.base import is_int
+from conduit.errors import ConfigurationError, MissingDependencyError, StateError
 
 __all__ = ["OnnxEmbedder"]
 
@@ -30,6 +31,10 @@ class OnnxEmbedder:
     def __init__(
         self, *, model_path: str | Path | None = None, max_tokens: int = 256, threads: int = 1
     ) -> None:
+        if not (is_int(max_tokens) and 2 <= max_tokens <= 512):  # [CLS], [SEP]; 512 positions
+            raise ConfigurationError(f"max_tokens must be an int in 2..512, got {max_tokens!r}")
+        if not (is_int(threads) and threads >= 1):
+            raise ConfigurationError(f"threads must be an int >= 1, got {threads!r}")
         try:
             import onnxruntime as ort
             from tokenizers import Tokenizer
@@ -47,7 +52,10 @@ class OnnxEmbedder:
                 ) from exc
             model_path = Path(model_module.model_path())
         path = Path(model_path)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the ONNX model {path}: {exc}") from exc
         if packaged and digest != _MODEL_SHA256:
             raise StateError(f"{path} has sha256 {digest}, expected {_MODEL_SHA256}")
         options = ort.SessionOptions()
@@ -60,8 +68,11 @@ class OnnxEmbedder:
             "data/all-MiniLM-L6-v2.tokenizer.json"
         )
         self._tokenizer = Tokenizer.from_str(spec.read_text(encoding="utf-8"))
+        # The shipped tokenizer.json pads and truncates to 128; sentence-transformers
+        # reads 256 tokens unpadded, and so must we to give the same vectors.
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=max_tokens)
+        self._inputs = {i.name for i in self._session.get_inputs()}
         self._lock = threading.Lock()
 
     @property
@@ -73,6 +84,9 @@ class OnnxEmbedder:
         return 384
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """One L2-normalised row per text (mean of the token states, padding masked out)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
         width = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(texts), width), dtype=np.int64)
@@ -81,9 +95,11 @@ class OnnxEmbedder:
             ids[row, : len(enc.ids)] = enc.ids
             mask[row, : len(enc.ids)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        feeds = {k: v for k, v in feeds.items() if k in self._inputs}
         with self._lock:
-            hidden = self._session.run(None, feeds)[0]
+            hidden: NDArray[np.float32] = np.asarray(self._session.run(None, feeds)[0])
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        unit: NDArray[np.float32] = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit

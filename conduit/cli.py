@@ -1,0 +1,231 @@
+"""The ``conduit`` command.
+
+One subcommand per pair of functions: ``_add_<name>(subparsers)`` declares its
+arguments and ``_run_<name>(args) -> int`` runs it; :data:`_SUBCOMMANDS` lists
+them. Any :class:`~conduit.errors.ConduitError` becomes ``conduit: error: ...``
+on stderr and exit status 2, like a usage error, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from conduit import __version__
+from conduit.engines.bandits import ALGORITHMS
+from conduit.errors import ConduitError, ValidationError
+from conduit.types import PRESETS
+
+__all__ = ["main"]
+
+Subparsers = Any  # argparse's _SubParsersAction, which is private
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _cost_weight(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 100.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be in [0, 100], got {text}")
+    return value
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an output path that cannot be written, before the work rather than after it."""
+    if path.is_dir():
+        raise ValidationError(f"cannot write {path}: it is a directory")
+    if not path.parent.is_dir():
+        raise ValidationError(f"cannot write {path}: no directory {path.parent}")
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+# -- conduit replay ----------------------------------------------------------------------------
+def _add_replay(subparsers: Subparsers) -> None:
+    from conduit.replay.loop import DEFAULT_ALGORITHM, DEFAULT_PREFERENCE
+
+    p = subparsers.add_parser(
+        "replay",
+        help="replay a routing log through a learning router and score it",
+        description=(
+            "Stream a routing log (every model's real quality and cost per query) through a "
+            "learning router in seeded random order. The router sees only the outcome of the "
+            "model it chose; the oracle, every single model and random routing are scored on "
+            "the same queries. Without --data it runs on the shipped RouterBench log (11 models)."
+        ),
+    )
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="a JSONL or JSONL.gz routing log, or the name of a log shipped with conduit",
+    )
+    p.add_argument(
+        "--algorithm",
+        default=DEFAULT_ALGORITHM,
+        choices=sorted(ALGORITHMS),
+        metavar="A",
+        help=f"routing policy: {', '.join(sorted(ALGORITHMS))} (default: {DEFAULT_ALGORITHM})",
+    )
+    prefs = p.add_mutually_exclusive_group()
+    prefs.add_argument(
+        "--preference",
+        choices=sorted(PRESETS),
+        metavar="P",
+        help=f"preset every query carries: {', '.join(sorted(PRESETS))} "
+        f"(default: {DEFAULT_PREFERENCE})",
+    )
+    prefs.add_argument(
+        "--cost-weight",
+        type=_cost_weight,
+        metavar="W",
+        help="instead of a preset, weigh cost by W against quality 1 (latency 0)",
+    )
+    p.add_argument(
+        "--seed", type=_seed, default=0, metavar="N", help="seed of order and policy (default: 0)"
+    )
+    p.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="use the first N queries of the log"
+    )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also replay at a grid of cost weights: the cost-quality curve "
+        "(and RouteLLM's APGR, CPT(50%%), CPT(80%%) for two-model logs)",
+    )
+    p.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON to OUT")
+    p.add_argument(
+        "--plot", metavar="OUT.png", type=Path, help="save the learning curve (needs conduit[plot])"
+    )
+    p.add_argument(
+        "--embedding-backend",
+        default="auto",
+        choices=["auto", "onnx", "sentence-transformers", "hashing"],
+        help="how prompts are embedded (default: auto)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from conduit.replay.loop import load, replay, sweep
+    from conduit.replay.report import format_replay, format_sweep
+
+    if args.plot is not None:
+        from conduit.replay.plot import require_matplotlib
+
+        require_matplotlib()  # fail before the work, not after it
+    for out in (args.json, args.plot):
+        if out is not None:
+            _check_writable(out)
+    progress = not args.quiet
+    started = time.perf_counter()
+    data = load(
+        args.data, limit=args.limit, embedding_backend=args.embedding_backend, progress=progress
+    )
+    embedded = time.perf_counter()
+    result = replay(
+        data,
+        algorithm=args.algorithm,
+        preference=args.preference,
+        cost_weight=args.cost_weight,
+        seed=args.seed,
+        progress=progress,
+    )
+    replayed = time.perf_counter()
+    print(format_replay(result))
+    print(
+        f"({data.extractor.name} features in {embedded - started:.1f} s, "
+        f"replay in {replayed - embedded:.1f} s)"
+    )
+    swept = None
+    if args.sweep:
+        swept = sweep(data, algorithm=args.algorithm, seed=args.seed, progress=progress)
+        print()
+        print(format_sweep(swept))
+        print(f"({len(swept.points)} replays in {time.perf_counter() - replayed:.1f} s)")
+    if args.json is not None:
+        report: dict[str, Any] = result.to_json()
+        if swept is not None:
+            sweep_json = swept.to_json()
+            for key in ("strong", "weak", "curve", "apgr", "cpt50", "cpt80"):
+                report[key] = sweep_json[key]
+        _write_text(args.json, json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot is not None:
+        from conduit.replay.plot import plot_replay
+
+        print(f"wrote {plot_replay(result, args.plot, sweep=swept)}")
+    return 0
+
+
+#: (name, declare arguments, run) of every subcommand.
+_SUBCOMMANDS: tuple[
+    tuple[str, Callable[[Subparsers], None], Callable[[argparse.Namespace], int]], ...
+] = (("replay", _add_replay, _run_replay),)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conduit", description="Conduit: learned LLM routing.")
+    parser.add_argument("--version", action="version", version=f"conduit {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, add, run in _SUBCOMMANDS:
+        add(subparsers)
+        subparsers.choices[name].set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``conduit`` command; returns the exit status (2 for any usage or input error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors: argparse already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="conduit: %(message)s")
+    try:
+        status: int = args.run(args)
+    except ConduitError as exc:
+        print(f"conduit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("conduit: interrupted", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""``conduit demo``: Conduit routing real LiteLLM traffic, offline, in a couple of minutes.
+
+A local simulator (:mod:`conduit.simulator`) serves every model of a routing
+log behind an OpenAI-compatible endpoint; a ``litellm.Router`` holds one
+deployment per model, all in one model group, priced from the log so that
+LiteLLM's ``response_cost`` is real; Conduit is installed exactly as the usage
+guide shows. Logged queries go through ``router.acompletion`` and the logged
+quality each answer carries is fed back with ``strategy.record_feedback``.
+The closing table compares what Conduit paid and got with always sending the
+strongest model and with the per-query oracle, on the same queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from conduit.errors import (
+    ConfigurationError,
+    MissingDependencyError,
+    UnknownDecisionError,
+    ValidationError,
+)
+from conduit.replay.log import LogRecord, read_log, shipped_log
+from conduit.replay.metrics import oracle_choices
+from conduit.replay.report import Level
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_N",
+    "MODEL_GROUP",
+    "DemoResult",
+    "add_demo_arguments",
+    "model_list",
+    "pick_queries",
+    "run",
+    "run_demo",
+]
+
+#: Queries the demo sends unless told otherwise.
+DEFAULT_N = 2000
+#: Requests in flight at once.
+DEFAULT_CONCURRENCY = 16
+#: The LiteLLM model group every simulated deployment belongs to.
+MODEL_GROUP = "conduit-demo"
+#: Tries of ``record_feedback`` before LiteLLM's callback has mapped the response (~3 s).
+FEEDBACK_ATTEMPTS = 40
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What Conduit chose and what it got, beside fixed policies on the same queries."""
+
+    source: str
+    n: int
+    seed: int
+    models: tuple[str, ...]
+    conduit: Level
+    strongest: Level
+    oracle: Level
+    share: dict[str, float]
+    litellm_spend: float
+    """Sum of LiteLLM's own ``response_cost`` (priced from the deployments' token prices)."""
+    failed: int
+    learned: int
+    """Answers whose quality ``record_feedback`` taught the router."""
+    seconds: float
+    choices: tuple[str, ...] = field(repr=False, default=())
+    """The model Conduit chose for each query, in the order sent ("" where it failed)."""
+
+    @property
+    def cost_saving(self) -> float:
+        """Share of the strongest model's cost that Conduit did not spend."""
+        strong, mine = self.strongest.mean_cost, self.conduit.mean_cost
+        if not strong or mine is None:
+            return 0.0
+        return 1.0 - mine / strong
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "n": self.n,
+            "seed": self.seed,
+            "models": list(self.models),
+            "conduit": self.conduit.to_json(),
+            "strongest": self.strongest.to_json(),
+            "oracle": self.oracle.to_json(),
+            "cost_saving": self.cost_saving,
+            "share": self.share,
+            "litellm_spend": self.litellm_spend,
+            "failed": self.failed,
+            "learned": self.learned,
+            "seconds": self.seconds,
+        }
+
+    def table(self) -> str:
+        """The closing table the command prints."""
+
+        def row(name: str, level: Level) -> str:
+            cost = "n/a" if level.mean_cost is None else f"{level.mean_cost:.6f}"
+            return f"  {name:<34} {level.mean_quality:>12.3f} {cost:>14}"
+
+        answered = self.n - self.failed
+        rate = answered / self.seconds if self.seconds > 0 else math.inf
+        lines = [
+            f"Conduit through LiteLLM on {self.n} logged queries of {self.source} "
+            f"({len(self.models)} models, seed {self.seed})",
+            "",
+            f"  {'policy':<34} {'mean quality':>12} {'mean cost $':>14}",
+            row("Conduit (hybrid UCB1 -> LinUCB)", self.conduit),
+            row(f"always {self.strongest.model}", self.strongest),
+            row("oracle (best model per query)", self.oracle),
+            "",
+            f"  cost saving vs always the strongest model: {100 * self.cost_saving:.1f}%",
+            f"  quality kept: {100 * self.conduit.mean_quality / self.strongest.mean_quality:.1f}%"
+            if self.strongest.mean_quality > 0 else "  quality kept: n/a",
+            f"  LiteLLM response_cost total: ${self.litellm_spend:.4f}",
+            "",
+            "  share of queries per model:",
+        ]
+        for model, share in sorted(self.share.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"    {model:<40} {100 * share:5.1f}%")
+        lines += ["", f"  {answered} answered, {self.failed} failed, {self.learned} learned from "
+                      f"feedback, in {self.seconds:.1f} s ({rate:.1f} queries/s)"]
+        return "\n".join(lines)
+
+
+def pick_queries(records: Sequence[LogRecord], n: int, seed: int) -> list[LogRecord]:
+    """``n`` records in seeded random order; past the log's length, a new shuffle each pass.
+
+    >>> rows = [LogRecord(str(i), f"q{i}", "", {}) for i in range(3)]
+    >>> [r.id for r in pick_queries(rows, 5, seed=0)]
+    ['2', '0', '1', '2', '1']
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigurationError(f"n must be an int >= 1, got {n!r}")
+    rng = np.random.default_rng(seed)
+    picked: list[LogRecord] = []
+    while len(picked) < n:
+        picked += [records[i] for i in rng.permutation(len(records))[: n - len(picked)]]
+    return picked
+
+
+def model_list(
+    base_url: str, prices: dict[str, float], *, group: str = MODEL_GROUP
+) -> list[dict[str, Any]]:
+    """One LiteLLM deployment per simulated model, all in ``group``.
+
+    ``model_info.id`` is the log's model name (Conduit's arm); the per-token price
+    is set on the deployment because LiteLLM's cost map does not know these names.
+    """
+    return [
+        {
+            "model_name": group,
+            # Cache prices only quiet LiteLLM's warning about models missing from its cost map.
+            "model_info": {
+                "id": model,
+                "cache_creation_input_token_cost": 0.0,
+                "cache_read_input_token_cost": 0.0,
+            },
+            "litellm_params": {
+                "model": f"openai/{model}",
+                "api_base": base_url,
+                "api_key": "sk-conduit-demo",
+                "input_cost_per_token": price,
+                "output_cost_per_token": price,
+            },
+        }
+        for model, price in prices.items()
+    ]
+
+
+def _import_litellm() -> tuple[Any, Any]:
+    """LiteLLM and the strategy, configured to stay offline (local cost map, no telemetry)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import litellm
+
+        from conduit_litellm import ConduitRoutingStrategy  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the demo needs LiteLLM and conduit_litellm ({exc}): pip install 'conduit[litellm]'"
+        ) from exc
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm, ConduitRoutingStrategy
+
+
+def _header(response: Any, name: str) -> str | None:
+    hidden = getattr(response, "_hidden_params", None) or {}
+    headers = hidden.get("additional_headers") or {}
+    value = headers.get(f"llm_provider-{name}", headers.get(name))
+    return None if value is None else str(value)
+
+
+async def _record_feedback(strategy: Any, response: Any, quality: float) -> object:
+    """``strategy.record_feedback``, retried while LiteLLM's success callback is still pending.
+
+    LiteLLM runs logging callbacks as tasks after ``acompletion`` returns, and the
+    strategy learns which decision a response id belongs to in that callback; a
+    judgement that arrives first waits a few event-loop turns for it.
+    """
+    for attempt in range(FEEDBACK_ATTEMPTS):
+        try:
+            outcome = strategy.record_feedback(response, quality=quality)
+            return await outcome if inspect.isawaitable(outcome) else outcome
+        except UnknownDecisionError:
+            if attempt == FEEDBACK_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.005 * min(attempt, 20))
+    return None
+
+
+async def run(
+    data: str | Path | None = None,
+    *,
+    n: int = DEFAULT_N,
+    seed: int = 0,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    latency_ms: float = 0.0,
+    progress: bool = True,
+) -> DemoResult:
+    """Serve the log, route ``n`` of its queries through LiteLLM with Conduit, feed back quality."""
+    from conduit.simulator import Simulator, quality_of
+
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    path = shipped_log() if data is None else Path(data)
+    records = read_log(path)
+    queries = pick_queries(records, n, seed)
+    litellm, ConduitRoutingStrategy = _import_litellm()
+
+    with Simulator(path, latency_ms=latency_ms, seed=seed) as sim:
+        models = sim.catalog.logged_models
+        router = litellm.Router(
+            model_list=model_list(sim.base_url, {m: sim.price_per_token(m) for m in models}),
+            num_retries=2,
+        )
+        strategy = ConduitRoutingStrategy(use_hybrid=True)
+        ConduitRoutingStrategy.setup_strategy(router, strategy)
+
+        chosen = [""] * len(queries)
+        quality = np.full(len(queries), np.nan)
+        cost = np.full(len(queries), np.nan)
+        spend = 0.0
+        learned = 0
+        gate = asyncio.Semaphore(concurrency)
+        bar = tqdm(total=len(queries), desc="conduit demo", unit="query", disable=not progress)
+
+        async def ask(i: int, record: LogRecord) -> None:
+            nonlocal spend, learned
+            async with gate:
+                try:
+                    response = await router.acompletion(
+                        model=MODEL_GROUP,
+                        messages=[{"role": "user", "content": record.prompt}],
+                    )
+                except Exception as exc:  # a failed query is counted, not fatal
+                    bar.write(f"query {record.id} failed: {type(exc).__name__}: {exc}")
+                    bar.update(1)
+                    return
+                q = quality_of(response)
+                if q is not None:
+                    feedback = await _record_feedback(strategy, response, q)
+                    if isinstance(feedback, (set, frozenset)) and "quality" in feedback:
+                        learned += 1
+                hidden = getattr(response, "_hidden_params", None) or {}
+                chosen[i] = str(hidden.get("model_id") or response.model)
+                quality[i] = np.nan if q is None else q
+                logged_cost = _header(response, "x-conduit-cost")
+                cost[i] = np.nan if logged_cost is None else float(logged_cost)
+                spend += float(hidden.get("response_cost") or 0.0)
+                bar.update(1)
+
+        start = time.perf_counter()
+        try:
+            await asyncio.gather(*(ask(i, r) for i, r in enumerate(queries)))
+        finally:
+            seconds = time.perf_counter() - start
+            bar.close()
+            strategy.cleanup()
+            await litellm.close_litellm_async_clients()
+
+    index = {m: k for k, m in enumerate(models)}
+    q_all = np.array([[r.outcomes[m].quality for m in models] for r in queries])
+    c_all = np.array([[np.nan if r.outcomes[m].cost is None else r.outcomes[m].cost
+                       for m in models] for r in queries])
+    rows = np.arange(len(queries))
+    pick = oracle_choices(q_all, c_all)
+    means = q_all.mean(axis=0)
+    strong = int(np.argmax(means))
+    answered = np.array([c in index for c in chosen])
+    counts = Counter(c for c in chosen if c)
+
+    def mean(values: np.ndarray) -> float | None:
+        known = values[np.isfinite(values)]
+        return float(known.mean()) if known.size else None
+
+    return DemoResult(
+        source=path.name,
+        n=len(queries),
+        seed=seed,
+        models=models,
+        conduit=Level(mean(quality[answered]) or 0.0, mean(cost[answered])),
+        strongest=Level(float(means[strong]), mean(c_all[:, strong]), model=models[strong]),
+        oracle=Level(float(q_all[rows, pick].mean()), mean(c_all[rows, pick])),
+        share={m: counts[m] / len(queries) for m in models},
+        litellm_spend=spend,
+        failed=int((~answered).sum()),
+        learned=learned,
+        seconds=seconds,
+        choices=tuple(chosen),
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``conduit demo``."""
+    parser.add_argument("--data", metavar="LOG", default=None,
+                        help="routing log to serve and replay "
+                             "(default: the shipped RouterBench log)")
+    parser.add_argument("--n", type=_positive_int, default=DEFAULT_N, metavar="N",
+                        help="queries to send (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="seed of the query order (default: %(default)s)")
+    parser.add_argument("--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY,
+                        metavar="K", help="requests in flight at once (default: %(default)s)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
+                        help="simulated latency of each answer (default: 0)")
+    parser.add_argument("--json", metavar="OUT", type=Path, default=None,
+                        help="also write the results as JSON to OUT")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo, print the closing table, optionally write JSON. Returns the exit code."""
+    result = asyncio.run(run(
+        args.data, n=args.n, seed=args.seed, concurrency=args.concurrency,
+        latency_ms=args.latency_ms, progress=not args.no_progress,
+    ))
+    print(result.table())
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ValidationError(f"cannot write {args.json}: {exc.strerror or exc}") from exc
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0 if result.failed == 0 else 1

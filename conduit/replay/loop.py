@@ -1,0 +1,443 @@
+"""The replay loop: stream a routing log through a learning router with bandit feedback.
+
+Each logged query carries every model's real outcome, so the router can be shown
+only the outcome of the model it chose (as in production), while the oracle,
+every single model and random routing are scored exactly on the same queries.
+
+Features are computed once per log (:func:`load`) into the shared extractor's
+cache, so a sweep or several seeds reuse them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import ValidationError as PydanticValidationError
+from tqdm import tqdm
+
+from conduit.engines.bandits import ALGORITHMS, OracleBandit
+from conduit.engines.bandits.base import FloatArray
+from conduit.engines.features.extractor import (
+    DEFAULT_MODEL,
+    Backend,
+    FeatureExtractor,
+    make_embedder,
+)
+from conduit.engines.router import Router
+from conduit.errors import ConfigurationError, LogFormatError
+from conduit.replay import metrics
+from conduit.replay.log import read_log, shipped_log
+from conduit.replay.report import (
+    Baselines,
+    LearningCurve,
+    Level,
+    PolicySummary,
+    ReplayResult,
+    SweepPoint,
+    SweepResult,
+)
+from conduit.types import Preferences
+
+__all__ = [
+    "DEFAULT_ALGORITHM",
+    "DEFAULT_PREFERENCE",
+    "SWEEP_COST_WEIGHTS",
+    "ReplayData",
+    "baselines",
+    "load",
+    "replay",
+    "sweep",
+]
+
+#: The policy ``conduit replay`` runs unless told otherwise.
+DEFAULT_ALGORITHM = "hybrid"
+#: The preset each replayed query carries unless a cost weight is given.
+DEFAULT_PREFERENCE = "balanced"
+#: Cost weights of ``--sweep``: a fixed grid from "quality only" to "cost dominates",
+#: the same for every log (not tuned to one).
+SWEEP_COST_WEIGHTS: tuple[float, ...] = (
+    0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+)  # fmt: skip
+#: Points kept of the learning curve (it is sampled evenly; the last query always).
+CURVE_POINTS = 200
+
+
+@dataclass(frozen=True, eq=False)
+class ReplayData:
+    """A routing log ready to replay: outcomes as arrays, features already computed.
+
+    ``quality`` and ``cost`` have one row per query and one column per model (in
+    ``models`` order); an unknown cost is NaN. ``extractor`` holds every prompt's
+    features in its cache, so routers built on it never embed again.
+    """
+
+    source: str
+    models: tuple[str, ...]
+    prompts: tuple[str, ...]
+    quality: FloatArray = field(repr=False)
+    cost: FloatArray = field(repr=False)
+    extractor: FeatureExtractor = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def head(self, limit: int) -> ReplayData:
+        """The first ``limit`` queries (sharing the extractor and its cache)."""
+        _check_limit(limit)
+        return replace(
+            self,
+            prompts=self.prompts[:limit],
+            quality=self.quality[:limit],
+            cost=self.cost[:limit],
+        )
+
+
+DataLike: TypeAlias = str | os.PathLike[str] | ReplayData | None
+
+
+def _check_limit(limit: object) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigurationError(f"limit must be a positive int, got {limit!r}")
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigurationError(f"seed must be an int >= 0, got {seed!r}")
+    return seed
+
+
+def _check_algorithm(algorithm: object) -> str:
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ConfigurationError(
+            f"unknown algorithm {algorithm!r}; choose one of {sorted(ALGORITHMS)}"
+        )
+    return algorithm
+
+
+def _resolve(data: str | os.PathLike[str] | None) -> Path:
+    """A path, or the name of a log shipped in ``conduit/data``; None is the default log."""
+    if data is None:
+        return shipped_log()
+    path = Path(data)
+    if not path.exists() and path.name == str(data):
+        try:
+            return shipped_log(path.name)
+        except LogFormatError:
+            pass
+    return path
+
+
+def load(
+    data: str | os.PathLike[str] | None = None,
+    *,
+    limit: int | None = None,
+    embedding_backend: Backend = "auto",
+    embedding_model: str = DEFAULT_MODEL,
+    progress: bool = False,
+) -> ReplayData:
+    """Read a log (the first ``limit`` queries) and compute every prompt's features once.
+
+    ``data`` is a path, the name of a shipped log, or None for the shipped
+    RouterBench log (11 models).
+    """
+    if limit is not None:
+        _check_limit(limit)
+    path = _resolve(data)
+    records = read_log(path, limit=limit)
+    models = tuple(records[0].outcomes)
+    quality = np.array([[r.outcomes[m].quality for m in models] for r in records])
+    cost = np.array(
+        [[math.nan if (c := r.outcomes[m].cost) is None else c for m in models] for r in records]
+    )
+    prompts = tuple(r.prompt for r in records)
+    extractor = FeatureExtractor(
+        embedder=make_embedder(embedding_model, embedding_backend), cache_size=len(records) + 1
+    )
+    chunk = 64  # progress updates every few seconds even with the ONNX model
+    with tqdm(
+        total=len(prompts), desc="embedding", unit="query", disable=not progress, leave=False
+    ) as bar:
+        for start in range(0, len(prompts), chunk):
+            batch = prompts[start : start + chunk]
+            extractor.features_batch(batch)
+            bar.update(len(batch))
+    return ReplayData(
+        source=path.name,
+        models=models,
+        prompts=prompts,
+        quality=quality,
+        cost=cost,
+        extractor=extractor,
+    )
+
+
+def _data(
+    data: DataLike,
+    limit: int | None,
+    embedding_backend: Backend,
+    embedding_model: str,
+    progress: bool,
+) -> ReplayData:
+    if isinstance(data, ReplayData):
+        return data if limit is None else data.head(limit)
+    return load(
+        data,
+        limit=limit,
+        embedding_backend=embedding_backend,
+        embedding_model=embedding_model,
+        progress=progress,
+    )
+
+
+def _preferences(preference: Preferences | str | None, cost_weight: float | None) -> Preferences:
+    if cost_weight is None:
+        try:
+            return Preferences.of(preference if preference is not None else DEFAULT_PREFERENCE)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+    if preference is not None:
+        raise ConfigurationError("give a preference or a cost_weight, not both")
+    if isinstance(cost_weight, bool) or not isinstance(cost_weight, (int, float)):
+        raise ConfigurationError(f"cost_weight must be a number, got {cost_weight!r}")
+    try:
+        return Preferences(quality=1.0, cost=float(cost_weight), latency=0.0)
+    except PydanticValidationError as exc:
+        raise ConfigurationError(
+            f"cost_weight must be a finite number in [0, 100], got {cost_weight!r}"
+        ) from exc
+
+
+# -- baselines ---------------------------------------------------------------------------------
+def baselines(data: ReplayData) -> Baselines:
+    """The oracle, every single model, the best single, the cheapest and random, exactly."""
+    q, c, models = data.quality, data.cost, data.models
+    rows = np.arange(len(data))
+    pick = metrics.oracle_choices(q, c)
+    single = {
+        m: Level(float(q[:, k].mean()), metrics.mean_cost(c[:, k]), model=m)
+        for k, m in enumerate(models)
+    }
+
+    def cost_key(level: Level) -> float:
+        return math.inf if level.mean_cost is None else level.mean_cost
+
+    levels = list(single.values())
+    best = min(levels, key=lambda lv: (-lv.mean_quality, cost_key(lv)))
+    priced = [lv for lv in levels if lv.mean_cost is not None]
+    cheapest = min(priced, key=lambda lv: (cost_key(lv), -lv.mean_quality)) if priced else None
+    random_cost = [lv.mean_cost for lv in priced if lv.mean_cost is not None]
+    return Baselines(
+        oracle=Level(float(q[rows, pick].mean()), metrics.mean_cost(c[rows, pick])),
+        best_single=best,
+        cheapest=cheapest,
+        random=Level(
+            float(np.mean([lv.mean_quality for lv in levels])),
+            float(np.mean(random_cost)) if random_cost else None,
+        ),
+        single=single,
+    )
+
+
+# -- the loop ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Trace:
+    order: NDArray[np.intp]
+    chosen: NDArray[np.intp]
+    switch_at: int | None
+
+
+def _run(
+    router: Router,
+    data: ReplayData,
+    order: NDArray[np.intp],
+    preferences: Preferences,
+    bar: tqdm[Any] | None = None,
+) -> _Trace:
+    """Route each query in ``order``; tell the router only the chosen model's outcome."""
+    index = {m: k for k, m in enumerate(data.models)}
+    chosen = np.empty(order.size, dtype=np.intp)
+    oracle = router.bandit if isinstance(router.bandit, OracleBandit) else None
+    first_phase: str | None = None
+    switch_at: int | None = None
+    for step, row in enumerate(order):
+        if oracle is not None:
+            oracle.reveal(dict(zip(data.models, data.quality[row].tolist(), strict=True)))
+        decision = router.route_sync(data.prompts[row], preferences=preferences)
+        k = index[decision.selected_model]
+        cost = float(data.cost[row, k])
+        router.update_sync(
+            decision.decision_id,
+            quality=float(data.quality[row, k]),
+            cost=None if math.isnan(cost) else cost,
+        )
+        chosen[step] = k
+        if first_phase is None:
+            first_phase = decision.algorithm
+        elif switch_at is None and decision.algorithm != first_phase:
+            switch_at = step + 1
+        if bar is not None:
+            bar.update(1)
+    return _Trace(order=order, chosen=chosen, switch_at=switch_at)
+
+
+def _replay_once(
+    data: ReplayData,
+    algorithm: str,
+    preferences: Preferences,
+    seed: int,
+    bar: tqdm[Any] | None,
+) -> _Trace:
+    router = Router(
+        models=data.models, bandit_algorithm=algorithm, seed=seed, extractor=data.extractor
+    )
+    order = np.random.default_rng(seed).permutation(len(data))
+    return _run(router, data, order, preferences, bar)
+
+
+def _learning_curve(quality: FloatArray, cost: FloatArray) -> LearningCurve:
+    n = quality.size
+    window = max(1, round(0.1 * n))
+    q = metrics.windowed_mean(quality, window)
+    c = metrics.windowed_mean(cost, window)
+    steps = np.unique(np.linspace(0, n - 1, num=min(n, CURVE_POINTS)).round().astype(int))
+    return LearningCurve(
+        window=window,
+        step=tuple(int(i) + 1 for i in steps),
+        mean_quality=tuple(float(q[i]) for i in steps),
+        mean_cost=tuple(None if math.isnan(c[i]) else float(c[i]) for i in steps),
+    )
+
+
+def replay(
+    data: DataLike = None,
+    *,
+    algorithm: str = DEFAULT_ALGORITHM,
+    preference: Preferences | str | None = None,
+    cost_weight: float | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    embedding_backend: Backend = "auto",
+    embedding_model: str = DEFAULT_MODEL,
+    progress: bool = False,
+) -> ReplayResult:
+    """Replay a log through a fresh router in seeded random order, with bandit feedback.
+
+    ``data`` is a path, a shipped log's name, a :class:`ReplayData` from
+    :func:`load` (features reused), or None for the shipped RouterBench log.
+    Every query carries ``preference`` (a preset name, default ``balanced``) or,
+    given ``cost_weight`` W, ``Preferences(quality=1, cost=W, latency=0)``.
+    """
+    algorithm = _check_algorithm(algorithm)
+    seed = _check_seed(seed)
+    prefs = _preferences(preference, cost_weight)
+    loaded = _data(data, limit, embedding_backend, embedding_model, progress)
+    with tqdm(
+        total=len(loaded), desc="replay", unit="query", disable=not progress, leave=False
+    ) as bar:
+        trace = _replay_once(loaded, algorithm, prefs, seed, bar)
+    base = baselines(loaded)
+    quality = loaded.quality[trace.order, trace.chosen]
+    cost = loaded.cost[trace.order, trace.chosen]
+    counts = np.bincount(trace.chosen, minlength=len(loaded.models))
+    mean_quality = float(quality.mean())
+    policy = PolicySummary(
+        algorithm=algorithm,
+        preferences=prefs.model_dump(),
+        mean_quality=mean_quality,
+        mean_cost=metrics.mean_cost(cost),
+        share={m: float(counts[k]) / len(loaded) for k, m in enumerate(loaded.models)},
+        regret_vs_oracle=base.oracle.mean_quality - mean_quality,
+        switch_at=trace.switch_at,
+    )
+    return ReplayResult(
+        source=loaded.source,
+        n=len(loaded),
+        models=loaded.models,
+        seed=seed,
+        policy=policy,
+        baselines=base,
+        learning=_learning_curve(quality, cost),
+    )
+
+
+def sweep(
+    data: DataLike = None,
+    *,
+    algorithm: str = DEFAULT_ALGORITHM,
+    cost_weights: Sequence[float] = SWEEP_COST_WEIGHTS,
+    seed: int = 0,
+    limit: int | None = None,
+    embedding_backend: Backend = "auto",
+    embedding_model: str = DEFAULT_MODEL,
+    progress: bool = False,
+) -> SweepResult:
+    """Replay once per cost weight (same queries, order and seed): the cost-quality curve.
+
+    For a log of two models of different quality it also gives RouteLLM's APGR
+    and CPT(50%)/CPT(80%), with the best single model as the strong one.
+    """
+    algorithm = _check_algorithm(algorithm)
+    seed = _check_seed(seed)
+    weights = sorted(float(w) for w in cost_weights)
+    if not weights:
+        raise ConfigurationError("cost_weights is empty")
+    prefs = [_preferences(None, w) for w in weights]
+    loaded = _data(data, limit, embedding_backend, embedding_model, progress)
+    base = baselines(loaded)
+    strong = str(base.best_single.model)
+    k_strong = loaded.models.index(strong)
+    weak = (
+        next((m for m in loaded.models if m != strong), None) if len(loaded.models) == 2 else None
+    )
+    two = weak is not None and base.single[weak].mean_quality < base.best_single.mean_quality
+    points: list[SweepPoint] = []
+    with tqdm(
+        total=len(loaded) * len(weights),
+        desc="sweep",
+        unit="query",
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        for weight, pref in zip(weights, prefs, strict=True):
+            bar.set_postfix(cost_weight=weight)
+            trace = _replay_once(loaded, algorithm, pref, seed, bar)
+            quality = float(loaded.quality[trace.order, trace.chosen].mean())
+            points.append(
+                SweepPoint(
+                    cost_weight=weight,
+                    mean_quality=quality,
+                    mean_cost=metrics.mean_cost(loaded.cost[trace.order, trace.chosen]),
+                    strong_share=float(np.mean(trace.chosen == k_strong)),
+                    pgr=(
+                        metrics.pgr(
+                            quality,
+                            q_weak=base.single[weak].mean_quality,
+                            q_strong=base.best_single.mean_quality,
+                        )
+                        if two and weak is not None
+                        else None
+                    ),
+                )
+            )
+    curve = [(p.strong_share, p.pgr) for p in points if p.pgr is not None]
+    return SweepResult(
+        source=loaded.source,
+        n=len(loaded),
+        models=loaded.models,
+        seed=seed,
+        algorithm=algorithm,
+        strong=strong,
+        weak=weak,
+        baselines=base,
+        points=tuple(points),
+        apgr=metrics.apgr(curve) if two else None,
+        cpt50=metrics.cpt(curve, 0.5) if two else None,
+        cpt80=metrics.cpt(curve, 0.8) if two else None,
+    )

@@ -1,0 +1,102 @@
+"""``conduit simulate``: serve a routing log as an OpenAI-compatible endpoint until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from conduit.errors import ConfigurationError
+from conduit.simulator.server import Simulator
+
+__all__ = ["add_simulate_arguments", "parse_alias", "parse_latency", "run_simulate"]
+
+
+def parse_latency(text: str) -> tuple[float, float]:
+    """``"M"`` or ``"M:JITTER"`` in milliseconds, as (latency, jitter).
+
+    >>> parse_latency("40"), parse_latency("40:10")
+    ((40.0, 0.0), (40.0, 10.0))
+    """
+    head, _, tail = text.partition(":")
+    try:
+        latency, jitter = float(head), float(tail) if tail else 0.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"latency must be MS or MS:JITTER in milliseconds, got {text!r}"
+        ) from None
+    if not (0 <= jitter <= latency < float("inf")):
+        raise argparse.ArgumentTypeError(
+            f"latency must be finite with 0 <= JITTER <= MS, got {text!r}"
+        )
+    return latency, jitter
+
+
+def parse_alias(text: str) -> tuple[str, str]:
+    """``"NAME=LOGGED_MODEL"``: answer requests for NAME with a logged model's outcomes.
+
+    >>> parse_alias("gpt-4o-mini=gpt-3.5-turbo-1106")
+    ('gpt-4o-mini', 'gpt-3.5-turbo-1106')
+    """
+    name, sep, target = text.partition("=")
+    if not sep or not name or not target:
+        raise argparse.ArgumentTypeError(f"alias must be NAME=LOGGED_MODEL, got {text!r}")
+    return name, target
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"error rate must be a number in [0, 1], got {text!r}")
+    return value
+
+
+def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``conduit simulate``."""
+    parser.add_argument("--data", metavar="LOG", default=None,
+                        help="routing log (JSONL, optionally gzip'd); default: the shipped "
+                             "RouterBench log")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="loopback address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0,
+                        help="port to listen on; 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--latency-ms", type=parse_latency, default=(0.0, 0.0),
+                        metavar="MS[:JITTER]", help="delay of each answer, in milliseconds")
+    parser.add_argument("--error-rate", type=_rate, default=0.0, metavar="P",
+                        help="share of requests answered with HTTP 500 or 429 (default: 0)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the latency jitter and injected errors")
+    parser.add_argument("--alias", type=parse_alias, action="append", default=[],
+                        metavar="NAME=LOGGED_MODEL",
+                        help="also answer to NAME, with a logged model's outcomes (repeatable)")
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """Serve until interrupted; print the base URL and models first. Returns the exit code."""
+    latency, jitter = args.latency_ms
+    try:
+        simulator = Simulator(
+            args.data, host=args.host, port=args.port, latency_ms=latency, jitter_ms=jitter,
+            error_rate=args.error_rate, seed=args.seed, aliases=dict(args.alias),
+        )
+    except ConfigurationError as exc:
+        print(f"conduit simulate: {exc}", file=sys.stderr)
+        return 2
+
+    def ready(sim: Simulator) -> None:
+        print(f"Serving {len(sim.models)} models for {len(sim.catalog)} logged prompts "
+              f"at {sim.base_url} (Ctrl-C to stop)", flush=True)
+        for model in sim.models:
+            print(f"  {model}  {sim.price_per_token(model):.3g} USD/token", flush=True)
+
+    try:
+        asyncio.run(simulator.serve(ready))
+    except ConfigurationError as exc:
+        print(f"conduit simulate: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0

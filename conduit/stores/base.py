@@ -1,0 +1,448 @@
+"""The one protocol every state and history store implements.
+
+A store keeps, per namespace (one logical router), the *global* learned state as
+additive sufficient statistics (the bandit's and the outcome sums, per arm, per
+key) plus the metadata that says which router learned them; and a history of
+decisions and their outcomes.
+
+Learning is exchanged only as deltas: :meth:`Store.push` adds a delta to the
+global state atomically and returns the new global state, so writers never
+overwrite each other. Every backend supplies the same few primitives (an atomic
+read-modify-write of one namespace's blob, history rows); the merge rules live
+here, once, so every backend behaves the same and one contract suite tests them.
+
+The state blob is :func:`conduit.state.encode` text (versioned, checksummed); a
+blob that fails to decode, or was learned by another kind of router, is refused
+with :class:`~conduit.errors.StateError` and left untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import numpy as np
+
+from conduit.engines.bandits.base import FloatArray
+from conduit.errors import ConfigurationError, StateError
+from conduit.state import decode, encode
+
+__all__ = [
+    "HISTORY_FIELDS",
+    "KIND",
+    "PARTS",
+    "HistoryRecord",
+    "Meta",
+    "Snapshot",
+    "Store",
+    "Sums",
+    "add_sums",
+    "prompt_hash",
+    "subtract_sums",
+    "zero_like",
+]
+
+#: ``payload["kind"]`` of a store blob, so a file state or a foreign JSON is not taken for one.
+KIND = "conduit-store-state"
+#: The groups of statistics in a snapshot: the policy's and the router's outcome sums.
+PARTS = ("bandit", "outcomes")
+#: Replicas not heard from for this long are dropped from the de-duplication table.
+REPLICA_TTL = 30 * 24 * 3600.0
+
+#: part -> arm -> statistic -> array (0-d for scalars).
+Sums = dict[str, dict[str, dict[str, FloatArray]]]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Which kind of router learned a state; two routers may share one only if these agree."""
+
+    algorithm: str
+    features: str
+    dim: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, other: Meta, where: str) -> None:
+        """Refuse (StateError) a state learned by another algorithm, feature set or dimension."""
+        for name in ("algorithm", "features", "dim"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                raise StateError(
+                    f"{where} was learned with {name}={theirs!r}, this router has {name}={mine!r}; "
+                    "use another namespace or reset it"
+                )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.algorithm,
+            "features": self.features,
+            "dim": self.dim,
+            "params": dict(self.params),
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> Meta:
+        try:
+            return cls(
+                algorithm=str(value["algorithm"]),
+                features=str(value["features"]),
+                dim=int(value["dim"]),
+                params=dict(value.get("params", {})),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateError(f"store state has malformed metadata: {exc!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A namespace's global state: metadata, summed statistics and a revision counter."""
+
+    meta: Meta
+    sums: Sums
+    revision: int = 0
+    updated: float = 0.0
+    replicas: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def encode(self) -> str:
+        return encode(
+            {
+                "kind": KIND,
+                "meta": self.meta.to_json(),
+                "sums": _plain(self.sums),
+                "revision": self.revision,
+                "updated": self.updated,
+                "replicas": {r: [seq, seen] for r, (seq, seen) in self.replicas.items()},
+            }
+        )
+
+    @classmethod
+    def decode(cls, text: str | bytes, where: str) -> Snapshot:
+        try:
+            payload = decode(text)
+        except StateError as exc:
+            raise StateError(f"{where}: {exc} (left in place for inspection)") from exc
+        if payload.get("kind") != KIND:
+            raise StateError(f"{where} is not a Conduit store state (left in place for inspection)")
+        sums = payload.get("sums")
+        if not isinstance(sums, dict) or set(sums) != set(PARTS):
+            raise StateError(
+                f"{where} has statistics for {sorted(sums or {})}, expected {list(PARTS)}"
+            )
+        checked: Sums = {}
+        for part in PARTS:
+            checked[part] = {}
+            for arm, stats in sums[part].items():
+                if not isinstance(stats, dict):
+                    raise StateError(f"{where}: statistics of {part}/{arm} are malformed")
+                arrays = {k: np.asarray(v, dtype=np.float64) for k, v in stats.items()}
+                if not all(np.all(np.isfinite(a)) for a in arrays.values()):
+                    raise StateError(f"{where}: statistics of {part}/{arm} are not finite")
+                checked[part][arm] = arrays
+        try:
+            replicas = {
+                str(r): (int(v[0]), float(v[1])) for r, v in payload.get("replicas", {}).items()
+            }
+            revision, updated = int(payload.get("revision", 0)), float(payload.get("updated", 0.0))
+        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise StateError(f"{where}: malformed revision or replica table: {exc!r}") from exc
+        return cls(Meta.from_json(payload.get("meta")), checked, revision, updated, replicas)
+
+
+def _plain(sums: Sums) -> dict[str, Any]:
+    """Scalars as JSON numbers (exact for float64), arrays as arrays."""
+    return {
+        part: {
+            arm: {k: float(v) if np.ndim(v) == 0 else np.asarray(v) for k, v in stats.items()}
+            for arm, stats in arms.items()
+        }
+        for part, arms in sums.items()
+    }
+
+
+def zero_like(sums: Sums) -> Sums:
+    return {
+        p: {a: {k: np.zeros_like(v) for k, v in s.items()} for a, s in arms.items()}
+        for p, arms in sums.items()
+    }
+
+
+def _combine(a: Sums, b: Sums, sign: float, arms: Iterable[str] | None = None) -> Sums:
+    """``a + sign * b`` per part, arm and key; an arm missing on one side counts as zeros.
+
+    With ``arms``, only those arms are kept (the others are dropped, not zeroed).
+    """
+    keep = None if arms is None else set(arms)
+    out: Sums = {}
+    for part in PARTS:
+        left, right = a.get(part, {}), b.get(part, {})
+        out[part] = {}
+        for arm in dict.fromkeys([*left, *right]):
+            if keep is not None and arm not in keep:
+                continue
+            x, y = left.get(arm), right.get(arm)
+            if x is None and y is not None:
+                out[part][arm] = {
+                    k: np.asarray(sign * np.asarray(v, dtype=np.float64)) for k, v in y.items()
+                }
+            elif y is None and x is not None:
+                out[part][arm] = {k: np.array(v, dtype=np.float64) for k, v in x.items()}
+            elif x is not None and y is not None:
+                if set(x) != set(y):
+                    raise StateError(
+                        f"statistics of {part}/{arm} have keys {sorted(x)} here, {sorted(y)} there"
+                    )
+                out[part][arm] = {}
+                for k in x:
+                    vx, vy = np.asarray(x[k], dtype=np.float64), np.asarray(y[k], dtype=np.float64)
+                    if vx.shape != vy.shape:
+                        raise StateError(
+                            f"{part}/{arm}/{k} has shape {vx.shape} here, {vy.shape} there"
+                        )
+                    out[part][arm][k] = np.asarray(vx + sign * vy)
+    return out
+
+
+def add_sums(a: Sums, b: Sums, arms: Iterable[str] | None = None) -> Sums:
+    """Elementwise ``a + b`` (the merge of two learners' statistics)."""
+    return _combine(a, b, 1.0, arms)
+
+
+def subtract_sums(a: Sums, b: Sums, arms: Iterable[str] | None = None) -> Sums:
+    """Elementwise ``a - b`` (what was learned between two snapshots)."""
+    return _combine(a, b, -1.0, arms)
+
+
+def is_zero(sums: Sums) -> bool:
+    return all(not np.any(v) for arms in sums.values() for s in arms.values() for v in s.values())
+
+
+def prompt_hash(text: str) -> str:
+    """sha256 of a prompt: lets history group repeated prompts without storing them."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+#: Columns of a history record, in storage order (after ``decision_id``).
+HISTORY_FIELDS = (
+    "namespace",
+    "time",
+    "model",
+    "algorithm",
+    "propensity",
+    "confidence",
+    "pref_quality",
+    "pref_cost",
+    "pref_latency",
+    "quality",
+    "cost",
+    "latency",
+    "prompt_hash",
+    "prompt",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    """One decision and whatever of its outcome is known (``None`` where not yet)."""
+
+    decision_id: str
+    namespace: str
+    time: float
+    model: str | None = None
+    algorithm: str | None = None
+    propensity: float | None = None
+    confidence: float | None = None
+    pref_quality: float | None = None
+    pref_cost: float | None = None
+    pref_latency: float | None = None
+    quality: float | None = None
+    cost: float | None = None
+    latency: float | None = None
+    prompt_hash: str | None = None
+    prompt: str | None = None
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in HISTORY_FIELDS)
+
+    def merged(self, later: HistoryRecord) -> HistoryRecord:
+        """This record with the fields ``later`` knows filled in (time stays the decision's)."""
+        updates = {
+            n: getattr(later, n) for n in HISTORY_FIELDS[2:] if getattr(later, n) is not None
+        }
+        return replace(self, **updates)
+
+    @classmethod
+    def from_row(cls, decision_id: str, row: Sequence[Any]) -> HistoryRecord:
+        return cls(decision_id, *row)
+
+
+def _merge_history(records: Iterable[HistoryRecord]) -> list[HistoryRecord]:
+    """Fold several events of one decision into one record (first event's time wins)."""
+    merged: dict[tuple[str, str], HistoryRecord] = {}
+    for record in records:
+        key = (record.namespace, record.decision_id)
+        merged[key] = merged[key].merged(record) if key in merged else record
+    return list(merged.values())
+
+
+def check_namespace(namespace: str) -> str:
+    if not isinstance(namespace, str) or not namespace or len(namespace) > 200:
+        raise ConfigurationError(
+            f"namespace must be a non-empty str of at most 200 chars, got {namespace!r}"
+        )
+    if any(ch in namespace for ch in "\x00\n\r"):
+        raise ConfigurationError(
+            f"namespace must not contain control characters, got {namespace!r}"
+        )
+    return namespace
+
+
+class Store(ABC):
+    """State and history behind one interface; a backend supplies only the primitives.
+
+    ``namespace`` is the default namespace (from the URL's ``?namespace=``), and
+    ``store_prompts`` whether history keeps prompt text (off: only its sha256).
+    Every method may raise :class:`~conduit.errors.StoreError` (backend failure,
+    with the backend's exception as the cause) or
+    :class:`~conduit.errors.StateError` (the stored state is corrupt or foreign).
+    """
+
+    scheme: str = ""
+
+    def __init__(
+        self, *, url: str, namespace: str = "default", store_prompts: bool = False
+    ) -> None:
+        self.url = url
+        self.namespace = check_namespace(namespace)
+        self.store_prompts = bool(store_prompts)
+
+    # -- what a backend provides ------------------------------------------------------
+    @abstractmethod
+    def _read(self, namespace: str) -> str | None:
+        """The namespace's blob, or ``None`` if it has none."""
+
+    @abstractmethod
+    def _update(self, namespace: str, change: Callable[[str | None], str]) -> None:
+        """Atomically replace the blob by ``change(current)``; if it raises, write nothing."""
+
+    @abstractmethod
+    def _delete(self, namespace: str) -> bool:
+        """Delete the namespace's blob and history; whether there was a blob."""
+
+    @abstractmethod
+    def _namespaces(self) -> list[str]:
+        """Namespaces that have a state blob."""
+
+    @abstractmethod
+    def _write_history(self, records: Sequence[HistoryRecord]) -> None:
+        """Upsert records by (namespace, decision_id); a ``None`` field keeps the stored value."""
+
+    @abstractmethod
+    def _read_history(self, namespace: str, limit: int) -> list[HistoryRecord]:
+        """The ``limit`` most recent decisions of the namespace, newest first."""
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
+        """Release connections; the store can not be used afterwards."""
+
+    # -- the protocol -----------------------------------------------------------------
+    def pull(self, namespace: str | None = None) -> Snapshot | None:
+        """The namespace's global state, or ``None`` if nothing was pushed yet."""
+        ns = check_namespace(namespace or self.namespace)
+        text = self._read(ns)
+        return None if text is None else Snapshot.decode(text, self._where(ns))
+
+    def push(
+        self,
+        delta: Sums,
+        meta: Meta,
+        *,
+        namespace: str | None = None,
+        replica: str | None = None,
+        seq: int | None = None,
+    ) -> Snapshot:
+        """Add ``delta`` to the global state atomically; return the new global state.
+
+        With ``replica`` and ``seq``, a push whose ``seq`` was already applied for that
+        replica (a retry after an ambiguous failure) is not added again.
+        """
+        ns = check_namespace(namespace or self.namespace)
+        where = self._where(ns)
+        result: list[Snapshot] = []
+
+        def change(current: str | None) -> str:
+            result.clear()
+            now = time.time()
+            if current is None:
+                base = Snapshot(meta, {p: {} for p in PARTS})
+            else:
+                base = Snapshot.decode(current, where)
+                meta.check(base.meta, where)
+            replicas = {r: v for r, v in base.replicas.items() if now - v[1] < REPLICA_TTL}
+            sums = base.sums
+            if replica is not None and seq is not None:
+                last = replicas.get(replica, (-1, now))[0]
+                if seq > last:
+                    sums = add_sums(sums, delta)
+                replicas[replica] = (max(seq, last), now)
+            else:
+                sums = add_sums(sums, delta)
+            new = Snapshot(
+                base.meta if current is not None else meta, sums, base.revision + 1, now, replicas
+            )
+            result.append(new)
+            return new.encode()
+
+        self._update(ns, change)
+        return result[-1]
+
+    def reset(self, namespace: str | None = None) -> bool:
+        """Forget the namespace's learning and history; whether it had any state."""
+        return self._delete(check_namespace(namespace or self.namespace))
+
+    def namespaces(self) -> list[str]:
+        return sorted(self._namespaces())
+
+    def write_history(self, records: Sequence[HistoryRecord]) -> None:
+        """Store decisions and outcomes; events of one decision merge into one record."""
+        if records:
+            self._write_history(_merge_history(records))
+
+    def history(self, *, namespace: str | None = None, limit: int = 100) -> list[HistoryRecord]:
+        """The ``limit`` most recent decisions (with known outcomes), newest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigurationError(f"limit must be an int >= 0, got {limit!r}")
+        return self._read_history(check_namespace(namespace or self.namespace), limit)
+
+    def _where(self, namespace: str) -> str:
+        return f"state {namespace!r} in {self.url}"
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, namespace={self.namespace!r})"
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def as_sums(
+    bandit: Mapping[str, Mapping[str, Any]], outcomes: Mapping[str, Mapping[str, float]]
+) -> Sums:
+    """A router's two groups of statistics as one :data:`Sums`."""
+    return {
+        "bandit": {
+            a: {k: np.array(v, dtype=np.float64) for k, v in s.items()} for a, s in bandit.items()
+        },
+        "outcomes": {a: {k: np.array(float(v)) for k, v in s.items()} for a, s in outcomes.items()},
+    }

@@ -1,0 +1,224 @@
+"""``conduit state show|export|import|reset``: inspect and move a store's learned state.
+
+Wire into the main parser with ``add_state_commands(subparsers)`` and run the
+parsed arguments with ``run_state(args)`` (the exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conduit.errors import ConduitError, StateError
+from conduit.stores import open_store
+from conduit.stores.base import HISTORY_FIELDS, HistoryRecord, Snapshot, Store
+
+__all__ = ["add_state_commands", "run_state"]
+
+
+def add_state_commands(subparsers: Any) -> None:
+    """Add ``state`` with its four subcommands to an ``argparse`` subparsers object."""
+    state: argparse.ArgumentParser = subparsers.add_parser(
+        "state", help="show, export, import or reset learned state"
+    )
+    commands = state.add_subparsers(dest="state_command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--url",
+            help="store URL (default: $CONDUIT_STATE_URL or the SQLite file "
+            "in your data directory)",
+        )
+        p.add_argument("--namespace", help="router namespace (default: the URL's, else 'default')")
+
+    show = commands.add_parser("show", help="what a namespace has learned (or list namespaces)")
+    common(show)
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument(
+        "--history", type=int, default=0, metavar="N", help="also the last N decisions"
+    )
+    show.set_defaults(func=_show)
+
+    export = commands.add_parser("export", help="write a namespace's state to a file (or -)")
+    common(export)
+    export.add_argument("output", help="file to write (created 0600), or - for stdout")
+    export.set_defaults(func=_export)
+
+    imp = commands.add_parser("import", help="add a state file's learning to a namespace")
+    common(imp)
+    imp.add_argument("input", help="a file written by 'conduit state export', or - for stdin")
+    imp.add_argument(
+        "--replace",
+        action="store_true",
+        help="reset the namespace first instead of adding to its learning",
+    )
+    imp.set_defaults(func=_import)
+
+    reset = commands.add_parser("reset", help="forget a namespace's learning and history")
+    common(reset)
+    reset.add_argument("--yes", action="store_true", help="confirm (required)")
+    reset.set_defaults(func=_reset)
+
+
+def run_state(args: argparse.Namespace) -> int:
+    """Run the parsed ``state`` subcommand; ConduitError propagates to the caller."""
+    status: int = args.func(args)
+    return status
+
+
+def _open(args: argparse.Namespace) -> Store:
+    return open_store(args.url, namespace=args.namespace)
+
+
+def _summary(snapshot: Snapshot) -> dict[str, Any]:
+    def mean(total: float, n: float) -> float | None:
+        return total / n if n > 0 else None
+
+    models: dict[str, Any] = {}
+    for arm, s in snapshot.sums["outcomes"].items():
+        v = {k: float(np.sum(x)) for k, x in s.items()}
+        models[arm] = {
+            "decisions": int(v.get("decisions", 0)),
+            "feedback": int(v.get("quality_n", 0)),
+            "mean_quality": mean(v.get("quality_sum", 0.0), v.get("quality_n", 0.0)),
+            "mean_cost": mean(v.get("cost_sum", 0.0), v.get("cost_n", 0.0)),
+            "mean_latency": mean(v.get("latency_sum", 0.0), v.get("latency_n", 0.0)),
+        }
+    return {
+        "algorithm": snapshot.meta.algorithm,
+        "features": snapshot.meta.features,
+        "dim": snapshot.meta.dim,
+        "params": snapshot.meta.params,
+        "revision": snapshot.revision,
+        "updated": snapshot.updated,
+        "replicas": len(snapshot.replicas),
+        "models": models,
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def _show(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        names = store.namespaces()
+        snapshot = store.pull()
+        history = [_record(r) for r in store.history(limit=args.history)] if args.history else []
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "store": store.url,
+                        "namespaces": names,
+                        "namespace": store.namespace,
+                        "state": None if snapshot is None else _summary(snapshot),
+                        "history": history,
+                    }
+                )
+            )
+            return 0
+        print(f"{store.url}: namespaces {', '.join(names) or '(none)'}")
+        if snapshot is None:
+            print(f"namespace {store.namespace!r} has no learned state")
+            return 0
+        summary = _summary(snapshot)
+        print(
+            f"namespace {store.namespace!r}: {summary['algorithm']} on {summary['features']} "
+            f"(dim {summary['dim']}), revision {summary['revision']}, "
+            f"{summary['replicas']} replica(s)"
+        )
+        print(
+            f"  {'model':<32} {'decisions':>9} {'feedback':>8} {'quality':>8} "
+            f"{'cost':>10} {'latency':>8}"
+        )
+        for arm, m in summary["models"].items():
+            print(
+                f"  {arm:<32} {m['decisions']:>9} {m['feedback']:>8} "
+                f"{_fmt(m['mean_quality'], '.3f'):>8} {_fmt(m['mean_cost'], '.6f'):>10} "
+                f"{_fmt(m['mean_latency'], '.3f'):>8}"
+            )
+        for r in history:
+            print(f"  {r['decision_id']} {r['model']} quality={r['quality']} cost={r['cost']}")
+        return 0
+
+
+def _record(record: HistoryRecord) -> dict[str, Any]:
+    return {"decision_id": record.decision_id, **{n: getattr(record, n) for n in HISTORY_FIELDS}}
+
+
+def _export(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        snapshot = store.pull()
+        if snapshot is None:
+            raise StateError(f"{store.url}: namespace {store.namespace!r} has no learned state")
+        text = snapshot.encode()
+    if args.output == "-":
+        print(text)
+    else:
+        _write_private(Path(args.output), text)
+        print(f"exported revision {snapshot.revision} of {store.namespace!r} to {args.output}")
+    return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by the user only (0600)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise StateError(f"cannot write {path}: {exc}") from exc
+
+
+def _import(args: argparse.Namespace) -> int:
+    source = args.input
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StateError(f"cannot read {source}: {exc}") from exc
+    snapshot = Snapshot.decode(text, source)
+    with _open(args) as store:
+        if args.replace:
+            store.reset()
+        result = store.push(snapshot.sums, snapshot.meta)
+        print(f"imported {source} into {store.namespace!r} (now revision {result.revision})")
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        if not args.yes:
+            print(
+                f"this forgets everything {store.namespace!r} learned in {store.url}; "
+                "add --yes to confirm",
+                file=sys.stderr,
+            )
+            return 2
+        found = store.reset()
+        print(f"reset {store.namespace!r}" if found else f"{store.namespace!r} had no state")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``state`` commands alone (``python -m conduit.stores.cli state show``)."""
+    parser = argparse.ArgumentParser(prog="conduit")
+    add_state_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return run_state(args)
+    except ConduitError as exc:
+        print(f"conduit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

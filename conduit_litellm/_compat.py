@@ -1,0 +1,146 @@
+"""Every LiteLLM-version-dependent call, in one place, chosen by feature detection.
+
+LiteLLM 1.110 moved the router's members behind entry points: ``registry()`` for
+deployments (``model_list`` is deprecated), ``health().cooldowns`` for the
+cooldown store (``cooldown_cache`` before), ``register_plugin`` for a custom
+strategy (``set_custom_routing_strategy`` before). Older releases (1.74.9 on)
+have only the old members. Each helper below asks the router what it has
+instead of comparing version strings, so a release in between works too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import litellm
+
+__all__ = [
+    "active_cooldowns",
+    "async_active_cooldowns",
+    "deployments",
+    "group_deployments",
+    "has_registry",
+    "metadata_key",
+    "register_strategy",
+    "registry_version",
+    "remove_callback",
+    "unregister_strategy",
+]
+
+#: The callback lists LiteLLM copies an entry of ``litellm.callbacks`` into on first use.
+_CALLBACK_LISTS = (
+    "callbacks",
+    "input_callback",
+    "success_callback",
+    "failure_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+)
+
+
+def has_registry(router: Any) -> bool:
+    """Whether the router serves ``registry()`` (LiteLLM >= 1.110)."""
+    try:
+        return callable(router.registry)
+    except AttributeError:
+        return False
+
+
+def deployments(router: Any) -> list[dict[str, Any]]:
+    """The router's live deployment list, without touching the deprecated ``model_list``."""
+    if has_registry(router):
+        return list(router.registry().all())
+    return list(router.model_list or [])
+
+
+def registry_version(router: Any) -> int | None:
+    """A number that changes whenever the deployments change, or None where LiteLLM has none."""
+    if has_registry(router):
+        return int(router.registry().version)
+    return None
+
+
+def group_deployments(router: Any, model: str) -> list[dict[str, Any]]:
+    """The deployments LiteLLM itself would consider for ``model`` (aliases and wildcards too)."""
+    if has_registry(router):
+        found = router.registry().deployments(model_name=model)
+    else:
+        found = router.get_model_list(model_name=model)
+    return list(found or [])
+
+
+def register_strategy(router: Any, strategy: Any) -> str:
+    """Make ``strategy`` pick every deployment; returns the LiteLLM call used."""
+    if callable(getattr(router, "register_plugin", None)):
+        router.register_plugin(strategy)
+        return "register_plugin"
+    router.set_custom_routing_strategy(strategy)
+    return "set_custom_routing_strategy"
+
+
+def unregister_strategy(router: Any, strategy: Any) -> bool:
+    """Give the router its own strategy back, if ``strategy`` is the one registered.
+
+    LiteLLM has no public call for this. 1.110 drops a custom strategy when the
+    routing strategy changes, by clearing ``_custom_strategy`` and the assigned
+    sync pick on its core; we do the same two steps. Older releases assigned the
+    two pick methods on the instance, so deleting them restores the class's.
+    """
+    core = getattr(router, "__dict__", {}).get("_core")
+    if core is not None and hasattr(core, "_custom_strategy"):
+        if core._custom_strategy is not strategy:
+            return False
+        core._custom_strategy = None
+        core.__dict__.pop("get_available_deployment", None)
+        core.__dict__.pop("_core_async_get_available_deployment", None)
+        router.__dict__.pop("get_available_deployment", None)
+        return True
+    removed = False
+    for name in ("get_available_deployment", "async_get_available_deployment"):
+        bound = router.__dict__.get(name)
+        if getattr(bound, "__self__", None) is strategy:
+            del router.__dict__[name]
+            removed = True
+    return removed
+
+
+def active_cooldowns(router: Any, ids: Sequence[str]) -> set[str]:
+    """The ids among ``ids`` LiteLLM has in cooldown now."""
+    cache = _cooldown_cache(router)
+    if cache is None or not ids:
+        return set()
+    return {model_id for model_id, _ in cache.get_active_cooldowns(list(ids), None)}
+
+
+async def async_active_cooldowns(router: Any, ids: Sequence[str]) -> set[str]:
+    """:func:`active_cooldowns` without blocking the loop when the cooldowns live in Redis."""
+    cache = _cooldown_cache(router)
+    if cache is None or not ids:
+        return set()
+    return {model_id for model_id, _ in await cache.async_get_active_cooldowns(list(ids), None)}
+
+
+def _cooldown_cache(router: Any) -> Any:
+    if callable(getattr(router, "health", None)):
+        health = router.health()
+        if hasattr(health, "cooldowns"):
+            return health.cooldowns
+    return getattr(router, "cooldown_cache", None)
+
+
+def remove_callback(callback: object) -> None:
+    """Take ``callback`` out of every LiteLLM callback list it was copied into."""
+    manager = getattr(litellm, "logging_callback_manager", None)
+    remove_all = getattr(manager, "remove_callback_from_all_lists", None)
+    if callable(remove_all):
+        remove_all(callback)
+    for name in _CALLBACK_LISTS:
+        entries = getattr(litellm, name, None)
+        if isinstance(entries, list):
+            entries[:] = [entry for entry in entries if entry is not callback]
+
+
+def metadata_key(request_kwargs: Mapping[str, Any]) -> str:
+    """Where LiteLLM keeps a request's metadata: ``litellm_metadata`` for some endpoints."""
+    return "litellm_metadata" if "litellm_metadata" in request_kwargs else "metadata"

@@ -1,0 +1,273 @@
+"""ConduitRoutingPlugin: Conduit inside the LiteLLM proxy, as a routing plugin.
+
+The proxy cannot load a custom routing strategy class, but it runs the routing
+plugins listed in ``router_settings.plugins`` (LiteLLM >= 1.110, async calls
+only). A plugin sees the provider models (``litellm_params.model``) that serve
+the requested model name and narrows them: this one narrows them to the single
+model Conduit chooses. So the arms are the provider models of one model name;
+two deployments of the same provider model are one arm (LiteLLM then picks
+between them).
+
+A plugin cannot write the request metadata, only its signals, which LiteLLM
+stores under ``metadata["routing_plugin_signals"]["conduit"]``: the decision id
+travels there to :class:`~conduit_litellm.feedback.ConduitFeedbackLogger`,
+which the plugin registers on its first request.
+
+The proxy names a plugin by a dotted path to an instance. ``conduit_litellm.plugin.default``
+is one built on first access from environment variables (see :func:`from_env`);
+for other settings, build a ``ConduitRoutingPlugin`` in your own module. See
+docs/proxy.md and examples/proxy_config.yaml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import litellm
+
+from conduit.engines.features.extractor import Backend
+from conduit.engines.router import Router
+from conduit.errors import ConfigurationError
+from conduit.types import Constraints, Preferences
+from conduit_litellm import _compat
+from conduit_litellm.feedback import (
+    DECISION_KEY,
+    MODEL_KEY,
+    SIGNALS_KEY,
+    ConduitFeedbackLogger,
+    FeedbackServer,
+)
+from conduit_litellm.utils import deployment_price, query_text
+
+if TYPE_CHECKING:
+    from litellm.types.router import RoutingContext
+
+__all__ = ["ConduitRoutingPlugin", "from_env"]
+
+logger = logging.getLogger("conduit_litellm")
+
+
+class ConduitRoutingPlugin:
+    """A LiteLLM routing plugin (``async run(context)``) that learns which model to narrow to.
+
+    ``feedback_port`` starts :class:`~conduit_litellm.feedback.FeedbackServer`
+    on ``feedback_host`` (127.0.0.1 by default) with ``feedback_token``, so
+    clients of the proxy can post thumbs or ratings by response id.
+    """
+
+    def __init__(
+        self,
+        *,
+        conduit_router: Router | None = None,
+        use_hybrid: bool = True,
+        bandit_algorithm: str | None = None,
+        embedding_model: str = "all-MiniLM-L6-v2",
+        embedding_backend: Backend = "auto",
+        seed: int | None = None,
+        preferences: Preferences | str = "balanced",
+        state_path: str | Path | None = None,
+        router_options: Mapping[str, Any] | None = None,
+        feedback_port: int | None = None,
+        feedback_host: str = "127.0.0.1",
+        feedback_token: str | None = None,
+        response_ttl: float = 24 * 3600.0,
+        max_responses: int = 100_000,
+    ) -> None:
+        if conduit_router is not None and not isinstance(conduit_router, Router):
+            raise ConfigurationError(
+                f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
+            )
+        try:
+            self.preferences = Preferences.of(preferences)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        self._conduit = conduit_router
+        self._owns_router = conduit_router is None
+        self._options: dict[str, Any] = {
+            "bandit_algorithm": bandit_algorithm or ("hybrid" if use_hybrid else None),
+            "embedding_model": embedding_model,
+            "embedding_backend": embedding_backend,
+            "seed": seed,
+            "state_path": state_path,
+            **dict(router_options or {}),
+        }
+        self._prices: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+        self.feedback = ConduitFeedbackLogger(
+            router=lambda: self._conduit,
+            price=self._prices.get,
+            response_ttl=response_ttl,
+            max_responses=max_responses,
+        )
+        self._registered = False
+        self.server: FeedbackServer | None = None
+        if feedback_port is not None:
+            if feedback_token is None:
+                raise ConfigurationError("feedback_port needs feedback_token (a shared secret)")
+            self.server = FeedbackServer(
+                self.feedback, token=feedback_token, host=feedback_host, port=feedback_port
+            ).start()
+
+    @property
+    def conduit_router(self) -> Router | None:
+        return self._conduit
+
+    def register_feedback(self) -> None:
+        """Put the feedback logger in ``litellm.callbacks`` once (the first request does it too)."""
+        if self._registered:
+            return
+        manager = getattr(litellm, "logging_callback_manager", None)
+        if manager is not None and callable(getattr(manager, "add_litellm_callback", None)):
+            manager.add_litellm_callback(self.feedback)
+        elif self.feedback not in litellm.callbacks:
+            litellm.callbacks.append(self.feedback)
+        self._registered = True
+        logger.info("Feedback logger registered with LiteLLM - bandit learning enabled")
+
+    def cleanup(self) -> None:
+        """Take the logger out of LiteLLM, stop the endpoint, save learning; safe to repeat."""
+        _compat.remove_callback(self.feedback)
+        self._registered = False
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self._conduit is not None and self._owns_router:
+            self._conduit.close()
+
+    def record_feedback(
+        self,
+        response_or_id: object,
+        *,
+        quality: float | None = None,
+        thumbs: bool | None = None,
+        rating: int | None = None,
+    ) -> frozenset[str]:
+        """Learn a judgement of a response; see ConduitRoutingStrategy.record_feedback."""
+        return self.feedback.record_feedback(
+            response_or_id, quality=quality, thumbs=thumbs, rating=rating
+        )
+
+    def _arms(self, models: Sequence[str]) -> Router:
+        """The Conduit router, built on first use; new provider models become arms."""
+        with self._lock:
+            for model in models:
+                if model not in self._prices:
+                    price = deployment_price({"litellm_params": {"model": model}})
+                    if price is not None:
+                        self._prices[model] = price
+            if self._conduit is None:
+                self._conduit = Router(
+                    list(models),
+                    prices={m: self._prices[m] for m in models if m in self._prices},
+                    **self._options,
+                )
+                logger.info(
+                    "Conduit router built: %d models, %s", len(models), self._conduit.algorithm
+                )
+            elif self._owns_router:
+                known = set(self._conduit.models)
+                for model in models:
+                    if model not in known:
+                        self._conduit.add_model(model, price=self._prices.get(model))
+                        logger.info("Conduit arm added: %s", model)
+            return self._conduit
+
+    async def run(self, context: RoutingContext) -> RoutingContext:
+        """Narrow ``context.candidate_models`` to the one Conduit chooses."""
+        self.register_feedback()
+        models = list(dict.fromkeys(context.candidate_models))
+        if not models:
+            return context
+        if self._conduit is None:
+            conduit = await asyncio.to_thread(self._arms, models)  # may load the embedding model
+        else:
+            conduit = self._arms(models)
+        known = set(conduit.models)
+        allowed = frozenset(m for m in models if m in known)
+        if not allowed:
+            logger.warning(
+                "Model not in router arms: none of %s; leaving the choice to LiteLLM", models
+            )
+            return context
+        decision = await conduit.route(
+            query_text(_as_messages(context.structured_messages)),
+            preferences=self._preferences(context.metadata),
+            constraints=None if allowed == known else Constraints(allowed_models=allowed),
+        )
+        context.candidate_models = [decision.selected_model]
+        context.signals[SIGNALS_KEY] = {
+            DECISION_KEY: decision.decision_id,
+            MODEL_KEY: decision.selected_model,
+            "confidence": decision.confidence,
+        }
+        logger.debug(
+            "Conduit selected %s (confidence: %.2f)", decision.selected_model, decision.confidence
+        )
+        return context
+
+    def _preferences(self, metadata: Mapping[str, object]) -> Preferences:
+        wanted = metadata.get("conduit_preferences")
+        if isinstance(wanted, str):
+            try:
+                return Preferences.of(wanted)
+            except ValueError:
+                logger.warning(
+                    "Unknown conduit_preferences %r in request metadata: using defaults", wanted
+                )
+        return self.preferences
+
+
+def _as_messages(messages: object) -> list[Mapping[str, Any]]:
+    return [m for m in messages if isinstance(m, Mapping)] if isinstance(messages, list) else []
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> ConduitRoutingPlugin:
+    """A plugin configured by environment variables, read once, here.
+
+    ``CONDUIT_PREFERENCES`` (balanced), ``CONDUIT_BANDIT_ALGORITHM`` (hybrid),
+    ``CONDUIT_EMBEDDING_BACKEND`` (auto), ``CONDUIT_STATE_PATH``, ``CONDUIT_SEED``,
+    ``CONDUIT_FEEDBACK_PORT`` with ``CONDUIT_FEEDBACK_TOKEN``, ``CONDUIT_FEEDBACK_HOST``.
+
+    >>> plugin = from_env({"CONDUIT_PREFERENCES": "cost", "CONDUIT_EMBEDDING_BACKEND": "hashing"})
+    >>> plugin.preferences.cost
+    2.0
+    """
+    env = os.environ if environ is None else environ
+    port = env.get("CONDUIT_FEEDBACK_PORT")
+    seed = env.get("CONDUIT_SEED")
+    try:
+        return ConduitRoutingPlugin(
+            bandit_algorithm=env.get("CONDUIT_BANDIT_ALGORITHM") or None,
+            embedding_backend=env.get("CONDUIT_EMBEDDING_BACKEND", "auto"),  # type: ignore[arg-type]
+            preferences=env.get("CONDUIT_PREFERENCES", "balanced"),
+            state_path=env.get("CONDUIT_STATE_PATH") or None,
+            seed=int(seed) if seed else None,
+            feedback_port=int(port) if port else None,
+            feedback_host=env.get("CONDUIT_FEEDBACK_HOST", "127.0.0.1"),
+            feedback_token=env.get("CONDUIT_FEEDBACK_TOKEN") or None,
+        )
+    except ValueError as exc:
+        if isinstance(exc, ConfigurationError):
+            raise
+        raise ConfigurationError(f"invalid CONDUIT_* environment variable: {exc}") from exc
+
+
+_default: ConduitRoutingPlugin | None = None
+_default_lock = threading.Lock()
+
+
+def __getattr__(name: str) -> Any:
+    """``conduit_litellm.plugin.default``, built from the environment on first access."""
+    global _default
+    if name != "default":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _default_lock:
+        if _default is None:
+            _default = from_env()
+        return _default

@@ -1,0 +1,553 @@
+"""ConduitRoutingStrategy: LiteLLM's custom routing strategy, backed by a learning Conduit router.
+
+LiteLLM calls the strategy for every attempt of every request (retries and
+fallbacks included) to pick one deployment. The strategy narrows the
+deployments to those that can serve the request (in scope, not cooling down,
+with the context window, tools, vision and structured output it needs), asks
+the Conduit router to choose among them, and stamps the decision id into the
+request metadata, where :class:`~conduit_litellm.feedback.ConduitFeedbackLogger`
+finds it when LiteLLM reports the outcome.
+
+Arms are deployments, named by ``model_info.id``. Without a ``conduit_router``
+one is built on first use from LiteLLM's deployments, with prices from
+LiteLLM's cost map, and kept in step with deployments added or removed later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import litellm
+from litellm.exceptions import BadRequestError, ContextWindowExceededError
+from litellm.types.router import CustomRoutingStrategyBase
+
+from conduit.engines.features.extractor import Backend
+from conduit.engines.router import Router
+from conduit.errors import ConfigurationError, NoModelAvailableError
+from conduit.types import Constraints, Preferences, RoutingDecision
+from conduit_litellm import _compat
+from conduit_litellm.feedback import (
+    DECISION_KEY,
+    DEPLOYMENT_KEY,
+    JSON_KEY,
+    ConduitFeedbackLogger,
+    FeedbackServer,
+)
+from conduit_litellm.utils import (
+    Capabilities,
+    RequestNeeds,
+    capabilities,
+    deployment_id,
+    deployment_model,
+    deployment_price,
+    model_group,
+    query_text,
+    request_needs,
+)
+
+__all__ = ["PREFERENCES_KEY", "ConduitRoutingStrategy"]
+
+logger = logging.getLogger("conduit_litellm")
+
+Scope = Literal["all", "group"]
+#: Request-metadata key a caller may set to route one request with other preferences.
+PREFERENCES_KEY = "conduit_preferences"
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """The deployments as last read, keyed so a change is noticed cheaply."""
+
+    key: object
+    deployments: list[dict[str, Any]]
+    by_id: dict[str, dict[str, Any]]
+    arm_of: dict[str, str]
+    capabilities: dict[str, Capabilities] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Plan:
+    text: str
+    candidates: list[dict[str, Any]]
+    allowed: frozenset[str] | None
+    preferences: Preferences | None
+
+
+class ConduitRoutingStrategy(CustomRoutingStrategyBase):
+    """Route LiteLLM requests with a Conduit router that learns from every outcome.
+
+    ``scope="all"`` lets every deployment of the model list compete for every
+    request (the model group named in the call is only checked to exist);
+    ``scope="group"`` keeps the choice inside the requested group.
+    ``conduit_router`` supplies a ready router whose model names match
+    deployments by ``model_info.id``, ``litellm_params.model`` or model group;
+    otherwise one is built from ``use_hybrid``/``bandit_algorithm``,
+    ``embedding_model``/``embedding_backend``, ``seed``, ``state_path`` and
+    ``router_options`` (any other :class:`conduit.Router` argument).
+    ``bandit_algorithm`` wins over ``use_hybrid`` when both are given.
+
+    Features are cached in process (``router_options={"feature_cache_size": ...}``);
+    ``cache_enabled``/``redis_url``/``cache_ttl`` are accepted for the usage
+    guide's signature but no Redis feature cache exists yet, so a Redis URL is
+    reported once and not used.
+    """
+
+    def __init__(
+        self,
+        conduit_router: Router | None = None,
+        use_hybrid: bool = True,
+        embedding_model: str = "all-MiniLM-L6-v2",
+        cache_enabled: bool = False,
+        redis_url: str | None = None,
+        cache_ttl: int = 3600,
+        *,
+        scope: Scope = "all",
+        preferences: Preferences | str = "balanced",
+        seed: int | None = None,
+        embedding_backend: Backend = "auto",
+        bandit_algorithm: str | None = None,
+        state_path: str | Path | None = None,
+        router_options: Mapping[str, Any] | None = None,
+        response_ttl: float = 24 * 3600.0,
+        max_responses: int = 100_000,
+    ) -> None:
+        if conduit_router is not None and not isinstance(conduit_router, Router):
+            raise ConfigurationError(
+                f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
+            )
+        if scope not in ("all", "group"):
+            raise ConfigurationError(f"scope must be 'all' or 'group', got {scope!r}")
+        try:
+            self.preferences = Preferences.of(preferences)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        if isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int) or cache_ttl <= 0:
+            raise ConfigurationError(
+                f"cache_ttl must be a positive int of seconds, got {cache_ttl!r}"
+            )
+        self.scope: Scope = scope
+        self.use_hybrid = bool(use_hybrid)
+        self.bandit_algorithm = bandit_algorithm
+        self.embedding_model = embedding_model
+        self.embedding_backend: Backend = embedding_backend
+        self.seed = seed
+        self.state_path = state_path
+        self.router_options = dict(router_options or {})
+        self.cache_enabled = bool(cache_enabled)
+        self.redis_url = redis_url
+        self.cache_ttl = cache_ttl
+        if cache_enabled and redis_url:
+            logger.warning(
+                "Redis feature cache is not available in this release: features are cached in "
+                "process only (redis_url %s not used)",
+                redis_url.split("@")[-1],
+            )
+        self._conduit = conduit_router
+        self._owns_router = conduit_router is None
+        self._litellm_router: Any = None
+        self._snapshot: _Snapshot | None = None
+        self._lock = threading.RLock()
+        self._server: FeedbackServer | None = None
+        self._prices: dict[str, tuple[float, float]] = {}
+        self.feedback = ConduitFeedbackLogger(
+            router=lambda: self._conduit,
+            price=self._prices.get,
+            response_ttl=response_ttl,
+            max_responses=max_responses,
+        )
+
+    # -- wiring ------------------------------------------------------------------------------
+    @staticmethod
+    def setup_strategy(router: Any, strategy: ConduitRoutingStrategy) -> None:
+        """Make ``strategy`` route for ``router`` and learn from its outcomes."""
+        strategy.attach(router)
+
+    def attach(self, router: Any) -> None:
+        if self._litellm_router is not None and self._litellm_router is not router:
+            raise ConfigurationError("this strategy already routes for another litellm.Router")
+        self._litellm_router = router
+        how = _compat.register_strategy(router, self)
+        manager = getattr(litellm, "logging_callback_manager", None)
+        if manager is not None and callable(getattr(manager, "add_litellm_callback", None)):
+            manager.add_litellm_callback(self.feedback)
+        elif self.feedback not in litellm.callbacks:
+            litellm.callbacks.append(self.feedback)
+        logger.debug("Conduit strategy registered through Router.%s", how)
+        logger.info("Feedback logger registered with LiteLLM - bandit learning enabled")
+
+    def cleanup(self) -> None:
+        """Unregister from LiteLLM (callbacks and router) and save learning; safe to repeat."""
+        _compat.remove_callback(self.feedback)
+        if self._litellm_router is not None:
+            _compat.unregister_strategy(self._litellm_router, self)
+            self._litellm_router = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._conduit is not None and self._owns_router:
+            self._conduit.close()
+
+    def __enter__(self) -> ConduitRoutingStrategy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    async def __aenter__(self) -> ConduitRoutingStrategy:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    @property
+    def conduit_router(self) -> Router | None:
+        """The Conduit router (None until the first request when it is built lazily)."""
+        return self._conduit
+
+    # -- explicit feedback -------------------------------------------------------------------
+    def record_feedback(
+        self,
+        response_or_id: object,
+        *,
+        quality: float | None = None,
+        thumbs: bool | None = None,
+        rating: int | None = None,
+    ) -> frozenset[str]:
+        """Learn a judgement of a response (object or id); thumbs -> 1/0, rating 1..5 -> 0..1.
+
+        Idempotent: a second judgement of the same response is ignored and
+        returns an empty set.
+        """
+        return self.feedback.record_feedback(
+            response_or_id, quality=quality, thumbs=thumbs, rating=rating
+        )
+
+    async def arecord_feedback(
+        self,
+        response_or_id: object,
+        *,
+        quality: float | None = None,
+        thumbs: bool | None = None,
+        rating: int | None = None,
+    ) -> frozenset[str]:
+        """Async twin of :meth:`record_feedback` (in memory: it does not leave the loop)."""
+        return self.record_feedback(response_or_id, quality=quality, thumbs=thumbs, rating=rating)
+
+    def serve_feedback(
+        self, *, token: str, host: str = "127.0.0.1", port: int = 0
+    ) -> FeedbackServer:
+        """Start the HTTP feedback endpoint (:class:`FeedbackServer`); closed by :meth:`cleanup`."""
+        if self._server is None:
+            self._server = FeedbackServer(self.feedback, token=token, host=host, port=port).start()
+        return self._server
+
+    # -- deployments and arms ----------------------------------------------------------------
+    def _router_or_raise(self) -> Any:
+        if self._litellm_router is None:
+            raise ConfigurationError(
+                "the strategy is not attached: call "
+                "ConduitRoutingStrategy.setup_strategy(router, strategy)"
+            )
+        return self._litellm_router
+
+    def _refresh(self) -> _Snapshot:
+        """The deployments, re-read only when LiteLLM's list changed (version, or len + ids)."""
+        router = self._router_or_raise()
+        version = _compat.registry_version(router)
+        snap = self._snapshot
+        if version is not None and snap is not None and snap.key == version:
+            return snap
+        listed = _compat.deployments(router)
+        ids = tuple(deployment_id(d) for d in listed)
+        key: object = version if version is not None else (len(listed), ids)
+        if snap is not None and snap.key == key:
+            return snap
+        with self._lock:
+            if self._snapshot is not None and self._snapshot.key == key:
+                return self._snapshot
+            conduit = self._ensure_router(listed, ids)
+            by_id = dict(zip(ids, listed, strict=True))
+            arm_of = self._map_arms(conduit, listed, ids)
+            self._snapshot = _Snapshot(key=key, deployments=listed, by_id=by_id, arm_of=arm_of)
+            return self._snapshot
+
+    def _ensure_router(self, listed: Sequence[Mapping[str, Any]], ids: Sequence[str]) -> Router:
+        """The Conduit router, built on first use and kept in step with the deployments."""
+        for d, i in zip(listed, ids, strict=True):
+            price = deployment_price(d)
+            if price is not None:
+                self._prices[i] = price
+        if self._conduit is None:
+            if not ids:
+                raise ConfigurationError("the litellm.Router has no deployments to route between")
+            algorithm = self.bandit_algorithm or ("hybrid" if self.use_hybrid else None)
+            self._conduit = Router(
+                list(dict.fromkeys(ids)),
+                bandit_algorithm=algorithm,
+                embedding_model=self.embedding_model,
+                embedding_backend=self.embedding_backend,
+                seed=self.seed,
+                prices={i: p for i, p in self._prices.items() if i in ids},
+                state_path=self.state_path,
+                **self.router_options,
+            )
+            logger.info(
+                "Conduit router built: %d deployments, %s", len(set(ids)), self._conduit.algorithm
+            )
+        if self._owns_router:
+            current = set(ids)
+            arms = set(self._conduit.models)
+            for new in dict.fromkeys(i for i in ids if i not in arms):
+                self._conduit.add_model(new, price=self._prices.get(new))
+                logger.info("Conduit arm added: %s", new)
+            for gone in arms - current:
+                if len(self._conduit.models) > 1:
+                    self._conduit.remove_model(gone)
+                    logger.info("Conduit arm removed: %s", gone)
+        return self._conduit
+
+    def _map_arms(
+        self, conduit: Router, listed: Sequence[Mapping[str, Any]], ids: Sequence[str]
+    ) -> dict[str, str]:
+        """deployment id -> arm: the id, or (given router) the first name that matches."""
+        arms = set(conduit.models)
+        arm_of: dict[str, str] = {}
+        for d, i in zip(listed, ids, strict=True):
+            model = deployment_model(d)
+            for name in (i, model, model.split("/", 1)[-1], model_group(d)):
+                if name in arms:
+                    arm_of[i] = name
+                    break
+            else:
+                logger.warning(
+                    "Model not in router arms: deployment %s (%s) will not be routed to", i, model
+                )
+        return arm_of
+
+    # -- picking -----------------------------------------------------------------------------
+    def _plan(
+        self,
+        snap: _Snapshot,
+        model: str,
+        messages: Sequence[Mapping[str, Any]] | None,
+        input: object,
+        specific_deployment: bool | None,
+        request_kwargs: Mapping[str, Any] | None,
+    ) -> _Plan:
+        """Which deployments may serve this request, before cooldowns."""
+        text = query_text(messages, input)
+        prefs = self._request_preferences(request_kwargs)
+        if specific_deployment:
+            for i, d in snap.by_id.items():
+                if model in (i, deployment_model(d)) and i in snap.arm_of:
+                    return _Plan(text, [d], frozenset({snap.arm_of[i]}), prefs)
+            for i, d in snap.by_id.items():
+                if model in (i, deployment_model(d)):
+                    return _Plan(text, [d], None, prefs)  # not an arm: served, nothing learned
+            raise self._error(model, f"specific_deployment={model!r} names no deployment")
+        group = _compat.group_deployments(self._litellm_router, model)
+        if not group:
+            groups = sorted({model_group(d) for d in snap.deployments})
+            raise self._error(
+                model, f"no deployment serves model group {model!r}; groups are {groups}"
+            )
+        pool = group if self.scope == "group" else snap.deployments
+        candidates = [
+            snap.by_id[i] for i in dict.fromkeys(deployment_id(d) for d in pool) if i in snap.by_id
+        ]
+        routable = [d for d in candidates if deployment_id(d) in snap.arm_of]
+        if not routable:
+            raise self._error(model, f"none of the deployments for {model!r} is a Conduit arm")
+        able = self._capable(snap, routable, messages, request_kwargs, model)
+        return _Plan(text, able, None, prefs)
+
+    def _request_preferences(self, request_kwargs: Mapping[str, Any] | None) -> Preferences | None:
+        if not request_kwargs:
+            return None
+        meta = request_kwargs.get(_compat.metadata_key(request_kwargs))
+        wanted = meta.get(PREFERENCES_KEY) if isinstance(meta, Mapping) else None
+        if wanted is None:
+            return None
+        try:
+            return (
+                Preferences.of(wanted)
+                if isinstance(wanted, (str, Preferences))
+                else Preferences(**wanted)
+            )
+        except (ValueError, TypeError) as exc:
+            raise self._error(
+                "", f"metadata {PREFERENCES_KEY}={wanted!r} is invalid: {exc}"
+            ) from exc
+
+    def _capable(
+        self,
+        snap: _Snapshot,
+        candidates: list[dict[str, Any]],
+        messages: Sequence[Mapping[str, Any]] | None,
+        request_kwargs: Mapping[str, Any] | None,
+        model: str,
+    ) -> list[dict[str, Any]]:
+        """The candidates that can serve the request; raises LiteLLM's error when none can."""
+        needs = request_needs(messages, request_kwargs)
+        caps = [self._capabilities(snap, d) for d in candidates]
+        limits = [c.max_input_tokens for c in caps if c.max_input_tokens is not None]
+        tokens: int | None = None
+        if limits and messages and needs.chars * 2 >= min(limits):
+            tokens = int(litellm.token_counter(messages=list(messages)))
+        keep: list[dict[str, Any]] = []
+        why: dict[str, str] = {}
+        for d, cap in zip(candidates, caps, strict=True):
+            reason = _unfit(cap, needs, tokens)
+            if reason is None:
+                keep.append(d)
+            else:
+                why[deployment_id(d)] = reason
+        if keep:
+            return keep
+        detail = "; ".join(f"{i}: {r}" for i, r in why.items())
+        message = f"no deployment for {model!r} can serve this request ({detail})"
+        if all(r.startswith("prompt of") for r in why.values()):
+            raise ContextWindowExceededError(
+                message=f"Conduit: {message}", model=model, llm_provider=""
+            )
+        raise self._error(model, message)
+
+    @staticmethod
+    def _capabilities(snap: _Snapshot, deployment: Mapping[str, Any]) -> Capabilities:
+        i = deployment_id(deployment)
+        found = snap.capabilities.get(i)
+        if found is None:
+            found = snap.capabilities[i] = capabilities(deployment)
+        return found
+
+    @staticmethod
+    def _error(model: str, message: str) -> Exception:
+        return BadRequestError(message=f"Conduit: {message}", model=model, llm_provider="")
+
+    def _healthy(self, candidates: list[dict[str, Any]], cooling: set[str]) -> list[dict[str, Any]]:
+        """Candidates not in cooldown; all of them when every one is cooling."""
+        healthy = [d for d in candidates if deployment_id(d) not in cooling]
+        if cooling and candidates and len(healthy) < len(candidates):
+            logger.debug("Skipping deployments in cooldown: %s", sorted(cooling))
+        return healthy or candidates
+
+    def _constraints(self, snap: _Snapshot, plan: _Plan, conduit: Router) -> Constraints | None:
+        allowed = plan.allowed or frozenset(snap.arm_of[deployment_id(d)] for d in plan.candidates)
+        if len(allowed) == len(conduit.models):
+            return None
+        return Constraints(allowed_models=allowed)
+
+    def _finish(
+        self,
+        snap: _Snapshot,
+        plan: _Plan,
+        decision: RoutingDecision,
+        model: str,
+        request_kwargs: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The chosen deployment; its decision id goes into the request metadata."""
+        arm = decision.selected_model
+        chosen = next(
+            (d for d in plan.candidates if snap.arm_of.get(deployment_id(d)) == arm), None
+        )
+        if chosen is None:
+            logger.warning(
+                "Conduit selected %s but not found in model_list; using %s",
+                arm,
+                deployment_id(plan.candidates[0]),
+            )
+            return plan.candidates[0]
+        if request_kwargs is not None:
+            key = _compat.metadata_key(request_kwargs)
+            old = request_kwargs.get(key)
+            stamped = dict(old) if isinstance(old, Mapping) else {}
+            stamped[DECISION_KEY] = decision.decision_id
+            stamped[DEPLOYMENT_KEY] = deployment_id(chosen)
+            stamped[JSON_KEY] = request_needs(None, request_kwargs).response_schema
+            # a new dict, not an update: an earlier attempt's event keeps its own decision id
+            request_kwargs[key] = stamped
+        logger.debug("Conduit selected %s (confidence: %.2f)", arm, decision.confidence)
+        logger.debug("Conduit decision %s for %r: %s", decision.decision_id, model, decision.reason)
+        return chosen
+
+    def _route_args(self, plan: _Plan, snap: _Snapshot, conduit: Router) -> dict[str, Any]:
+        return {
+            "preferences": plan.preferences or self.preferences,
+            "constraints": self._constraints(snap, plan, conduit),
+        }
+
+    # LiteLLM's base class annotates these picks as returning None but documents, and
+    # needs, a deployment dict; hence the override ignores.
+    async def async_get_available_deployment(  # type: ignore[override]
+        self,
+        model: str,
+        messages: list[dict[str, Any]] | None = None,
+        input: str | list[Any] | None = None,
+        specific_deployment: bool | None = False,
+        request_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Pick the deployment for one attempt (LiteLLM's async path)."""
+        if self._conduit is None or self._snapshot is None:
+            await asyncio.to_thread(self._refresh)  # the first build may load the embedding model
+        snap = self._refresh()
+        plan = self._plan(snap, model, messages, input, specific_deployment, request_kwargs)
+        if plan.allowed is None and not specific_deployment:
+            cooling = await _compat.async_active_cooldowns(
+                self._litellm_router, [deployment_id(d) for d in plan.candidates]
+            )
+            plan.candidates = self._healthy(plan.candidates, cooling)
+        conduit = self._conduit
+        if conduit is None or (specific_deployment and plan.allowed is None):
+            return plan.candidates[0]
+        try:
+            decision = await conduit.route(plan.text, **self._route_args(plan, snap, conduit))
+        except NoModelAvailableError as exc:
+            raise self._error(model, str(exc)) from exc
+        return self._finish(snap, plan, decision, model, request_kwargs)
+
+    def get_available_deployment(  # type: ignore[override]
+        self,
+        model: str,
+        messages: list[dict[str, Any]] | None = None,
+        input: str | list[Any] | None = None,
+        specific_deployment: bool | None = False,
+        request_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Pick the deployment for one attempt (LiteLLM's sync path; uses no event loop)."""
+        snap = self._refresh()
+        plan = self._plan(snap, model, messages, input, specific_deployment, request_kwargs)
+        if plan.allowed is None and not specific_deployment:
+            cooling = _compat.active_cooldowns(
+                self._litellm_router, [deployment_id(d) for d in plan.candidates]
+            )
+            plan.candidates = self._healthy(plan.candidates, cooling)
+        conduit = self._conduit
+        if conduit is None or (specific_deployment and plan.allowed is None):
+            return plan.candidates[0]
+        try:
+            decision = conduit.route_sync(plan.text, **self._route_args(plan, snap, conduit))
+        except NoModelAvailableError as exc:
+            raise self._error(model, str(exc)) from exc
+        return self._finish(snap, plan, decision, model, request_kwargs)
+
+    def __repr__(self) -> str:
+        return f"ConduitRoutingStrategy(scope={self.scope!r}, router={self._conduit!r})"
+
+
+def _unfit(cap: Capabilities, needs: RequestNeeds, tokens: int | None) -> str | None:
+    """Why a deployment cannot serve the request, or None when it can."""
+    if tokens is not None and cap.max_input_tokens is not None and tokens > cap.max_input_tokens:
+        return f"prompt of {tokens} tokens exceeds its context window of {cap.max_input_tokens}"
+    if needs.tools and cap.function_calling is False:
+        return "does not support function calling (tools)"
+    if needs.images and cap.vision is False:
+        return "does not support images (vision)"
+    if needs.response_schema and cap.response_schema is False:
+        return "does not support response_format (structured output)"
+    return None

@@ -1,0 +1,233 @@
+"""Reading LiteLLM's deployments and requests: ids, prices, capabilities and query text.
+
+These helpers accept either a ``litellm.Router`` or a plain model list, and read
+a router through :mod:`conduit_litellm._compat` (``registry()`` where LiteLLM has
+it, ``model_list`` before), so no deprecation warning is raised.
+
+>>> model_list = [
+...     {"model_name": "fast", "model_info": {"id": "mini"},
+...      "litellm_params": {"model": "gpt-4o-mini"}},
+...     {"model_name": "fast", "litellm_params": {"model": "gpt-4o", "api_base": "http://x"}},
+... ]
+>>> ids = extract_model_ids(model_list)
+>>> ids[0], len(ids[1])
+('mini', 16)
+>>> ids == extract_model_ids(model_list)  # stable across calls and processes
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from conduit.errors import ConfigurationError
+from conduit_litellm import _compat
+
+__all__ = [
+    "Capabilities",
+    "RequestNeeds",
+    "capabilities",
+    "deployment_id",
+    "deployment_model",
+    "deployment_price",
+    "extract_model_ids",
+    "get_deployments",
+    "model_group",
+    "query_text",
+    "request_needs",
+]
+
+
+def get_deployments(model_list_or_router: Any) -> list[dict[str, Any]]:
+    """The deployments of a ``litellm.Router`` (any supported version) or of a model list."""
+    if isinstance(model_list_or_router, Mapping):
+        raise ConfigurationError("expected a litellm.Router or a list of deployments, got a dict")
+    if isinstance(model_list_or_router, Iterable) and not isinstance(model_list_or_router, str):
+        found = list(model_list_or_router)
+    elif _compat.has_registry(model_list_or_router) or hasattr(model_list_or_router, "model_list"):
+        found = _compat.deployments(model_list_or_router)
+    else:
+        raise ConfigurationError(
+            "expected a litellm.Router or a list of deployments, "
+            f"got {type(model_list_or_router).__name__}"
+        )
+    for item in found:
+        if not isinstance(item, Mapping) or not isinstance(item.get("litellm_params"), Mapping):
+            raise ConfigurationError(f"not a LiteLLM deployment (no litellm_params): {item!r}")
+    return found
+
+
+def deployment_id(deployment: Mapping[str, Any]) -> str:
+    """``model_info.id`` where given, else a stable hash of model group, model and api_base.
+
+    A ``litellm.Router`` gives every deployment an id, so the hash only names
+    deployments of a plain list that has none.
+    """
+    info = deployment.get("model_info") or {}
+    given = info.get("id") if isinstance(info, Mapping) else None
+    if given is not None and str(given):
+        return str(given)
+    params = deployment.get("litellm_params") or {}
+    key = json.dumps(
+        [deployment.get("model_name"), params.get("model"), params.get("api_base")], default=str
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def extract_model_ids(model_list_or_router: Any) -> list[str]:
+    """The id of every deployment, in model-list order: the names Conduit learns under."""
+    return [deployment_id(d) for d in get_deployments(model_list_or_router)]
+
+
+def deployment_model(deployment: Mapping[str, Any]) -> str:
+    """The provider model LiteLLM calls (``litellm_params.model``)."""
+    return str((deployment.get("litellm_params") or {}).get("model", ""))
+
+
+def model_group(deployment: Mapping[str, Any]) -> str:
+    return str(deployment.get("model_name", ""))
+
+
+def _cost_map_entry(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """LiteLLM's cost-map entry for the deployment's model (or its ``base_model``), or {}."""
+    import litellm
+
+    params = deployment.get("litellm_params") or {}
+    info = deployment.get("model_info") or {}
+    names = [info.get("base_model"), params.get("base_model"), params.get("model")]
+    for name in names:
+        if not isinstance(name, str) or not name:
+            continue
+        for key in (name, name.split("/", 1)[-1]):
+            entry = litellm.model_cost.get(key)
+            if isinstance(entry, Mapping):
+                return dict(entry)
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a deployment is known to accept; None means the cost map does not say."""
+
+    max_input_tokens: int | None
+    function_calling: bool | None
+    vision: bool | None
+    response_schema: bool | None
+
+
+def _flag(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def capabilities(deployment: Mapping[str, Any]) -> Capabilities:
+    """The deployment's limits: its own ``model_info`` first, then LiteLLM's cost map."""
+    merged = _cost_map_entry(deployment)
+    own = deployment.get("model_info") or {}
+    merged.update({k: v for k, v in own.items() if v is not None})
+    limit = merged.get("max_input_tokens") or merged.get("max_tokens")
+    return Capabilities(
+        max_input_tokens=int(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
+        function_calling=_flag(merged.get("supports_function_calling")),
+        vision=_flag(merged.get("supports_vision")),
+        response_schema=_flag(merged.get("supports_response_schema")),
+    )
+
+
+def deployment_price(deployment: Mapping[str, Any]) -> tuple[float, float] | None:
+    """USD per (input, output) token: ``litellm_params`` overrides, else the cost map."""
+    params = deployment.get("litellm_params") or {}
+    entry = _cost_map_entry(deployment)
+    prices = []
+    for key in ("input_cost_per_token", "output_cost_per_token"):
+        value = params.get(key, entry.get(key))
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            return None
+        prices.append(float(value))
+    return prices[0], prices[1]
+
+
+def _content_text(content: object) -> tuple[str, bool]:
+    """The text of one message's content and whether it carries an image."""
+    if isinstance(content, str):
+        return content, False
+    texts: list[str] = []
+    image = False
+    if isinstance(content, Sequence):
+        for part in content:
+            if not isinstance(part, Mapping):
+                continue
+            kind = part.get("type")
+            if kind in ("text", "input_text") and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif kind in ("image_url", "input_image", "image"):
+                image = True
+    return "\n".join(texts), image
+
+
+def query_text(messages: Sequence[Mapping[str, Any]] | None, input: object = None) -> str:
+    """What Conduit routes on: the last user message (the question), else any text at all.
+
+    >>> query_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+    'Hi'
+    >>> query_text(None, input=["a", "b"])
+    'a\\nb'
+    """
+    for message in reversed(list(messages or [])):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            text, _ = _content_text(message.get("content"))
+            if text.strip():
+                return text
+    for message in reversed(list(messages or [])):
+        if isinstance(message, Mapping):
+            text, _ = _content_text(message.get("content"))
+            if text.strip():
+                return text
+    if isinstance(input, str) and input.strip():
+        return input
+    if isinstance(input, Sequence):
+        joined = "\n".join(item for item in input if isinstance(item, str))
+        if joined.strip():
+            return joined
+    return "(no text)"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestNeeds:
+    """What a request needs from a deployment."""
+
+    chars: int
+    tools: bool
+    images: bool
+    response_schema: bool
+
+
+def request_needs(
+    messages: Sequence[Mapping[str, Any]] | None, request_kwargs: Mapping[str, Any] | None
+) -> RequestNeeds:
+    """Tools, images and structured output asked for, and the prompt's size in characters."""
+    kwargs = request_kwargs or {}
+    chars = 0
+    images = False
+    for message in messages or []:
+        if not isinstance(message, Mapping):
+            continue
+        text, image = _content_text(message.get("content"))
+        chars += len(text)
+        images = images or image
+    response_format = kwargs.get("response_format")
+    schema = isinstance(response_format, Mapping) and response_format.get("type") in (
+        "json_schema",
+        "json_object",
+    )
+    if isinstance(response_format, type):  # a pydantic model class
+        schema = True
+    return RequestNeeds(
+        chars=chars,
+        tools=bool(kwargs.get("tools") or kwargs.get("functions")),
+        images=images,
+        response_schema=schema,
+    )

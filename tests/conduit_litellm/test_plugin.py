@@ -1,0 +1,177 @@
+"""ConduitRoutingPlugin in a real litellm.Router(plugins=[...]), as the proxy builds it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import asyncio
+import copy
+import inspect
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import litellm
+import pytest
+
+import conduit_litellm.plugin as plugin_module
+from conduit import ConfigurationError
+from conduit_litellm import ConduitRoutingPlugin, _compat
+from conduit_litellm.plugin import from_env
+
+# LiteLLM's own TypedDicts trip a pydantic warning when first validated; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly.*:UserWarning")
+
+MODEL_LIST = [
+    {"model_name": "chat", "litellm_params": {"model": "gpt-4o-mini", "mock_response": "Paris."}},
+    {"model_name": "chat", "litellm_params": {"model": "gpt-4o", "mock_response": "Paris."}},
+    {
+        "model_name": "other",
+        "litellm_params": {"model": "gpt-3.5-turbo", "mock_response": "Paris."},
+    },
+]
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+TOKEN = "proxy-feedback-token-0123"
+
+
+def plugins_supported() -> bool:
+    return _compat.has_registry(litellm.Router(model_list=copy.deepcopy(MODEL_LIST[:1])))
+
+
+pytestmark = [
+    pytestmark,
+    pytest.mark.skipif(not plugins_supported(), reason="this LiteLLM has no routing plugins"),
+]
+
+
+@pytest.fixture
+def plugin() -> Iterator[ConduitRoutingPlugin]:
+    made = ConduitRoutingPlugin(embedding_backend="hashing", seed=0, bandit_algorithm="random")
+    yield made
+    made.cleanup()
+
+
+async def settle(plugin: ConduitRoutingPlugin, events: int, timeout: float = 30.0) -> None:
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+    deadline = time.monotonic() + timeout
+    while plugin.feedback.stats()["events"] < events and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+        await GLOBAL_LOGGING_WORKER.flush()
+    assert plugin.feedback.stats()["events"] == events
+
+
+def counts(plugin: ConduitRoutingPlugin) -> dict[str, float]:
+    assert plugin.conduit_router is not None
+    state = plugin.conduit_router.state_dict()["outcomes"]
+    return {key: float(state["sums"][:, i].sum()) for i, key in enumerate(state["keys"])}
+
+
+def test_passes_the_proxys_plugin_check(plugin: ConduitRoutingPlugin) -> None:
+    from litellm.types.router import RoutingPlugin
+
+    assert isinstance(plugin, RoutingPlugin)
+    assert inspect.iscoroutinefunction(plugin.run)
+
+
+async def test_routes_within_the_group_and_learns(plugin: ConduitRoutingPlugin) -> None:
+    router = litellm.Router(model_list=copy.deepcopy(MODEL_LIST), plugins=[plugin])
+    served = set()
+    for i in range(20):
+        response = await router.acompletion(
+            model="chat", messages=[{"role": "user", "content": f"q{i}"}]
+        )
+        served.add(response.model)
+    assert served == {"gpt-4o-mini", "gpt-4o"}
+    assert plugin.conduit_router is not None
+    assert set(plugin.conduit_router.models) == {"gpt-4o-mini", "gpt-4o"}
+    await settle(plugin, 20)
+    assert plugin.conduit_router.stats().total_decisions == 20
+    learned = counts(plugin)
+    assert (learned["cost_n"], learned["latency_n"], learned["quality_n"]) == (20, 20, 0)
+    await router.acompletion(model="other", messages=MESSAGES)  # a new model name: a new arm
+    assert "gpt-3.5-turbo" in plugin.conduit_router.models
+
+
+async def test_explicit_feedback_over_http() -> None:
+    plugin = ConduitRoutingPlugin(
+        embedding_backend="hashing", seed=0, feedback_port=0, feedback_token=TOKEN
+    )
+    try:
+        router = litellm.Router(model_list=copy.deepcopy(MODEL_LIST), plugins=[plugin])
+        response = await router.acompletion(model="chat", messages=MESSAGES)
+        await settle(plugin, 1)
+        assert plugin.server is not None
+        request = urllib.request.Request(
+            plugin.server.url,
+            data=json.dumps({"response_id": response.id, "rating": 5}).encode(),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            method="POST",
+        )
+        answer = await asyncio.to_thread(urllib.request.urlopen, request, timeout=5)
+        assert json.loads(answer.read()) == {"learned": ["quality"]}
+        assert plugin.record_feedback(response, thumbs=False) == frozenset()  # already learned
+        assert counts(plugin)["quality_n"] == 1
+    finally:
+        plugin.cleanup()
+    assert plugin.server is None
+    assert not any(plugin.feedback in getattr(litellm, name) for name in _compat._CALLBACK_LISTS)
+
+
+def test_default_instance_loads_like_the_proxy_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from litellm.proxy.types_utils.utils import get_instance_fn
+
+    monkeypatch.setenv("CONDUIT_EMBEDDING_BACKEND", "hashing")
+    monkeypatch.setenv("CONDUIT_PREFERENCES", "cost")
+    monkeypatch.setattr(plugin_module, "_default", None)
+    loaded = get_instance_fn("conduit_litellm.plugin.default")
+    assert isinstance(loaded, ConduitRoutingPlugin)
+    assert loaded is plugin_module.default
+    assert loaded.preferences.cost == 2.0
+    with pytest.raises(AttributeError, match="no attribute 'missing'"):
+        plugin_module.missing  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("environ", "pattern"),
+    [
+        ({"CONDUIT_FEEDBACK_PORT": "9000"}, "feedback_port needs feedback_token"),
+        ({"CONDUIT_FEEDBACK_PORT": "nine"}, "invalid CONDUIT_"),
+        ({"CONDUIT_PREFERENCES": "cheapest"}, "unknown preference"),
+        ({"CONDUIT_SEED": "x"}, "invalid CONDUIT_"),
+    ],
+)
+def test_from_env_rejects(environ: dict[str, str], pattern: str) -> None:
+    with pytest.raises(ConfigurationError, match=pattern):
+        from_env(environ)
+
+
+def test_invalid_conduit_router() -> None:
+    with pytest.raises(ConfigurationError, match=r"must be a conduit\.Router"):
+        ConduitRoutingPlugin(conduit_router="gpt-4o")  # type: ignore[arg-type]
+
+
+async def test_preferences_from_request_metadata(
+    plugin: ConduitRoutingPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = litellm.Router(model_list=copy.deepcopy(MODEL_LIST), plugins=[plugin])
+    await router.acompletion(model="chat", messages=MESSAGES)
+    conduit = plugin.conduit_router
+    assert conduit is not None
+    asked: list[Any] = []
+    route = conduit.route
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs["preferences"])
+        return await route(*args, **kwargs)
+
+    monkeypatch.setattr(conduit, "route", spy)
+    for wanted in ("cost", "no-such-preset"):
+        await router.acompletion(
+            model="chat", messages=MESSAGES, metadata={"conduit_preferences": wanted}
+        )
+    assert [p.cost for p in asked] == [2.0, plugin.preferences.cost]

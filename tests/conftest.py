@@ -1,0 +1,48 @@
+"""Shared fixtures. Keep this file small: helpers used by one test file live in that file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conduit import Router
+
+StateCheck = Callable[[Any, Any], None]
+
+
+def _assert_same(a: Any, b: Any, path: str = "state") -> None:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a_arr, b_arr = np.asarray(a), np.asarray(b)
+        assert a_arr.shape == b_arr.shape, f"{path}: shape {a_arr.shape} != {b_arr.shape}"
+        assert np.array_equal(a_arr, b_arr), f"{path}: arrays differ"
+    elif isinstance(a, Mapping):
+        assert isinstance(b, Mapping), f"{path}: {type(b).__name__} is not a mapping"
+        assert set(a) == set(b), f"{path}: keys {sorted(map(str, a))} != {sorted(map(str, b))}"
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{path}: {a!r} != {b!r}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+@pytest.fixture
+def assert_same_state() -> StateCheck:
+    """Exact equality of two state dicts (nested mappings, lists and numpy arrays)."""
+    return _assert_same
+
+
+@pytest.fixture
+def make_router() -> Callable[..., Router]:
+    """``Router`` with the fast, dependency-free hashing features unless told otherwise."""
+
+    def make(models: Any = ("small", "large"), **kwargs: Any) -> Router:
+        kwargs.setdefault("embedding_backend", "hashing")
+        return Router(models, **kwargs)
+
+    return make

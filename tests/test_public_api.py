@@ -1,0 +1,110 @@
+"""The public surface: sorted, importable, and complete (every public class is exported)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from types import ModuleType
+
+import pytest
+
+import conduit
+import conduit.engines.bandits as bandits
+from conduit.engines.bandits import ALGORITHMS, Bandit
+
+# Modules whose public classes and functions are all part of ``conduit``'s surface.
+PUBLIC_MODULES = ["conduit.errors", "conduit.types", "conduit.engines.router"]
+# Public in their module but deliberately not re-exported from ``conduit``.
+NOT_EXPORTED = {"conduit.engines.router": {"estimate_tokens"}}
+
+
+def isort_style(names: list[str]) -> list[str]:
+    """The order ruff's RUF022 keeps ``__all__`` in: CONSTANTS, then Classes, then the rest."""
+    return sorted(names, key=lambda n: (0 if n.isupper() else 1 if n[:1].isupper() else 2, n))
+
+
+def defined_here(module: ModuleType) -> set[str]:
+    """Public classes and functions defined in ``module`` itself (not imported into it)."""
+    return {
+        name
+        for name, obj in vars(module).items()
+        if not name.startswith("_")
+        and (inspect.isclass(obj) or inspect.isfunction(obj))
+        and obj.__module__ == module.__name__
+    }
+
+
+@pytest.mark.parametrize("package", [conduit, bandits], ids=["conduit", "bandits"])
+def test_all_is_sorted_unique_and_importable(package: ModuleType) -> None:
+    names = package.__all__
+    assert names == isort_style(names)
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert getattr(package, name) is not None, name
+    namespace: dict[str, object] = {}
+    exec(f"from {package.__name__} import *", namespace)
+    assert set(names) <= set(namespace)
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_public_classes_and_functions_are_exported(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    expected = defined_here(module) - NOT_EXPORTED.get(module_name, set())
+    assert expected, f"{module_name} should define something public"
+    missing = expected - set(conduit.__all__)
+    assert not missing, f"{sorted(missing)} from {module_name} are not in conduit.__all__"
+    for name in expected:
+        assert getattr(conduit, name) is getattr(module, name)
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_module_all_lists_what_it_defines(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert module.__all__ == isort_style(module.__all__)
+    assert defined_here(module) <= set(module.__all__)
+
+
+def test_version_is_exported() -> None:
+    assert conduit.__version__ == importlib.metadata.version("conduit")
+
+
+def bandit_modules() -> list[ModuleType]:
+    return [
+        importlib.import_module(f"{bandits.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(bandits.__path__)
+    ]
+
+
+def test_every_policy_is_exported_and_registered() -> None:
+    policies = {
+        obj
+        for module in bandit_modules()
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, Bandit)
+        and obj.__module__ == module.__name__
+        and "name" in vars(obj)
+    }
+    assert len(policies) >= 10
+    for policy in policies:
+        assert policy.__name__ in bandits.__all__, policy
+        assert getattr(bandits, policy.__name__) is policy
+        assert ALGORITHMS[policy.name] is policy, policy
+    assert set(ALGORITHMS.values()) == policies
+    assert {"Bandit", "Choice", "make_bandit", "ALGORITHMS"} <= set(bandits.__all__)
+
+
+@pytest.mark.parametrize("module", bandit_modules(), ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_bandit_modules_declare_a_sorted_all(module: ModuleType) -> None:
+    assert module.__all__ == isort_style(module.__all__)
+    for name in module.__all__:
+        assert hasattr(module, name), name
+
+
+def test_the_usage_guide_import_paths_exist() -> None:
+    from conduit.engines.bandits import LinUCBBandit
+    from conduit.engines.router import Router
+
+    assert Router is conduit.Router
+    assert LinUCBBandit.name == "linucb"
