@@ -260,7 +260,7 @@ class Router:
                     constraints=constraints or query.constraints,
                 )
             return Query(
-                text=query,  # type: ignore[arg-type]
+                text=query,
                 preferences=Preferences.of(preferences),
                 constraints=constraints or Constraints(),
             )
@@ -272,13 +272,6 @@ class Router:
         if self.extractor is None or not self._bandit.contextual:
             return np.ones(1)
         return self.extractor.features(text)
-
-    def _cached_features(self, text: str) -> FloatArray | None:
-        if self.extractor is None or not self._bandit.contextual:
-            return np.ones(1)
-        from conduit.engines.features.cache import text_key
-
-        return self.extractor.cache.get(text_key(text))
 
     def route_sync(
         self,
@@ -300,9 +293,12 @@ class Router:
     ) -> RoutingDecision:
         """Choose a model for ``query``; a new query is embedded in a worker thread."""
         q = self._as_query(query, preferences, constraints)
-        x = self._cached_features(q.text)
+        extractor = self.extractor
+        if extractor is None or not self._bandit.contextual:
+            return self._decide(q, np.ones(1))
+        x = extractor.cached(q.text)
         if x is None:
-            x = await asyncio.to_thread(self.features, q.text)
+            x = await asyncio.to_thread(extractor.compute, q.text)
         return self._decide(q, x)
 
     def _candidates(self, c: Constraints, predicted_cost: FloatArray, latency: FloatArray) -> list[int]:
@@ -354,7 +350,7 @@ class Router:
             self._outcomes.add(model, decisions=1.0)
             phase = self._phase()
         decision_id = uuid.uuid4().hex
-        self._pending.add(decision_id, Pending(model=model, features=x, tokens=tokens, created=0.0))
+        self._pending.add(decision_id, Pending(model=model, features=x, tokens=tokens))
         names = [models[i] for i in cands]
         decision = self._explain(decision_id, model, names, choice, costs, latency, phase)
         if self.store_sync is not None:

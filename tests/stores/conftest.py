@@ -28,6 +28,7 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("CONDUIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE = os.environ.get("CONDUIT_REQUIRE_SERVICES", "") not in ("", "0")
 
+
 def service_missing(what: str, error: object) -> None:
     """Skip loudly, or fail when CI demands every service (CONDUIT_REQUIRE_SERVICES=1)."""
     message = (

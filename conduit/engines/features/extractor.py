@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Literal
@@ -23,6 +24,16 @@ logger = logging.getLogger("conduit.features")
 Backend = Literal["auto", "onnx", "sentence-transformers", "hashing"]
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _PROJECTION_SEED = 20251124  # fixed: every process and replica must project alike
+
+
+@functools.lru_cache(maxsize=8)
+def _projection(width: int, dim: int) -> FloatArray:
+    """The fixed random orthonormal projection ``width -> dim``, scaled to keep norms."""
+    rng = np.random.default_rng(_PROJECTION_SEED)
+    q, _ = np.linalg.qr(rng.standard_normal((width, dim)))
+    projection: FloatArray = q * np.sqrt(width / dim)
+    projection.setflags(write=False)
+    return projection
 
 
 def make_embedder(embedding_model: str = DEFAULT_MODEL, backend: Backend = "auto") -> Embedder:
@@ -96,9 +107,7 @@ class FeatureExtractor:
             self._projection: FloatArray | None = None
             self._embed_dim = width
         else:
-            rng = np.random.default_rng(_PROJECTION_SEED)
-            q, _ = np.linalg.qr(rng.standard_normal((width, projection_dim)))
-            self._projection = q * np.sqrt(width / projection_dim)
+            self._projection = _projection(width, projection_dim)
             self._embed_dim = projection_dim
         self.dim = self._embed_dim + len(METADATA_NAMES) + 1
         self.cache = FeatureCache(maxsize=cache_size)
@@ -118,14 +127,19 @@ class FeatureExtractor:
 
     def features(self, text: str) -> FloatArray:
         """The feature vector of one text (read-only; cached)."""
-        key = text_key(text)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
+        cached = self.cached(text)
+        return cached if cached is not None else self.compute(text)
+
+    def cached(self, text: str) -> FloatArray | None:
+        """The cached feature vector of ``text``, or None: one look-up, no embedding."""
+        return self.cache.get(text_key(text))
+
+    def compute(self, text: str) -> FloatArray:
+        """Embed ``text`` now and cache the result (callers check :meth:`cached` first)."""
         focused = question_focus(text, self.max_chars)
         embedding = self.embedder.embed([focused])[0].astype(np.float64)
         x = self._assemble(text, embedding)
-        self.cache.put(key, x)
+        self.cache.put(text_key(text), x)
         return x
 
     def features_batch(self, texts: Sequence[str], batch_size: int = 32) -> FloatArray:
