@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from conduit import Router  # noqa: E402
-from conduit.engines.bandits import ALGORITHMS  # noqa: E402
-from conduit.replay.log import read_log, shipped_log  # noqa: E402
+from conduit import Router
+from conduit.engines.bandits import ALGORITHMS
+from conduit.replay.log import read_log, shipped_log
 
 
 def _timed(fn: Callable[[], object], n: int, warmup: int = 50) -> tuple[float, float]:
@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
     decisions = iter([router.route_sync(prompts[i % 50]) for i in range(args.n + 100)])
     med, p90 = _timed(
-        lambda: router.update_sync(next(decisions).decision_id, quality=1.0, cost=1e-4, latency=0.5),
+        lambda: router.update_sync(
+            next(decisions).decision_id, quality=1.0, cost=1e-4, latency=0.5
+        ),
         args.n,
     )
     results["update"] = {"median_ms": med, "p90_ms": p90}
@@ -79,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"backend: {results['embedder']}, {len(models)} models")
     print(f"{'measurement':44s} {'median ms':>10s} {'p90 ms':>10s}")
     for name, row in cached.items():
-        print(f"{'route, cached query, ' + name:44s} {row['median_ms']:10.4f} {row['p90_ms']:10.4f}")
+        print(
+            f"{'route, cached query, ' + name:44s} {row['median_ms']:10.4f} {row['p90_ms']:10.4f}"
+        )
     for key in ("route_new_short_query", "update"):
         row = results[key]  # type: ignore[assignment]
         print(f"{key.replace('_', ' '):44s} {row['median_ms']:10.4f} {row['p90_ms']:10.4f}")  # type: ignore[index]

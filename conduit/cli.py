@@ -20,6 +20,7 @@ from typing import Any
 from conduit import __version__
 from conduit.engines.bandits import ALGORITHMS
 from conduit.errors import ConduitError, ValidationError
+from conduit.stores.cli import add_state_commands, run_state
 from conduit.types import PRESETS
 
 __all__ = ["main"]
@@ -192,7 +193,10 @@ def _run_replay(args: argparse.Namespace) -> int:
 #: (name, declare arguments, run) of every subcommand.
 _SUBCOMMANDS: tuple[
     tuple[str, Callable[[Subparsers], None], Callable[[argparse.Namespace], int]], ...
-] = (("replay", _add_replay, _run_replay),)
+] = (
+    ("replay", _add_replay, _run_replay),
+    ("state", add_state_commands, run_state),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

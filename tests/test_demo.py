@@ -123,8 +123,12 @@ async def test_concurrency_must_be_positive() -> None:
         await run(n=1, concurrency=0)
 
 
-async def test_demo_routes_through_litellm_and_learns_from_feedback() -> None:
+async def test_demo_routes_through_litellm_and_learns_from_feedback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     require_strategy()
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(key, raising=False)  # offline, with no provider key at all
     records = {r.id: r for r in read_log(shipped_log())}
     summary = await run(n=150, seed=1, concurrency=8, progress=False)
     assert summary.n == 150 and summary.failed == 0

@@ -32,7 +32,7 @@ from conduit.errors import (
     StateError,
     UnknownModelError,
 )
-from conduit.feedback import PARTS, Pending, PendingDecisions
+from conduit.feedback import Pending, PendingDecisions
 from conduit.state import read_state, write_state
 from conduit.types import (
     Constraints,
@@ -72,7 +72,9 @@ def _as_price(model: str, value: PriceLike) -> Price:
         try:
             price = Price(*value)
         except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"price of {model!r} must be (input, output) per token") from exc
+            raise ConfigurationError(
+                f"price of {model!r} must be (input, output) per token"
+            ) from exc
     for part in (price.input, price.output):
         if not math.isfinite(part) or part < 0:
             raise ConfigurationError(f"price of {model!r} must be finite and >= 0, got {price}")
@@ -301,11 +303,15 @@ class Router:
             x = await asyncio.to_thread(extractor.compute, q.text)
         return self._decide(q, x)
 
-    def _candidates(self, c: Constraints, predicted_cost: FloatArray, latency: FloatArray) -> list[int]:
+    def _candidates(
+        self, c: Constraints, predicted_cost: FloatArray, latency: FloatArray
+    ) -> list[int]:
         models = self.models
         for name in (c.allowed_models or frozenset()) | c.denied_models:
             if name not in models:
-                raise InvalidQueryError(f"constraint names unknown model {name!r}; models are {list(models)}")
+                raise InvalidQueryError(
+                    f"constraint names unknown model {name!r}; models are {list(models)}"
+                )
         removed: dict[str, str] = {}
         keep: list[int] = []
         for i, model in enumerate(models):
@@ -410,7 +416,9 @@ class Router:
             return 1.0
         centre = utility - choice.bonus
         spread = np.minimum(np.maximum(bonus, 1e-9), 10.0)
-        draws = centre[:, None] + spread[:, None] * self._aux_rng.standard_normal((utility.size, 64))
+        draws = centre[:, None] + spread[:, None] * self._aux_rng.standard_normal(
+            (utility.size, 64)
+        )
         return float(np.mean(np.argmax(draws, axis=0) == choice.index))
 
     # -- feedback --------------------------------------------------------------------------
@@ -526,7 +534,8 @@ class Router:
         """Restore learning saved by :meth:`state_dict`; a mismatched state changes nothing."""
         if state.get("algorithm") != self.algorithm:
             raise StateError(
-                f"state was learned by {state.get('algorithm')!r}, this router runs {self.algorithm!r}"
+                f"state was learned by {state.get('algorithm')!r}, "
+                f"this router runs {self.algorithm!r}"
             )
         if state.get("features") != self._feature_name():
             raise StateError(
@@ -539,7 +548,9 @@ class Router:
             raise StateError("state holds no policy state with its parameters")
         try:
             bandit = make_bandit(
-                self.algorithm, dim=self._bandit.dim, **{k: v for k, v in params.items() if k != "dim"}
+                self.algorithm,
+                dim=self._bandit.dim,
+                **{k: v for k, v in params.items() if k != "dim"},
             )
         except ConfigurationError as exc:
             raise StateError(f"state's policy parameters are invalid: {exc}") from exc
@@ -576,7 +587,9 @@ class Router:
             return
         if self._save_thread is not None and self._save_thread.is_alive():
             return
-        self._save_thread = threading.Thread(target=self._autosave, name="conduit-save", daemon=True)
+        self._save_thread = threading.Thread(
+            target=self._autosave, name="conduit-save", daemon=True
+        )
         self._save_thread.start()
 
     def _autosave(self) -> None:

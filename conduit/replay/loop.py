@@ -10,6 +10,7 @@ cache, so a sweep or several seeds reuse them.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Sequence
@@ -65,6 +66,8 @@ DEFAULT_PREFERENCE = "balanced"
 SWEEP_COST_WEIGHTS: tuple[float, ...] = (
     0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
 )  # fmt: skip
+#: ``sweep`` bisects neighbouring cost weights whose strong-model shares differ by more.
+REFINE_GAP = 0.1
 #: Points kept of the learning curve (it is sampled evenly; the last query always).
 CURVE_POINTS = 200
 
@@ -158,7 +161,10 @@ def load(
     )
     prompts = tuple(r.prompt for r in records)
     extractor = FeatureExtractor(
-        embedder=make_embedder(embedding_model, embedding_backend), cache_size=len(records) + 1
+        embedder=make_embedder(
+            embedding_model, embedding_backend, threads=min(os.cpu_count() or 1, 4)
+        ),
+        cache_size=len(records) + 1,
     )
     chunk = 64  # progress updates every few seconds even with the ONNX model
     with tqdm(
@@ -372,6 +378,7 @@ def sweep(
     *,
     algorithm: str = DEFAULT_ALGORITHM,
     cost_weights: Sequence[float] = SWEEP_COST_WEIGHTS,
+    refine: int = 8,
     seed: int = 0,
     limit: int | None = None,
     embedding_backend: Backend = "auto",
@@ -381,14 +388,18 @@ def sweep(
     """Replay once per cost weight (same queries, order and seed): the cost-quality curve.
 
     For a log of two models of different quality it also gives RouteLLM's APGR
-    and CPT(50%)/CPT(80%), with the best single model as the strong one.
+    and CPT(50%)/CPT(80%), with the best single model as the strong one. Up to
+    ``refine`` further weights bisect the largest jumps in the strong model's share.
     """
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ConfigurationError(f"refine must be an int >= 0, got {refine!r}")
     algorithm = _check_algorithm(algorithm)
     seed = _check_seed(seed)
     weights = sorted(float(w) for w in cost_weights)
     if not weights:
         raise ConfigurationError("cost_weights is empty")
-    prefs = [_preferences(None, w) for w in weights]
+    for weight in weights:  # validate every weight before any embedding work
+        _preferences(None, weight)
     loaded = _data(data, limit, embedding_backend, embedding_model, progress)
     base = baselines(loaded)
     strong = str(base.best_single.model)
@@ -397,35 +408,49 @@ def sweep(
         next((m for m in loaded.models if m != strong), None) if len(loaded.models) == 2 else None
     )
     two = weak is not None and base.single[weak].mean_quality < base.best_single.mean_quality
+
+    def point(weight: float, bar: tqdm[Any]) -> SweepPoint:
+        bar.set_postfix(cost_weight=round(weight, 4))
+        trace = _replay_once(loaded, algorithm, _preferences(None, weight), seed, bar)
+        quality = float(loaded.quality[trace.order, trace.chosen].mean())
+        return SweepPoint(
+            cost_weight=weight,
+            mean_quality=quality,
+            mean_cost=metrics.mean_cost(loaded.cost[trace.order, trace.chosen]),
+            strong_share=float(np.mean(trace.chosen == k_strong)),
+            pgr=(
+                metrics.pgr(
+                    quality,
+                    q_weak=base.single[weak].mean_quality,
+                    q_strong=base.best_single.mean_quality,
+                )
+                if two and weak is not None
+                else None
+            ),
+        )
+
     points: list[SweepPoint] = []
     with tqdm(
-        total=len(loaded) * len(weights),
+        total=len(loaded) * (len(weights) + refine),
         desc="sweep",
         unit="query",
         disable=not progress,
         leave=False,
     ) as bar:
-        for weight, pref in zip(weights, prefs, strict=True):
-            bar.set_postfix(cost_weight=weight)
-            trace = _replay_once(loaded, algorithm, pref, seed, bar)
-            quality = float(loaded.quality[trace.order, trace.chosen].mean())
-            points.append(
-                SweepPoint(
-                    cost_weight=weight,
-                    mean_quality=quality,
-                    mean_cost=metrics.mean_cost(loaded.cost[trace.order, trace.chosen]),
-                    strong_share=float(np.mean(trace.chosen == k_strong)),
-                    pgr=(
-                        metrics.pgr(
-                            quality,
-                            q_weak=base.single[weak].mean_quality,
-                            q_strong=base.best_single.mean_quality,
-                        )
-                        if two and weak is not None
-                        else None
-                    ),
-                )
-            )
+        points = [point(weight, bar) for weight in weights]
+        # Refine where the curve jumps: bisect the pair of neighbouring weights whose
+        # strong-model shares differ most, while that gap exceeds REFINE_GAP. The grid
+        # adapts to the log's own curve instead of being tuned to one.
+        for _ in range(refine):
+            gaps = [
+                (abs(a.strong_share - b.strong_share), a.cost_weight, b.cost_weight)
+                for a, b in itertools.pairwise(points)
+            ]
+            gap, low, high = max(gaps, default=(0.0, 0.0, 0.0))
+            if gap <= REFINE_GAP:
+                break
+            points.append(point((low + high) / 2.0, bar))
+            points.sort(key=lambda p: p.cost_weight)
     curve = [(p.strong_share, p.pgr) for p in points if p.pgr is not None]
     return SweepResult(
         source=loaded.source,

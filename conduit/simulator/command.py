@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from conduit.errors import ConfigurationError
-from conduit.simulator.server import Simulator
+
+if TYPE_CHECKING:
+    from conduit.simulator.server import Simulator
 
 __all__ = ["add_simulate_arguments", "parse_alias", "parse_latency", "run_simulate"]
 
@@ -76,6 +79,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Serve until interrupted; print the base URL and models first. Returns the exit code."""
+    from conduit.simulator.server import Simulator
+
     latency, jitter = args.latency_ms
     try:
         simulator = Simulator(

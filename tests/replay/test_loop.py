@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -253,7 +254,11 @@ def test_sweep_of_random_routing_has_apgr_near_one_half(write_log: WriteLog) -> 
 def test_sweep_cost_weight_moves_a_learner_off_the_strong_model(write_log: WriteLog) -> None:
     rows = [{"s": (float(i % 5 != 0), 0.010), "w": (float(i % 2 == 0), 0.0001)} for i in range(300)]
     result = sweep(
-        write_log(rows), algorithm="ucb1", cost_weights=[0.0, 10.0], embedding_backend="hashing"
+        write_log(rows),
+        algorithm="ucb1",
+        cost_weights=[0.0, 10.0],
+        refine=0,
+        embedding_backend="hashing",
     )
     free, dear = result.points
     assert free.strong_share > 0.5 > dear.strong_share
@@ -311,3 +316,27 @@ def test_invalid_calls_fail_before_any_work(
         monkeypatch.setattr(loop, "make_embedder", no_embedding)
     with pytest.raises(error, match=message):
         fn(**{"embedding_backend": "hashing", **kwargs})
+
+
+def test_sweep_refines_where_the_strong_share_jumps(write_log: WriteLog) -> None:
+    rows = [{"s": (float(i % 5 != 0), 0.010), "w": (float(i % 2 == 0), 0.0001)} for i in range(300)]
+    log = write_log(rows)
+    coarse = sweep(
+        log, algorithm="ucb1", cost_weights=[0.0, 10.0], refine=0, embedding_backend="hashing"
+    )
+    fine = sweep(
+        log, algorithm="ucb1", cost_weights=[0.0, 10.0], refine=3, embedding_backend="hashing"
+    )
+    weights = [p.cost_weight for p in fine.points]
+    assert len(coarse.points) == 2
+    assert 2 < len(weights) <= 5
+    assert weights == sorted(weights)
+    assert 5.0 in weights  # the first bisection of the one big jump
+    shares = [p.strong_share for p in fine.points]
+    assert max(abs(a - b) for a, b in itertools.pairwise(shares)) < abs(shares[0] - shares[-1])
+
+
+def test_sweep_refine_is_validated(write_log: WriteLog) -> None:
+    log = write_log([{"s": (1.0, 0.01), "w": (0.0, 0.001)}] * 5)
+    with pytest.raises(ConfigurationError, match="refine"):
+        sweep(log, refine=-1, embedding_backend="hashing")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,13 @@ from .conftest import TINY_LOG  # noqa: E402
 
 # LiteLLM imports its GitHub Copilot provider lazily; pydantic warns about its TypedDicts.
 pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly. qualifier:UserWarning")
+
+
+@pytest.fixture(autouse=True)
+async def close_litellm_clients() -> AsyncIterator[None]:
+    """LiteLLM caches its HTTP clients per event loop; close them before this test's loop ends."""
+    yield
+    await litellm.close_litellm_async_clients()
 
 
 @pytest.fixture

@@ -36,12 +36,16 @@ def _projection(width: int, dim: int) -> FloatArray:
     return projection
 
 
-def make_embedder(embedding_model: str = DEFAULT_MODEL, backend: Backend = "auto") -> Embedder:
+def make_embedder(
+    embedding_model: str = DEFAULT_MODEL, backend: Backend = "auto", *, threads: int = 1
+) -> Embedder:
     """The embedding backend for a model name.
 
     ``auto`` takes, for all-MiniLM-L6-v2, the int8 ONNX backend if installed,
     else sentence-transformers, else hashed n-grams (with one warning); for any
-    other model name, sentence-transformers.
+    other model name, sentence-transformers. ``threads`` is the ONNX backend's
+    intra-op threads: 1 suits a server embedding one query per request, more
+    suits embedding a whole log at once.
     """
     if backend == "hashing":
         return HashingEmbedder()
@@ -51,7 +55,7 @@ def make_embedder(embedding_model: str = DEFAULT_MODEL, backend: Backend = "auto
         try:
             from conduit.engines.features.onnx import OnnxEmbedder
 
-            return OnnxEmbedder()
+            return OnnxEmbedder(threads=threads)
         except MissingDependencyError:
             if backend == "onnx":
                 raise
@@ -158,7 +162,8 @@ class FeatureExtractor:
                 missing[key] = [i]
             else:
                 out[i] = cached
-        pending = list(missing.items())
+        # Similar lengths batch together, so little of each batch is padding.
+        pending = sorted(missing.items(), key=lambda item: len(texts[item[1][0]]))
         for start in range(0, len(pending), batch_size):
             chunk = pending[start : start + batch_size]
             focused = [question_focus(texts[rows[0]], self.max_chars) for _, rows in chunk]
