@@ -191,11 +191,45 @@ def _run_replay(args: argparse.Namespace) -> int:
 
 
 #: (name, declare arguments, run) of every subcommand.
+def _add_simulate(subparsers: Subparsers) -> None:
+    from conduit.simulator.command import add_simulate_arguments
+
+    add_simulate_arguments(
+        subparsers.add_parser(
+            "simulate", help="serve a routing log as a local OpenAI-compatible endpoint"
+        )
+    )
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from conduit.simulator.command import run_simulate
+
+    return run_simulate(args)
+
+
+def _add_demo(subparsers: Subparsers) -> None:
+    from conduit.demo import add_demo_arguments
+
+    add_demo_arguments(
+        subparsers.add_parser(
+            "demo", help="route logged queries through LiteLLM with Conduit, offline, and score it"
+        )
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from conduit.demo import run_demo
+
+    return run_demo(args)
+
+
 _SUBCOMMANDS: tuple[
     tuple[str, Callable[[Subparsers], None], Callable[[argparse.Namespace], int]], ...
 ] = (
     ("replay", _add_replay, _run_replay),
     ("state", add_state_commands, run_state),
+    ("simulate", _add_simulate, _run_simulate),
+    ("demo", _add_demo, _run_demo),
 )
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from conduit.errors import (
+    ConduitError,
     ConfigurationError,
     MissingDependencyError,
     UnknownDecisionError,
@@ -81,6 +82,8 @@ class DemoResult:
     seconds: float
     choices: tuple[str, ...] = field(repr=False, default=())
     """The model Conduit chose for each query, in the order sent ("" where it failed)."""
+    algorithm: str = "hybrid"
+    """The policy the strategy's Conduit router ran."""
 
     @property
     def cost_saving(self) -> float:
@@ -96,6 +99,7 @@ class DemoResult:
             "n": self.n,
             "seed": self.seed,
             "models": list(self.models),
+            "algorithm": self.algorithm,
             "conduit": self.conduit.to_json(),
             "strongest": self.strongest.to_json(),
             "oracle": self.oracle.to_json(),
@@ -121,7 +125,7 @@ class DemoResult:
             f"({len(self.models)} models, seed {self.seed})",
             "",
             f"  {'policy':<34} {'mean quality':>12} {'mean cost $':>14}",
-            row("Conduit (hybrid UCB1 -> LinUCB)", self.conduit),
+            row(f"Conduit ({self.algorithm})", self.conduit),
             row(f"always {self.strongest.model}", self.strongest),
             row("oracle (best model per query)", self.oracle),
             "",
@@ -201,6 +205,10 @@ def _import_litellm() -> tuple[Any, Any]:
     return litellm, ConduitRoutingStrategy
 
 
+def _or_inf(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
 def _header(response: Any, name: str) -> str | None:
     hidden = getattr(response, "_hidden_params", None) or {}
     headers = hidden.get("additional_headers") or {}
@@ -276,7 +284,11 @@ async def run(
                     return
                 q = quality_of(response)
                 if q is not None:
-                    feedback = await _record_feedback(strategy, response, q)
+                    try:
+                        feedback = await _record_feedback(strategy, response, q)
+                    except ConduitError as exc:  # counted as not learned; the demo goes on
+                        bar.write(f"feedback on query {record.id} not learned: {exc}")
+                        feedback = None
                     if isinstance(feedback, (set, frozenset)) and "quality" in feedback:
                         learned += 1
                 hidden = getattr(response, "_hidden_params", None) or {}
@@ -292,24 +304,29 @@ async def run(
             await asyncio.gather(*(ask(i, r) for i, r in enumerate(queries)))
         finally:
             seconds = time.perf_counter() - start
+            conduit_router = strategy.conduit_router
+            algorithm = "none" if conduit_router is None else str(conduit_router.algorithm)
             bar.close()
             strategy.cleanup()
             await litellm.close_litellm_async_clients()
 
     index = {m: k for k, m in enumerate(models)}
+
+    def mean(values: np.ndarray) -> float | None:
+        known = values[np.isfinite(values)]
+        return float(known.mean()) if known.size else None
+
     q_all = np.array([[r.outcomes[m].quality for m in models] for r in queries])
     c_all = np.array([[np.nan if r.outcomes[m].cost is None else r.outcomes[m].cost
                        for m in models] for r in queries])
     rows = np.arange(len(queries))
     pick = oracle_choices(q_all, c_all)
     means = q_all.mean(axis=0)
-    strong = int(np.argmax(means))
+    mean_costs = [mean(c_all[:, k]) for k in range(len(models))]
+    # The strongest model: best mean quality, the cheaper among ties (as replay's best single).
+    strong = min(range(len(models)), key=lambda k: (-means[k], _or_inf(mean_costs[k])))
     answered = np.array([c in index for c in chosen])
     counts = Counter(c for c in chosen if c)
-
-    def mean(values: np.ndarray) -> float | None:
-        known = values[np.isfinite(values)]
-        return float(known.mean()) if known.size else None
 
     return DemoResult(
         source=path.name,
@@ -317,7 +334,7 @@ async def run(
         seed=seed,
         models=models,
         conduit=Level(mean(quality[answered]) or 0.0, mean(cost[answered])),
-        strongest=Level(float(means[strong]), mean(c_all[:, strong]), model=models[strong]),
+        strongest=Level(float(means[strong]), mean_costs[strong], model=models[strong]),
         oracle=Level(float(q_all[rows, pick].mean()), mean(c_all[rows, pick])),
         share={m: counts[m] / len(queries) for m in models},
         litellm_spend=spend,
@@ -325,6 +342,7 @@ async def run(
         learned=learned,
         seconds=seconds,
         choices=tuple(chosen),
+        algorithm=algorithm,
     )
 
 

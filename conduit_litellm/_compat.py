@@ -10,6 +10,7 @@ instead of comparing version strings, so a release in between works too.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import litellm
 
 __all__ = [
     "active_cooldowns",
+    "add_callback",
     "async_active_cooldowns",
     "deployments",
     "group_deployments",
@@ -27,6 +29,8 @@ __all__ = [
     "remove_callback",
     "unregister_strategy",
 ]
+
+logger = logging.getLogger("conduit_litellm")
 
 #: The callback lists LiteLLM copies an entry of ``litellm.callbacks`` into on first use.
 _CALLBACK_LISTS = (
@@ -127,6 +131,26 @@ def _cooldown_cache(router: Any) -> Any:
         if hasattr(health, "cooldowns"):
             return health.cooldowns
     return getattr(router, "cooldown_cache", None)
+
+
+def add_callback(callback: Any) -> None:
+    """Put ``callback`` in ``litellm.callbacks`` once, even past LiteLLM's callback limit.
+
+    LiteLLM's manager refuses a callback once a list holds ``MAX_CALLBACKS``
+    (30) entries, with only a log line; routers of LiteLLM < 1.110 add their own
+    callbacks per instance and never remove them, so a long-lived process can
+    reach it. Losing the feedback logger would silently stop all learning.
+    """
+    manager = getattr(litellm, "logging_callback_manager", None)
+    if manager is not None and callable(getattr(manager, "add_litellm_callback", None)):
+        manager.add_litellm_callback(callback)
+    if not any(entry is callback for entry in litellm.callbacks):
+        logger.warning(
+            "LiteLLM refused the Conduit feedback logger (%d callbacks registered); "
+            "adding it anyway",
+            len(litellm.callbacks),
+        )
+        litellm.callbacks.append(callback)
 
 
 def remove_callback(callback: object) -> None:

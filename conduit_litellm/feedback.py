@@ -250,6 +250,9 @@ class ConduitFeedbackLogger(CustomLogger):
         self._count("events")
         try:
             outcome = self._learn(kwargs, response_obj, start, end, failed=failed)
+        except UnknownDecisionError as exc:  # another router's decision, or one long expired
+            logger.debug("Feedback not recorded: %s", exc)
+            outcome = "unmatched"
         except ConduitError as exc:
             level = logging.WARNING if isinstance(exc, UnknownModelError) else logging.DEBUG
             logger.log(level, "Feedback not recorded: %s", exc)
@@ -258,6 +261,19 @@ class ConduitFeedbackLogger(CustomLogger):
             logger.debug("Feedback handling failed", exc_info=True)
             outcome = "errors"
         self._count(outcome, time.perf_counter_ns() - began)
+        if (
+            outcome == "learned"
+            and self._counts["learned"] % 100 == 0
+            and logger.isEnabledFor(logging.DEBUG)
+        ):
+            router = self._router()
+            if router is not None:
+                stats = router.stats()
+                logger.debug(
+                    "Bandit updated: arms=%d, total_pulls=%d",
+                    len(stats.models),
+                    stats.total_decisions,
+                )
 
     def _learn(self, kwargs: Any, response_obj: Any, start: Any, end: Any, *, failed: bool) -> str:
         if not isinstance(kwargs, Mapping):

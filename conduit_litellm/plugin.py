@@ -24,12 +24,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import litellm
 
 from conduit.engines.features.extractor import Backend
 from conduit.engines.router import Router
@@ -43,7 +42,7 @@ from conduit_litellm.feedback import (
     ConduitFeedbackLogger,
     FeedbackServer,
 )
-from conduit_litellm.utils import deployment_price, query_text
+from conduit_litellm.utils import deployment_id, deployment_model, deployment_price, query_text
 
 if TYPE_CHECKING:
     from litellm.types.router import RoutingContext
@@ -106,6 +105,7 @@ class ConduitRoutingPlugin:
             max_responses=max_responses,
         )
         self._registered = False
+        self.litellm_router: Any = None
         self.server: FeedbackServer | None = None
         if feedback_port is not None:
             if feedback_token is None:
@@ -118,15 +118,33 @@ class ConduitRoutingPlugin:
     def conduit_router(self) -> Router | None:
         return self._conduit
 
+    def bind(self, router: Any) -> None:
+        """Read cooldowns from ``router``; in the proxy, its router is found without this."""
+        self.litellm_router = router
+
+    async def _cooling(self, models: Sequence[str], metadata: Mapping[str, object]) -> set[str]:
+        """The models whose every deployment LiteLLM has in cooldown."""
+        router = self.litellm_router or _proxy_router()
+        if router is None:
+            return set()
+        group = metadata.get("model_group")
+        listed = (
+            _compat.group_deployments(router, group)
+            if isinstance(group, str)
+            else _compat.deployments(router)
+        )
+        ids: dict[str, list[str]] = {}
+        for d in listed:
+            ids.setdefault(deployment_model(d), []).append(deployment_id(d))
+        wanted = [i for m in models for i in ids.get(m, [])]
+        cooling = await _compat.async_active_cooldowns(router, wanted)
+        return {m for m in models if ids.get(m) and all(i in cooling for i in ids[m])}
+
     def register_feedback(self) -> None:
         """Put the feedback logger in ``litellm.callbacks`` once (the first request does it too)."""
         if self._registered:
             return
-        manager = getattr(litellm, "logging_callback_manager", None)
-        if manager is not None and callable(getattr(manager, "add_litellm_callback", None)):
-            manager.add_litellm_callback(self.feedback)
-        elif self.feedback not in litellm.callbacks:
-            litellm.callbacks.append(self.feedback)
+        _compat.add_callback(self.feedback)
         self._registered = True
         logger.info("Feedback logger registered with LiteLLM - bandit learning enabled")
 
@@ -195,6 +213,10 @@ class ConduitRoutingPlugin:
                 "Model not in router arms: none of %s; leaving the choice to LiteLLM", models
             )
             return context
+        cooling = await self._cooling(sorted(allowed), context.metadata)
+        if cooling and cooling != allowed:
+            logger.debug("Skipping models in cooldown: %s", sorted(cooling))
+            allowed = allowed - cooling
         decision = await conduit.route(
             query_text(_as_messages(context.structured_messages)),
             preferences=self._preferences(context.metadata),
@@ -221,6 +243,12 @@ class ConduitRoutingPlugin:
                     "Unknown conduit_preferences %r in request metadata: using defaults", wanted
                 )
         return self.preferences
+
+
+def _proxy_router() -> Any:
+    """The proxy's router, if this process is a LiteLLM proxy that has built one."""
+    proxy = sys.modules.get("litellm.proxy.proxy_server")
+    return getattr(proxy, "llm_router", None) if proxy is not None else None
 
 
 def _as_messages(messages: object) -> list[Mapping[str, Any]]:

@@ -173,11 +173,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             raise ConfigurationError("this strategy already routes for another litellm.Router")
         self._litellm_router = router
         how = _compat.register_strategy(router, self)
-        manager = getattr(litellm, "logging_callback_manager", None)
-        if manager is not None and callable(getattr(manager, "add_litellm_callback", None)):
-            manager.add_litellm_callback(self.feedback)
-        elif self.feedback not in litellm.callbacks:
-            litellm.callbacks.append(self.feedback)
+        _compat.add_callback(self.feedback)
         logger.debug("Conduit strategy registered through Router.%s", how)
         logger.info("Feedback logger registered with LiteLLM - bandit learning enabled")
 
@@ -399,7 +395,12 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         limits = [c.max_input_tokens for c in caps if c.max_input_tokens is not None]
         tokens: int | None = None
         if limits and messages and needs.chars * 2 >= min(limits):
-            tokens = int(litellm.token_counter(messages=list(messages)))
+            try:
+                tokens = int(litellm.token_counter(messages=list(messages)))
+            except (ValueError, TypeError, KeyError):  # content LiteLLM cannot count
+                logger.debug(
+                    "Could not count prompt tokens; context windows not checked", exc_info=True
+                )
         keep: list[dict[str, Any]] = []
         why: dict[str, str] = {}
         for d, cap in zip(candidates, caps, strict=True):

@@ -83,7 +83,7 @@ def test_cost_saving_and_table() -> None:
     summary = result()
     assert summary.cost_saving == pytest.approx(0.75)
     table = summary.table()
-    assert re.search(r"Conduit .*0\.750\s+0\.250000", table)
+    assert re.search(r"Conduit \(hybrid\)\s+0\.750\s+0\.250000", table)
     assert re.search(r"always b\s+1\.000\s+1\.000000", table)
     assert "cost saving vs always the strongest model: 75.0%" in table
     assert "quality kept: 75.0%" in table
@@ -132,6 +132,7 @@ async def test_demo_routes_through_litellm_and_learns_from_feedback(
     records = {r.id: r for r in read_log(shipped_log())}
     summary = await run(n=150, seed=1, concurrency=8, progress=False)
     assert summary.n == 150 and summary.failed == 0
+    assert summary.algorithm == "hybrid"  # ConduitRoutingStrategy(use_hybrid=True)
     assert summary.learned == 150, "every record_feedback call should have taught the router"
     queries = pick_queries(list(records.values()), 150, seed=1)
     # What the demo reports is exactly the log's outcome of each chosen model.

@@ -12,9 +12,11 @@ they install packages or set up a shell (see ``GUIDE_BLOCKS``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +164,22 @@ def restore_litellm_and_logging() -> Iterator[None]:
             getattr(litellm, name)[:] = value
     for name, level in loggers.items():
         logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+async def close_litellm_clients() -> AsyncIterator[None]:
+    """LiteLLM caches its HTTP clients per event loop and never closes them itself.
+
+    Clients of this test's loop are closed here. Blocks that run ``asyncio.run``
+    leave clients bound to a loop that is already gone, which nothing can close:
+    those are dropped, and their ResourceWarnings with them, before the next test.
+    """
+    yield
+    await litellm.close_litellm_async_clients()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        litellm.in_memory_llm_clients_cache.flush_cache()
+        gc.collect()
 
 
 def require(*names: str) -> None:
@@ -421,7 +439,7 @@ def test_custom_embedding_model() -> None:
 
 
 # -- Supported Bandit Algorithms -----------------------------------------------------------------
-async def test_linucb_is_the_hybrid_default(sim: dict[str, str]) -> None:
+def test_linucb_is_the_hybrid_default() -> None:
     require("ConduitRoutingStrategy")
     from conduit_litellm import ConduitRoutingStrategy
 

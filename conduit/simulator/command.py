@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
+import contextlib
 from typing import TYPE_CHECKING
-
-from conduit.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from conduit.simulator.server import Simulator
@@ -78,18 +76,18 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    """Serve until interrupted; print the base URL and models first. Returns the exit code."""
+    """Serve until interrupted, after printing the base URL and the models; returns 0.
+
+    A bad setting or a busy port raises :class:`~conduit.errors.ConfigurationError`
+    (``conduit`` turns it into ``conduit: error: ...`` and exit status 2).
+    """
     from conduit.simulator.server import Simulator
 
     latency, jitter = args.latency_ms
-    try:
-        simulator = Simulator(
-            args.data, host=args.host, port=args.port, latency_ms=latency, jitter_ms=jitter,
-            error_rate=args.error_rate, seed=args.seed, aliases=dict(args.alias),
-        )
-    except ConfigurationError as exc:
-        print(f"conduit simulate: {exc}", file=sys.stderr)
-        return 2
+    simulator = Simulator(
+        args.data, host=args.host, port=args.port, latency_ms=latency, jitter_ms=jitter,
+        error_rate=args.error_rate, seed=args.seed, aliases=dict(args.alias),
+    )
 
     def ready(sim: Simulator) -> None:
         print(f"Serving {len(sim.models)} models for {len(sim.catalog)} logged prompts "
@@ -97,11 +95,6 @@ def run_simulate(args: argparse.Namespace) -> int:
         for model in sim.models:
             print(f"  {model}  {sim.price_per_token(model):.3g} USD/token", flush=True)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the simulator stops
         asyncio.run(simulator.serve(ready))
-    except ConfigurationError as exc:
-        print(f"conduit simulate: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        pass
     return 0

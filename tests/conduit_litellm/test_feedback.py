@@ -249,11 +249,11 @@ def test_plugin_signals_carry_the_decision(
         (event(None), "unmatched"),
         (
             {"litellm_params": {"metadata": {DECISION_KEY: "never-issued"}}, "response_cost": 1.0},
-            "errors",
+            "unmatched",
         ),
         (
             {"litellm_params": {"metadata": {DECISION_KEY: "x"}}, "response_cost": float("nan")},
-            "errors",
+            "unmatched",
         ),
         ({"litellm_params": "garbage"}, "errors"),
     ],

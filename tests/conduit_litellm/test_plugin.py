@@ -13,6 +13,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import litellm
@@ -25,6 +26,17 @@ from conduit_litellm.plugin import from_env
 
 # LiteLLM's own TypedDicts trip a pydantic warning when first validated; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly.*:UserWarning")
+
+
+@pytest.fixture(autouse=True)
+def restore_callbacks() -> Iterator[None]:
+    """Routers of LiteLLM < 1.110 add callbacks per instance and never remove them; past 30,
+    LiteLLM refuses more. Put every callback list back as it was after each test."""
+    saved = {name: list(getattr(litellm, name)) for name in _compat._CALLBACK_LISTS}
+    yield
+    for name, entries in saved.items():
+        getattr(litellm, name)[:] = entries
+
 
 MODEL_LIST = [
     {"model_name": "chat", "litellm_params": {"model": "gpt-4o-mini", "mock_response": "Paris."}},
@@ -55,14 +67,23 @@ def plugin() -> Iterator[ConduitRoutingPlugin]:
     made.cleanup()
 
 
+def matched(feedback: Any) -> float:
+    """Events that taught this router something (or, for a 429, deliberately nothing).
+
+    A late event of an earlier test is unmatched, and an event LiteLLM delivers twice
+    is a duplicate: neither counts, so neither can stand in for a lost event."""
+    stats = feedback.stats()
+    return stats["learned"] + stats["rate_limited"]
+
+
 async def settle(plugin: ConduitRoutingPlugin, events: int, timeout: float = 30.0) -> None:
     from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
     deadline = time.monotonic() + timeout
-    while plugin.feedback.stats()["events"] < events and time.monotonic() < deadline:
+    while matched(plugin.feedback) < events and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
         await GLOBAL_LOGGING_WORKER.flush()
-    assert plugin.feedback.stats()["events"] == events
+    assert matched(plugin.feedback) == events, plugin.feedback.stats()
 
 
 def counts(plugin: ConduitRoutingPlugin) -> dict[str, float]:
@@ -175,3 +196,57 @@ async def test_preferences_from_request_metadata(
             model="chat", messages=MESSAGES, metadata={"conduit_preferences": wanted}
         )
     assert [p.cost for p in asked] == [2.0, plugin.preferences.cost]
+
+
+async def test_models_in_cooldown_are_skipped(plugin: ConduitRoutingPlugin) -> None:
+    model_list = copy.deepcopy(MODEL_LIST)
+    model_list[0]["model_info"] = {"id": "mini"}
+    router = litellm.Router(model_list=model_list, plugins=[plugin])
+    plugin.bind(router)
+    router.health().cooldowns.add_deployment_to_cooldown("mini", Exception("429"), 429, 60)
+    served = {
+        (
+            await router.acompletion(model="chat", messages=[{"role": "user", "content": f"{i}"}])
+        ).model
+        for i in range(20)
+    }
+    assert served == {"gpt-4o"}
+
+
+def test_sync_calls_are_refused_by_litellm(plugin: ConduitRoutingPlugin) -> None:
+    router = litellm.Router(model_list=copy.deepcopy(MODEL_LIST), plugins=[plugin])
+    with pytest.raises(ValueError, match="synchronous deployment-selection path"):
+        router.completion(model="chat", messages=MESSAGES)
+
+
+async def test_example_proxy_config_resolves_like_the_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """examples/proxy_config.yaml: its plugins resolve and pass the proxy's check, and route."""
+    import yaml
+    from litellm.proxy.types_utils.utils import get_instance_fn
+    from litellm.types.router import RoutingPlugin
+
+    path = Path(__file__).parents[2] / "examples" / "proxy_config.yaml"
+    config = yaml.safe_load(path.read_text())
+    monkeypatch.setenv("CONDUIT_EMBEDDING_BACKEND", "hashing")
+    monkeypatch.delenv("CONDUIT_FEEDBACK_PORT", raising=False)
+    monkeypatch.setattr(plugin_module, "_default", None)
+    plugins = [
+        get_instance_fn(entry, config_file_path=str(path))
+        for entry in config["router_settings"]["plugins"]
+    ]
+    assert all(isinstance(p, RoutingPlugin) and inspect.iscoroutinefunction(p.run) for p in plugins)
+    model_list = copy.deepcopy(config["model_list"])
+    for item in model_list:
+        item["litellm_params"] = {
+            "model": item["litellm_params"]["model"],
+            "mock_response": "Paris.",
+        }
+    router = litellm.Router(model_list=model_list, plugins=plugins)
+    try:
+        response = await router.acompletion(model="chat", messages=MESSAGES)
+        assert response.choices[0].message.content == "Paris."
+        assert plugins[0].conduit_router.stats().total_decisions == 1
+    finally:
+        plugins[0].cleanup()

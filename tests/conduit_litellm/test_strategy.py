@@ -27,6 +27,17 @@ from conduit_litellm.feedback import DECISION_KEY, ConduitFeedbackLogger
 # LiteLLM's own TypedDicts trip a pydantic warning when first validated; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly.*:UserWarning")
 
+
+@pytest.fixture(autouse=True)
+def restore_callbacks() -> Iterator[None]:
+    """Routers of LiteLLM < 1.110 add callbacks per instance and never remove them; past 30,
+    LiteLLM refuses more. Put every callback list back as it was after each test."""
+    saved = {name: list(getattr(litellm, name)) for name in _compat._CALLBACK_LISTS}
+    yield
+    for name, entries in saved.items():
+        getattr(litellm, name)[:] = entries
+
+
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 CALLBACK_LISTS = (
     "callbacks",
@@ -55,6 +66,15 @@ THREE = [
 ]
 
 
+def matched(feedback: Any) -> float:
+    """Events that taught this router something (or, for a 429, deliberately nothing).
+
+    A late event of an earlier test is unmatched, and an event LiteLLM delivers twice
+    is a duplicate: neither counts, so neither can stand in for a lost event."""
+    stats = feedback.stats()
+    return stats["learned"] + stats["rate_limited"]
+
+
 def logging_worker() -> Any:
     try:
         from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
@@ -67,18 +87,18 @@ async def settle(strategy: ConduitRoutingStrategy, events: int, timeout: float =
     """Wait until the feedback logger has handled ``events`` events (async ones are queued)."""
     worker = logging_worker()
     deadline = time.monotonic() + timeout
-    while strategy.feedback.stats()["events"] < events and time.monotonic() < deadline:
+    while matched(strategy.feedback) < events and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
         if worker is not None:
             await worker.flush()
-    assert strategy.feedback.stats()["events"] == events
+    assert matched(strategy.feedback) == events, strategy.feedback.stats()
 
 
 def settle_sync(strategy: ConduitRoutingStrategy, events: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while strategy.feedback.stats()["events"] < events and time.monotonic() < deadline:
+    while matched(strategy.feedback) < events and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert strategy.feedback.stats()["events"] == events
+    assert matched(strategy.feedback) == events, strategy.feedback.stats()
 
 
 def outcome_counts(router: Router) -> dict[str, float]:
@@ -529,7 +549,7 @@ def test_sync_completion_from_many_threads(attach: Any) -> None:
     settle_sync(strategy, n)
     counts = outcome_counts(strategy.conduit_router)
     assert strategy.conduit_router.stats().total_decisions == n
-    assert (counts["cost_n"], counts["latency_n"]) == (n, n)
+    assert (counts["cost_n"], counts["latency_n"]) == (n, n), strategy.feedback.stats()
     assert threading.active_count() < 50
 
 
@@ -589,3 +609,49 @@ async def test_given_conduit_router_maps_arms_by_id_or_model(
         }
     assert picks == {"mini", "4o"}  # "turbo" matches no arm
     assert "Model not in router arms: deployment turbo" in caplog.text
+
+
+def test_selection_missing_from_model_list_warns(
+    attach: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    strategy = attach(make(THREE))
+    strategy.get_available_deployment("fast", MESSAGES)  # builds the Conduit router
+    conduit = strategy.conduit_router
+    route = conduit.route_sync
+
+    def ghost(*args: Any, **kwargs: Any) -> Any:
+        return route(*args, **kwargs).model_copy(update={"selected_model": "ghost"})
+
+    monkeypatch.setattr(conduit, "route_sync", ghost)
+    request: dict[str, Any] = {}
+    with caplog.at_level(logging.WARNING, logger="conduit_litellm"):
+        chosen = strategy.get_available_deployment("fast", MESSAGES, request_kwargs=request)
+    assert "Conduit selected ghost but not found in model_list" in caplog.text
+    assert chosen["model_info"]["id"] in {"mini", "turbo", "4o"}
+    assert DECISION_KEY not in request.get("metadata", {})  # not learned against the wrong arm
+
+
+def test_preferences_from_request_metadata(attach: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    strategy = attach(make(THREE))
+    strategy.get_available_deployment("fast", MESSAGES)
+    conduit = strategy.conduit_router
+    asked: list[Any] = []
+    route = conduit.route_sync
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs["preferences"])
+        return route(*args, **kwargs)
+
+    monkeypatch.setattr(conduit, "route_sync", spy)
+    strategy.get_available_deployment("fast", MESSAGES, request_kwargs={})
+    strategy.get_available_deployment(
+        "fast", MESSAGES, request_kwargs={"metadata": {"conduit_preferences": "quality"}}
+    )
+    strategy.get_available_deployment(
+        "fast", MESSAGES, request_kwargs={"metadata": {"conduit_preferences": {"cost": 3.0}}}
+    )
+    assert [p.cost for p in asked] == [0.5, 0.05, 3.0]
+    with pytest.raises(litellm.BadRequestError, match="conduit_preferences='cheap' is invalid"):
+        strategy.get_available_deployment(
+            "fast", MESSAGES, request_kwargs={"metadata": {"conduit_preferences": "cheap"}}
+        )

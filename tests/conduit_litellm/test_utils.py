@@ -29,6 +29,17 @@ from conduit_litellm.utils import (
 # LiteLLM's own TypedDicts trip a pydantic warning when first validated; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly.*:UserWarning")
 
+
+@pytest.fixture(autouse=True)
+def restore_callbacks() -> Iterator[None]:
+    """Routers of LiteLLM < 1.110 add callbacks per instance and never remove them; past 30,
+    LiteLLM refuses more. Put every callback list back as it was after each test."""
+    saved = {name: list(getattr(litellm, name)) for name in _compat._CALLBACK_LISTS}
+    yield
+    for name, entries in saved.items():
+        getattr(litellm, name)[:] = entries
+
+
 MODEL_LIST = [
     {
         "model_name": "fast",
@@ -239,3 +250,13 @@ def test_remove_callback_from_every_list() -> None:
 )
 def test_metadata_key(request_kwargs: dict[str, Any], key: str) -> None:
     assert _compat.metadata_key(request_kwargs) == key
+
+
+def test_public_names_are_exported() -> None:
+    import conduit_litellm
+
+    assert conduit_litellm.__all__ == sorted(conduit_litellm.__all__)
+    assert all(hasattr(conduit_litellm, name) for name in conduit_litellm.__all__)
+    from conduit_litellm.utils import extract_model_ids as guide_path  # the usage guide's import
+
+    assert guide_path is conduit_litellm.extract_model_ids

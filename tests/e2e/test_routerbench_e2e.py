@@ -55,6 +55,12 @@ async def test_conduit_through_litellm_matches_the_engine_replay(subset: Path) -
     served = await run(subset, n=N, seed=0, concurrency=8, progress=False)
     engine = replay(subset, algorithm="hybrid", seed=0)
 
+    print(
+        f"\nthrough LiteLLM: quality {served.conduit.mean_quality:.4f}, "
+        f"cost {served.conduit.mean_cost:.6f}, {served.seconds:.1f} s; "
+        f"engine replay: quality {engine.policy.mean_quality:.4f}, "
+        f"cost {engine.policy.mean_cost:.6f}"
+    )
     assert served.n == engine.n == N
     assert served.failed == 0 and served.learned == N
     assert served.oracle.mean_quality == pytest.approx(engine.baselines.oracle.mean_quality)

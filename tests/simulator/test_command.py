@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conduit.errors import ConfigurationError
 from conduit.simulator.command import (
     add_simulate_arguments,
     parse_alias,
@@ -64,12 +65,10 @@ def test_error_rate_outside_zero_one_is_refused(
     assert "error rate must be a number in [0, 1]" in capsys.readouterr().err
 
 
-def test_non_loopback_host_exits_with_code_two(
-    tiny_log: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_non_loopback_host_is_a_configuration_error(tiny_log: Path) -> None:
     args = parser().parse_args(["--data", str(tiny_log), "--host", "0.0.0.0"])
-    assert run_simulate(args) == 2
-    assert "binds loopback only" in capsys.readouterr().err
+    with pytest.raises(ConfigurationError, match="binds loopback only"):
+        run_simulate(args)
 
 
 def test_serves_until_interrupted(tiny_log: Path) -> None:

@@ -290,9 +290,7 @@ class Bandit(ABC):
         if state.get("algorithm") != self.name:
             raise StateError(f"state is for {state.get('algorithm')!r}, not {self.name!r}")
         arms = state.get("arms", [])
-        if not isinstance(arms, (list, tuple)) or not all(
-            isinstance(a, str) and a for a in arms
-        ):
+        if not isinstance(arms, (list, tuple)) or not all(isinstance(a, str) and a for a in arms):
             raise StateError(f"state's arms must be a list of model names, got {arms!r}")
         if len(set(arms)) != len(arms):
             raise StateError(f"state lists an arm twice: {arms}")

@@ -102,8 +102,10 @@ class OracleBandit(UCB1Bandit):
         """The true quality of each model for the next query (used by one :meth:`choose`)."""
         truth = dict(quality)
         for arm, value in truth.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
             ):
                 raise ConfigurationError(f"true quality of {arm!r} must be a finite number")
         self._truth = truth
