@@ -24,12 +24,16 @@ KEYS = (
     "cost_n",
     "cost_sum",
     "cost_tokens",
+    "cost_tokens2",
+    "cost_cross",
     "latency_n",
     "latency_sum",
 )
 
 #: Output tokens assumed for a known price before any cost has been observed.
 DEFAULT_OUTPUT_TOKENS = 256.0
+#: Prompt tokens are counted in thousands inside the cost model (conditioning).
+_KTOK = 1000.0
 
 
 class Price:
@@ -42,6 +46,7 @@ class Price:
         self.output = float(output)
 
     def predict(self, tokens: float) -> float:
+        """List-price cost of a prompt of ``tokens`` with a typical answer."""
         return self.input * tokens + self.output * DEFAULT_OUTPUT_TOKENS
 
     def __repr__(self) -> str:
@@ -88,26 +93,48 @@ class OutcomeStats:
         for key, value in values.items():
             row[KEYS.index(key)] += value
 
+    def record_cost(self, model: str, cost: float, tokens: float) -> None:
+        """One observed cost of a prompt of ``tokens`` (estimated) prompt tokens."""
+        t = tokens / _KTOK
+        self.add(
+            model, cost_n=1.0, cost_sum=cost, cost_tokens=t, cost_tokens2=t * t, cost_cross=cost * t
+        )
+
     def predicted_costs(self, tokens: float) -> FloatArray:
         """Predicted cost of a prompt of ``tokens`` for every model (NaN where unknown).
 
-        A ratio estimator (observed cost per prompt token) once a cost has been
-        observed, with the list price, where known, as one pseudo-observation.
+        Cost is modelled per model as ``fixed + rate * prompt_tokens``, by least
+        squares on what was observed: ``fixed`` stands for the answer (output
+        tokens), ``rate`` for the prompt, so neither a short prompt with a long
+        answer nor a long few-shot prompt skews the other. A known list price
+        enters as two pseudo-observations on its own line (at 0 and 1,000 prompt
+        tokens), so it is used from the first query and observations take over.
+        Where every observation had the same length, or the fit slopes down, the
+        prediction is the mean observed cost.
         """
         s = self._sums
-        observed_cost = s[:, KEYS.index("cost_sum")]
-        observed_tokens = s[:, KEYS.index("cost_tokens")]
-        out = np.full(len(self._models), np.nan)
-        for i, model in enumerate(self._models):
-            price = self.prices.get(model)
-            if price is not None:
-                prior_tokens = 100.0
-                prior_cost = price.predict(prior_tokens)
-                observed = observed_cost[i] + prior_cost
-                out[i] = tokens * observed / (observed_tokens[i] + prior_tokens)
-            elif observed_tokens[i] > 0:
-                out[i] = tokens * observed_cost[i] / observed_tokens[i]
-        return out
+        n, c, t, tt, ct = (
+            s[:, KEYS.index(k)].copy()
+            for k in ("cost_n", "cost_sum", "cost_tokens", "cost_tokens2", "cost_cross")
+        )
+        for model, price in self.prices.items():
+            i = self._index[model]
+            low, high = price.predict(0.0), price.predict(_KTOK)
+            n[i] += 2.0
+            c[i] += low + high
+            t[i] += 1.0
+            tt[i] += 1.0
+            ct[i] += high
+        x = tokens / _KTOK
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = c / n
+            det = n * tt - t * t
+            rate = (n * ct - t * c) / det
+            fixed = (c - rate * t) / n
+            fitted = fixed + rate * x
+        flat = ~(det > 1e-12 * np.maximum(n * n, 1.0)) | ~(rate >= 0)
+        predicted = np.where(flat, mean, np.maximum(fitted, 0.0))
+        return np.where(n > 0, predicted, np.nan)
 
     def mean(self, key: str) -> FloatArray:
         """Mean quality, cost or latency per model (NaN where nothing was observed)."""

@@ -462,9 +462,7 @@ class Router:
                 self._bandit.update(pending.model, pending.features, q)
                 self._outcomes.add(pending.model, quality_n=1.0, quality_sum=q)
             if "cost" in new:
-                self._outcomes.add(
-                    pending.model, cost_n=1.0, cost_sum=values["cost"], cost_tokens=pending.tokens
-                )
+                self._outcomes.record_cost(pending.model, values["cost"], pending.tokens)
             if "latency" in new:
                 self._outcomes.add(pending.model, latency_n=1.0, latency_sum=values["latency"])
             self._since_save += 1

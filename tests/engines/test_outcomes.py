@@ -31,12 +31,25 @@ EVENTS = [
             "decisions": 1,
             "quality_n": 1,
             "quality_sum": 0.8,
+            # what record_cost(0.02, tokens=100) adds (tokens in thousands)
             "cost_n": 1,
             "cost_sum": 0.02,
-            "cost_tokens": 100,
+            "cost_tokens": 0.1,
+            "cost_tokens2": 0.01,
+            "cost_cross": 0.002,
         },
     ),
-    ("a", {"decisions": 1, "cost_n": 1, "cost_sum": 0.06, "cost_tokens": 300}),
+    (
+        "a",
+        {
+            "decisions": 1,
+            "cost_n": 1,
+            "cost_sum": 0.06,
+            "cost_tokens": 0.3,
+            "cost_tokens2": 0.09,
+            "cost_cross": 0.018,
+        },
+    ),
     ("b", {"decisions": 1, "latency_n": 1, "latency_sum": 2.5}),
     ("b", {"quality_n": 1, "quality_sum": 0.4, "latency_n": 1, "latency_sum": 1.5}),
 ]
@@ -50,22 +63,61 @@ def test_means_per_model_and_nan_where_nothing_was_seen() -> None:
     np.testing.assert_array_equal(stats.column("decisions"), [2, 1])
 
 
-def test_predicted_cost_is_observed_cost_per_prompt_token() -> None:
-    stats = filled(EVENTS)
+def test_predicted_cost_is_the_least_squares_line_in_prompt_tokens() -> None:
+    stats = filled(EVENTS)  # a: $0.02 at 100 tokens, $0.06 at 300: $0.0002 a token
     costs = stats.predicted_costs(50.0)
-    assert costs[0] == pytest.approx(50.0 * 0.08 / 400)
+    assert costs[0] == pytest.approx(50.0 * 0.0002)
     assert np.isnan(costs[1]), "no price and no observed cost: unknown"
 
 
-def test_a_known_price_counts_as_one_pseudo_observation() -> None:
+def test_record_cost_adds_the_sums_of_the_line() -> None:
+    stats = OutcomeStats()
+    stats.add_model("a")
+    stats.record_cost("a", 0.02, tokens=100.0)
+    stats.record_cost("a", 0.06, tokens=300.0)
+    assert stats.stats()["a"] == pytest.approx(
+        filled(EVENTS).stats()["a"] | {"decisions": 0.0, "quality_n": 0.0, "quality_sum": 0.0}
+    )
+
+
+def test_a_long_answer_is_a_fixed_cost_not_a_rate() -> None:
+    stats = OutcomeStats()
+    stats.add_model("chat")
+    for tokens in (5.0, 20.0, 80.0, 400.0):  # the answer dominates: ~$0.01 whatever the prompt
+        stats.record_cost("chat", 0.01 + 1e-7 * tokens, tokens=tokens)
+    short, long = stats.predicted_costs(10.0)[0], stats.predicted_costs(2000.0)[0]
+    assert short == pytest.approx(0.01 + 1e-6, rel=1e-6)
+    assert long == pytest.approx(0.01 + 2e-4, rel=1e-6), "not 200x the short prompt's cost"
+
+
+@pytest.mark.parametrize(
+    ("observations", "expected"),
+    [
+        ([(0.01, 100.0), (0.03, 100.0)], 0.02),  # one prompt length: the mean
+        ([(0.05, 10.0), (0.01, 1000.0)], 0.03),  # cost falling with length: the mean
+    ],
+)
+def test_degenerate_fits_fall_back_to_the_mean(
+    observations: list[tuple[float, float]], expected: float
+) -> None:
+    stats = OutcomeStats()
+    stats.add_model("a")
+    for cost, tokens in observations:
+        stats.record_cost("a", cost, tokens=tokens)
+    assert stats.predicted_costs(500.0)[0] == pytest.approx(expected)
+
+
+def test_a_known_price_is_used_first_and_observations_take_over() -> None:
     stats = OutcomeStats()
     price = Price(2e-6, 8e-6)
     stats.add_model("p", price)
-    prior_cost = 2e-6 * 100 + 8e-6 * DEFAULT_OUTPUT_TOKENS
-    assert stats.predicted_costs(100.0)[0] == pytest.approx(prior_cost)
-    assert stats.predicted_costs(250.0)[0] == pytest.approx(2.5 * prior_cost)
-    stats.add("p", cost_n=1, cost_sum=0.01, cost_tokens=400)
-    assert stats.predicted_costs(100.0)[0] == pytest.approx(100 * (0.01 + prior_cost) / 500)
+    for tokens in (0.0, 100.0, 250.0, 4000.0):
+        assert stats.predicted_costs(tokens)[0] == pytest.approx(price.predict(tokens))
+    assert price.predict(100.0) == pytest.approx(2e-6 * 100 + 8e-6 * DEFAULT_OUTPUT_TOKENS)
+    for _ in range(200):  # the deployment really costs twice its list price
+        for tokens in (50.0, 500.0):
+            stats.record_cost("p", 2 * price.predict(tokens), tokens=tokens)
+    assert stats.predicted_costs(300.0)[0] == pytest.approx(2 * price.predict(300.0), rel=0.01)
 
 
 def test_models_are_added_and_removed_without_touching_the_others() -> None:
