@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from conduit.engines.features.hashing import HashingEmbedder
 from conduit.engines.features.metadata import METADATA_NAMES, metadata_features
 from conduit.errors import ConfigurationError, MissingDependencyError
 
-__all__ = ["Backend", "FeatureExtractor", "make_embedder"]
+__all__ = ["Backend", "FeatureExtractor", "SecondLevelCache", "make_embedder"]
 
 logger = logging.getLogger("conduit.features")
 
@@ -77,6 +77,14 @@ def make_embedder(
     raise ConfigurationError(f"unknown embedding backend {backend!r}")
 
 
+class SecondLevelCache(Protocol):
+    """A slower cache behind the in-process one (e.g. Redis), keyed by extractor name and text."""
+
+    def get(self, name: str, text: str, dim: int) -> FloatArray | None: ...
+
+    def put(self, name: str, text: str, vector: FloatArray) -> None: ...
+
+
 class FeatureExtractor:
     """Computes, once per distinct text, ``[projected embedding, metadata, 1]``.
 
@@ -84,6 +92,8 @@ class FeatureExtractor:
     projection (the same in every process), which keeps the geometry of the
     embedding (Johnson-Lindenstrauss) while making each linear-bandit decision
     an O(d^2) product with small d. ``projection_dim=None`` keeps every dimension.
+    ``second_level`` (e.g. :class:`~conduit.engines.features.redis_cache.RedisFeatureCache`)
+    is asked in :meth:`compute`, off the event loop, before embedding.
     """
 
     def __init__(
@@ -93,6 +103,7 @@ class FeatureExtractor:
         projection_dim: int | None = 64,
         cache_size: int = 10_000,
         max_chars: int = 1200,
+        second_level: SecondLevelCache | None = None,
     ) -> None:
         self.embedder = embedder if embedder is not None else HashingEmbedder()
         width = self.embedder.dim
@@ -115,6 +126,7 @@ class FeatureExtractor:
             self._embed_dim = projection_dim
         self.dim = self._embed_dim + len(METADATA_NAMES) + 1
         self.cache = FeatureCache(maxsize=cache_size)
+        self.second_level = second_level
 
     @property
     def name(self) -> str:
@@ -139,11 +151,22 @@ class FeatureExtractor:
         return self.cache.get(text_key(text))
 
     def compute(self, text: str) -> FloatArray:
-        """Embed ``text`` now and cache the result (callers check :meth:`cached` first)."""
+        """The second-level cache's vector or a new embedding, cached (check :meth:`cached` first).
+
+        It may block on I/O or embedding, so the async router runs it in a worker thread.
+        """
+        key = text_key(text)
+        if self.second_level is not None:
+            found = self.second_level.get(self.name, text, self.dim)
+            if found is not None:
+                self.cache.put(key, found)
+                return found
         focused = question_focus(text, self.max_chars)
         embedding = self.embedder.embed([focused])[0].astype(np.float64)
         x = self._assemble(text, embedding)
-        self.cache.put(text_key(text), x)
+        self.cache.put(key, x)
+        if self.second_level is not None:
+            self.second_level.put(self.name, text, x)
         return x
 
     def features_batch(self, texts: Sequence[str], batch_size: int = 32) -> FloatArray:
