@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from conduit.engines.bandits.base import Bandit, Choice, FloatArray, check_positive
+from conduit.engines.bandits.base import Bandit, FloatArray, check_positive
 
-__all__ = ["UNTRIED_BONUS", "UCB1Bandit"]
-
-#: The bonus of an arm without feedback: it is tried before any other is exploited.
-UNTRIED_BONUS = 1e6
+__all__ = ["UCB1Bandit"]
 
 
 class UCB1Bandit(Bandit):
@@ -57,30 +53,5 @@ class UCB1Bandit(Bandit):
         total_pulls = float(self._stats["n"].sum())
         with np.errstate(divide="ignore", invalid="ignore"):
             bonus = self.c * np.sqrt(2.0 * np.log(max(total_pulls, 1.0)) / n)
-        bonus = np.where(n == 0, UNTRIED_BONUS, bonus)
+        bonus = np.where(n == 0, 1e6, bonus)
         return self.means(idx), bonus
-
-    def choose(
-        self,
-        x: FloatArray,
-        candidates: Sequence[int],
-        penalty: FloatArray,
-        *,
-        quality_weight: float = 1.0,
-        cost_share: FloatArray | None = None,
-    ) -> Choice:
-        """The best index; untried arms first, in random order rather than cheapest first.
-
-        Feedback arrives late under concurrent traffic: every request routed
-        before the first outcome returns would otherwise go to the same untried
-        model. A uniformly random untried arm spreads them.
-        """
-        choice = super().choose(
-            x, candidates, penalty, quality_weight=quality_weight, cost_share=cost_share
-        )
-        untried = choice.bonus >= UNTRIED_BONUS
-        if not untried.any():
-            return choice
-        utility = np.where(untried, UNTRIED_BONUS, choice.utility)
-        index, propensity = self._argmax(utility)
-        return Choice(index, propensity, utility, choice.mean, choice.bonus)

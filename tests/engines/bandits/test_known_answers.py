@@ -236,25 +236,3 @@ def test_hybrid_phase_survives_state_round_trip() -> None:
     restored = HybridBandit(**hybrid.params())
     restored.load_state_dict(hybrid.state_dict())
     assert restored.phase == "linucb"
-
-
-def test_ucb1_tries_untried_arms_in_random_order_not_cheapest_first() -> None:
-    # Under concurrent traffic no feedback has arrived yet: requests must spread over the
-    # untried models rather than all go to the cheapest one.
-    from collections import Counter
-
-    from conduit.engines.bandits.ucb1 import UCB1Bandit
-
-    bandit = UCB1Bandit(seed=0)
-    for arm in ("dear", "mid", "cheap"):
-        bandit.add_arm(arm)
-    penalty = np.array([0.5, 0.05, 0.01])
-    picks = Counter()
-    for _ in range(600):
-        choice = bandit.choose(np.ones(1), [0, 1, 2], penalty)
-        assert choice.propensity == pytest.approx(1 / 3)
-        picks[bandit.arms[choice.index]] += 1
-    assert all(150 < picks[arm] < 250 for arm in ("dear", "mid", "cheap")), picks
-    bandit.update("cheap", np.ones(1), 1.0)
-    for _ in range(50):  # the tried arm waits until every other has been tried
-        assert bandit.arms[bandit.choose(np.ones(1), [0, 1, 2], penalty).index] != "cheap"
