@@ -10,10 +10,25 @@ The hooks only call :meth:`conduit.Router.update_sync` (in-memory numpy under a
 lock, no I/O) and never raise into the caller's request: a Conduit error is
 logged and counted.
 
-Explicit feedback (thumbs, ratings, scores) arrives later, by response id:
-:meth:`ConduitFeedbackLogger.record_feedback` maps the id back to its decision
-through a bounded, expiring map, and :class:`FeedbackServer` exposes the same
-call over HTTP for callers outside the process (the LiteLLM proxy).
+Explicit feedback (thumbs, ratings, scores) arrives later, by response:
+:meth:`ConduitFeedbackLogger.record_feedback` finds the decision without waiting
+for LiteLLM's success event (which LiteLLM delivers after the call returns, from
+a queue or a thread). The strategy names each attempt's LiteLLM call after its
+decision (``litellm_call_id = "conduit-<decision id>"``, unless the caller set
+one, which is kept and mapped), and LiteLLM copies the call id into
+``response._hidden_params``, so a response object names its own decision. A bare
+response id is mapped when the response is received (async calls, through
+LiteLLM's deployment success hook) or when its success event arrives.
+:class:`FeedbackServer` exposes the same call over HTTP (the LiteLLM proxy).
+
+Explicit quality takes precedence over the automatic signals of
+:mod:`conduit_litellm.signals`. The engine learns each part of a decision once,
+so an automatic quality of a *successful* call (truncated, refused, empty, bad
+JSON) is held for ``signal_grace`` seconds (300 by default) and learned only if
+no explicit quality came in that time; explicit feedback arriving within the
+grace period replaces it. A failed call has no response to judge, so its
+quality 0 is learned at once. Explicit feedback after the grace period finds the
+quality learned and is ignored (an empty set), as a repeat is.
 """
 
 from __future__ import annotations
@@ -22,10 +37,11 @@ import datetime as dt
 import hmac
 import json
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -42,6 +58,7 @@ from conduit.errors import (
 from conduit_litellm import signals
 
 __all__ = [
+    "CALL_PREFIX",
     "DECISION_KEY",
     "DEPLOYMENT_KEY",
     "JSON_KEY",
@@ -54,6 +71,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("conduit_litellm.feedback")
+#: The usage guide's learning-progress line goes to the package logger.
+progress_logger = logging.getLogger("conduit_litellm")
 
 #: Request-metadata keys the routing side stamps and the logger reads.
 DECISION_KEY = "conduit_decision_id"
@@ -62,6 +81,8 @@ JSON_KEY = "conduit_json_requested"
 MODEL_KEY = "conduit_model"
 #: Key of the routing plugin's entry in ``RoutingContext.signals``.
 SIGNALS_KEY = "conduit"
+#: ``litellm_call_id`` of a routed attempt: this prefix and the decision id.
+CALL_PREFIX = "conduit-"
 
 RouterSource = Callable[[], Router | None]
 PriceSource = Callable[[str], tuple[float, float] | None]
@@ -164,6 +185,7 @@ def _metadata(kwargs: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str
         params.get("metadata"),
         params.get("litellm_metadata"),
         kwargs.get("litellm_metadata"),
+        kwargs.get("metadata"),  # a request's own kwargs (deployment hooks)
     ):
         if not isinstance(bucket, Mapping):
             continue
@@ -173,6 +195,14 @@ def _metadata(kwargs: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str
         if isinstance(from_plugin, Mapping) and DECISION_KEY in from_plugin:
             return from_plugin, bucket
     return {}, {}
+
+
+def _hidden(response: object, name: str) -> object:
+    """A field of LiteLLM's ``response._hidden_params`` (a dict or a HiddenParams object)."""
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, Mapping):
+        return hidden.get(name)
+    return getattr(hidden, name, None)
 
 
 def _tokens(response_obj: Any, slo: Mapping[str, Any]) -> tuple[float, float] | None:
@@ -191,7 +221,9 @@ class ConduitFeedbackLogger(CustomLogger):
 
     ``router`` returns the Conduit router (None before the first decision);
     ``price`` the (input, output) USD-per-token price of an arm, used when
-    LiteLLM reports no ``response_cost``.
+    LiteLLM reports no ``response_cost``. ``signal_grace`` is how long the
+    automatic quality of a successful call waits for an explicit one (0: learn
+    it at once, and explicit feedback after it is ignored).
     """
 
     def __init__(
@@ -201,14 +233,44 @@ class ConduitFeedbackLogger(CustomLogger):
         price: PriceSource | None = None,
         response_ttl: float = 24 * 3600.0,
         max_responses: int = 100_000,
+        signal_grace: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
+        if (
+            isinstance(signal_grace, bool)
+            or not isinstance(signal_grace, (int, float))
+            or not math.isfinite(signal_grace)
+            or signal_grace < 0
+            or signal_grace >= response_ttl
+        ):
+            raise ConfigurationError(
+                "signal_grace must be a number of seconds >= 0 and below response_ttl "
+                f"({response_ttl}), got {signal_grace!r}"
+            )
         self._router = router
         self._price = price
+        self.signal_grace = float(signal_grace)
+        self._clock = clock
         self.responses = ResponseMap(ttl=response_ttl, maxsize=max_responses)
+        #: callers' own ``litellm_call_id`` -> decision id (the strategy's own ids need no map)
+        self.calls = ResponseMap(ttl=response_ttl, maxsize=max_responses)
+        self._max_held = int(max_responses)
+        #: decision id -> (automatic quality, reason, due time), in due order
+        self._held: OrderedDict[str, tuple[float, str, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._counts: dict[str, int] = dict.fromkeys(
-            ("events", "learned", "duplicates", "unmatched", "rate_limited", "errors"), 0
+            (
+                "events",
+                "learned",
+                "duplicates",
+                "unmatched",
+                "rate_limited",
+                "errors",
+                "signals_held",
+                "signals_replaced",
+            ),
+            0,
         )
         self._handling_ns = 0
         self._handling_max_ns = 0
@@ -235,6 +297,41 @@ class ConduitFeedbackLogger(CustomLogger):
     ) -> None:
         self._handle(kwargs, response_obj, start_time, end_time, failed=True)
 
+    async def async_post_call_success_deployment_hook(
+        self, request_data: dict[str, Any], response: Any, call_type: Any
+    ) -> None:
+        """Map the response id to its decision before the caller gets the response.
+
+        LiteLLM awaits this inline (async calls only), so a bare response id is
+        usable for feedback at once. Returns None: the response is not changed.
+        """
+        try:
+            response_id = getattr(response, "id", None)
+            decision_id = _metadata(request_data)[0].get(DECISION_KEY)
+            if isinstance(response_id, str) and response_id and isinstance(decision_id, str):
+                self.responses.put(response_id, decision_id)
+        except Exception:  # a hook must never raise into the caller's request
+            logger.debug("Mapping a response to its decision failed", exc_info=True)
+        return None
+
+    # -- linking a response to its decision -----------------------------------------------------
+    def link_call(
+        self, request_kwargs: MutableMapping[str, Any], decision_id: str, previous: object = None
+    ) -> None:
+        """Name this attempt's LiteLLM call after ``decision_id``; LiteLLM puts the name on the
+        response (``_hidden_params["litellm_call_id"]``).
+
+        ``previous`` is the decision of the request's earlier attempt, whose call
+        name a retry finds still set and replaces. A call id the caller chose is
+        kept (their logs may rely on it) and mapped to the decision instead.
+        """
+        given = request_kwargs.get("litellm_call_id")
+        ours = isinstance(previous, str) and given == CALL_PREFIX + previous
+        if given is None or ours:
+            request_kwargs["litellm_call_id"] = CALL_PREFIX + decision_id
+        else:
+            self.calls.put(str(given), decision_id)
+
     # -- handling ------------------------------------------------------------------------------
     def _count(self, name: str, elapsed_ns: int = 0) -> None:
         with self._lock:
@@ -248,6 +345,7 @@ class ConduitFeedbackLogger(CustomLogger):
     ) -> None:
         began = time.perf_counter_ns()
         self._count("events")
+        self.apply_due_signals()
         try:
             outcome = self._learn(kwargs, response_obj, start, end, failed=failed)
         except UnknownDecisionError as exc:  # another router's decision, or one long expired
@@ -261,19 +359,19 @@ class ConduitFeedbackLogger(CustomLogger):
             logger.debug("Feedback handling failed", exc_info=True)
             outcome = "errors"
         self._count(outcome, time.perf_counter_ns() - began)
-        if (
-            outcome == "learned"
-            and self._counts["learned"] % 100 == 0
-            and logger.isEnabledFor(logging.DEBUG)
-        ):
-            router = self._router()
-            if router is not None:
-                stats = router.stats()
-                logger.debug(
-                    "Bandit updated: arms=%d, total_pulls=%d",
-                    len(stats.models),
-                    stats.total_decisions,
-                )
+        if outcome == "learned":
+            self._progress()
+
+    def _progress(self) -> None:
+        """The usage guide's "Bandit updated" line, after each update (DEBUG only)."""
+        if not progress_logger.isEnabledFor(logging.DEBUG):
+            return
+        router = self._router()
+        if router is not None:
+            stats = router.stats()
+            progress_logger.debug(
+                "Bandit updated: arms=%d, total_pulls=%d", len(stats.models), stats.total_decisions
+            )
 
     def _learn(self, kwargs: Any, response_obj: Any, start: Any, end: Any, *, failed: bool) -> str:
         if not isinstance(kwargs, Mapping):
@@ -325,6 +423,11 @@ class ConduitFeedbackLogger(CustomLogger):
             response_id = getattr(response_obj, "id", None)
             if isinstance(response_id, str) and response_id:
                 self.responses.put(response_id, decision_id)
+            if quality is not None and self.signal_grace > 0:
+                self._hold(decision_id, quality, signal.reason)
+                if cost is None and latency is None:
+                    return "learned"
+                quality = None  # learned later, unless an explicit quality comes first
         if quality is None and cost is None and latency is None:
             return "unmatched"
         learned = router.update_sync(decision_id, quality=quality, cost=cost, latency=latency)
@@ -348,13 +451,19 @@ class ConduitFeedbackLogger(CustomLogger):
         router: Router,
         decision_id: str,
     ) -> float | None:
-        for value in (kwargs.get("response_cost"), slo.get("response_cost")):
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-                return float(value)
         tokens = _tokens(response_obj, slo)
         fields = _metadata(kwargs)[0]
         arm = fields.get(DEPLOYMENT_KEY, fields.get(MODEL_KEY))
         price = self._price(str(arm)) if (self._price is not None and arm is not None) else None
+        # LiteLLM reports 0.0 for a call it could not price (with debug info saying so, or,
+        # through a Router, without); a made-up zero would teach the bandit the model is free.
+        # A zero is believed only for a model whose price is known (a free local model).
+        logged = None if slo.get("response_cost_failure_debug_info") else slo.get("response_cost")
+        for value in (kwargs.get("response_cost"), logged):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                if value == 0 and price is None:
+                    continue
+                return float(value)
         if tokens is not None and price is not None:
             return tokens[0] * price[0] + tokens[1] * price[1]
         if not self._warned_cost:
@@ -366,9 +475,66 @@ class ConduitFeedbackLogger(CustomLogger):
             )
         return None
 
+    # -- automatic quality held for explicit feedback -------------------------------------------
+    def _hold(self, decision_id: str, quality: float, reason: str) -> None:
+        with self._lock:
+            self._held[decision_id] = (quality, reason, self._clock() + self.signal_grace)
+            self._held.move_to_end(decision_id)
+            self._counts["signals_held"] += 1
+            full = len(self._held) > self._max_held
+        if full:  # bounded: the oldest is learned now rather than dropped
+            self.apply_due_signals(limit=1, everything=True)
+
+    def apply_due_signals(self, *, everything: bool = False, limit: int | None = None) -> int:
+        """Learn the held automatic qualities whose grace period is over (all: ``everything``).
+
+        Called by every event, every explicit feedback and every routing pick, and
+        by the strategy's cleanup (``everything=True``); returns how many were learned.
+        """
+        now = self._clock()
+        due: list[tuple[str, float, str]] = []
+        with self._lock:
+            while self._held and (limit is None or len(due) < limit):
+                decision_id, (quality, reason, at) = next(iter(self._held.items()))
+                if not everything and at > now:
+                    break
+                self._held.popitem(last=False)
+                due.append((decision_id, quality, reason))
+        router = self._router() if due else None
+        learned = 0
+        for decision_id, quality, reason in due:
+            if router is None:
+                break
+            try:
+                parts = router.update_sync(decision_id, quality=quality)
+            except ConduitError as exc:  # expired or removed meanwhile: nothing to learn
+                logger.debug("Automatic quality of %s not recorded: %s", decision_id, exc)
+                continue
+            except Exception:  # called from LiteLLM's hooks and the routing path: never raise
+                logger.debug("Automatic quality of %s not recorded", decision_id, exc_info=True)
+                continue
+            if parts:
+                learned += 1
+                logger.debug(
+                    "Feedback recorded: decision=%s, quality=%.2f (%s; no explicit quality within "
+                    "%.0f s)",
+                    decision_id,
+                    quality,
+                    reason,
+                    self.signal_grace,
+                )
+                self._progress()
+        return learned
+
     # -- explicit feedback ---------------------------------------------------------------------
     def decision_for(self, response_or_id: object) -> str:
         """The decision id behind a LiteLLM response (object or id) or a decision id."""
+        if not isinstance(response_or_id, str):
+            call_id = _hidden(response_or_id, "litellm_call_id")
+            if isinstance(call_id, str) and call_id.startswith(CALL_PREFIX):
+                return call_id.removeprefix(CALL_PREFIX)
+            if isinstance(call_id, str) and (mapped := self.calls.get(call_id)) is not None:
+                return mapped
         key = (
             response_or_id
             if isinstance(response_or_id, str)
@@ -378,7 +544,7 @@ class ConduitFeedbackLogger(CustomLogger):
             raise InvalidFeedbackError(
                 f"expected a LiteLLM response or its id, got {type(response_or_id).__name__}"
             )
-        return self.responses.get(key) or key
+        return self.responses.get(key) or self.calls.get(key) or key
 
     def record_feedback(
         self,
@@ -388,19 +554,44 @@ class ConduitFeedbackLogger(CustomLogger):
         thumbs: bool | None = None,
         rating: int | None = None,
     ) -> frozenset[str]:
-        """Learn a human judgement of one response; a repeat is ignored (returns an empty set)."""
+        """Learn a human judgement of one response; returns the parts learned now.
+
+        Works as soon as the LiteLLM call has returned. It replaces an automatic
+        quality still in its grace period; a repeat, or a judgement after the
+        automatic quality was learned, is ignored (returns an empty set).
+        """
         value = explicit_quality(quality=quality, thumbs=thumbs, rating=rating)
         decision_id = self.decision_for(response_or_id)
         router = self._router()
         if router is None:
             raise UnknownDecisionError(f"no decision {decision_id!r}: nothing has been routed yet")
+        self.apply_due_signals()  # a grace period that is over has been used up
+        with self._lock:
+            replaced = self._held.pop(decision_id, None)
         try:
-            return router.update_sync(decision_id, quality=value)
+            learned = router.update_sync(decision_id, quality=value)
         except UnknownDecisionError as exc:
             raise UnknownDecisionError(
                 f"unknown response or decision id {decision_id!r}: not routed by Conduit, "
                 f"or older than the feedback window ({exc})"
             ) from exc
+        if replaced is not None and learned:
+            self._count("signals_replaced")
+            logger.debug(
+                "Explicit quality %.2f replaces the automatic %.2f (%s) of decision %s",
+                value,
+                replaced[0],
+                replaced[1],
+                decision_id,
+            )
+        if learned:
+            logger.debug(
+                "Feedback recorded: decision=%s, quality=%.2f (explicit)", decision_id, value
+            )
+            self._progress()
+        else:
+            logger.debug("Quality of decision %s was already learned: ignored", decision_id)
+        return learned
 
     def stats(self) -> dict[str, float]:
         """Event counts by outcome and the time spent handling them (microseconds)."""

@@ -11,7 +11,7 @@ between them).
 A plugin cannot write the request metadata, only its signals, which LiteLLM
 stores under ``metadata["routing_plugin_signals"]["conduit"]``: the decision id
 travels there to :class:`~conduit_litellm.feedback.ConduitFeedbackLogger`,
-which the plugin registers on its first request.
+which the plugin registers when it is built.
 
 The proxy names a plugin by a dotted path to an instance. ``conduit_litellm.plugin.default``
 is one built on first access from environment variables (see :func:`from_env`);
@@ -22,6 +22,7 @@ docs/proxy.md and examples/proxy_config.yaml.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import sys
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from conduit.engines.features.extractor import Backend
 from conduit.engines.router import Router
-from conduit.errors import ConfigurationError
+from conduit.errors import ConduitError, ConfigurationError
 from conduit.types import Constraints, Preferences
 from conduit_litellm import _compat
 from conduit_litellm.feedback import (
@@ -58,6 +59,11 @@ class ConduitRoutingPlugin:
     ``feedback_port`` starts :class:`~conduit_litellm.feedback.FeedbackServer`
     on ``feedback_host`` (127.0.0.1 by default) with ``feedback_token``, so
     clients of the proxy can post thumbs or ratings by response id.
+
+    With a ``state_path``, what was learned is saved every ``save_interval``
+    seconds (when something changed) and at exit: the proxy never tells a plugin
+    it is stopping, and on SIGTERM uvicorn ends the process by re-raising the
+    signal, so no exit handler runs there.
     """
 
     def __init__(
@@ -77,6 +83,7 @@ class ConduitRoutingPlugin:
         feedback_token: str | None = None,
         response_ttl: float = 24 * 3600.0,
         max_responses: int = 100_000,
+        save_interval: float = 30.0,
     ) -> None:
         if conduit_router is not None and not isinstance(conduit_router, Router):
             raise ConfigurationError(
@@ -88,6 +95,13 @@ class ConduitRoutingPlugin:
             raise ConfigurationError(str(exc)) from exc
         self._conduit = conduit_router
         self._owns_router = conduit_router is None
+        if isinstance(save_interval, bool) or not isinstance(save_interval, (int, float)):
+            raise ConfigurationError(f"save_interval must be a number, got {save_interval!r}")
+        if not 0 < save_interval < float("inf"):
+            raise ConfigurationError(f"save_interval must be > 0 seconds, got {save_interval!r}")
+        self.save_interval = float(save_interval)
+        self._stop = threading.Event()
+        self._saver: threading.Thread | None = None
         self._options: dict[str, Any] = {
             "bandit_algorithm": bandit_algorithm or ("hybrid" if use_hybrid else None),
             "embedding_model": embedding_model,
@@ -106,6 +120,9 @@ class ConduitRoutingPlugin:
         )
         self._registered = False
         self.litellm_router: Any = None
+        # Now, not on the first request: LiteLLM fixes a call's callbacks before routing it,
+        # so a logger added during the first pick would miss that call's outcome.
+        self.register_feedback()
         self.server: FeedbackServer | None = None
         if feedback_port is not None:
             if feedback_token is None:
@@ -122,26 +139,22 @@ class ConduitRoutingPlugin:
         """Read cooldowns from ``router``; in the proxy, its router is found without this."""
         self.litellm_router = router
 
-    async def _cooling(self, models: Sequence[str], metadata: Mapping[str, object]) -> set[str]:
+    async def _cooling(
+        self, models: Sequence[str], deployments: Sequence[Mapping[str, Any]]
+    ) -> set[str]:
         """The models whose every deployment LiteLLM has in cooldown."""
         router = self.litellm_router or _proxy_router()
         if router is None:
             return set()
-        group = metadata.get("model_group")
-        listed = (
-            _compat.group_deployments(router, group)
-            if isinstance(group, str)
-            else _compat.deployments(router)
-        )
         ids: dict[str, list[str]] = {}
-        for d in listed:
+        for d in deployments:
             ids.setdefault(deployment_model(d), []).append(deployment_id(d))
         wanted = [i for m in models for i in ids.get(m, [])]
         cooling = await _compat.async_active_cooldowns(router, wanted)
         return {m for m in models if ids.get(m) and all(i in cooling for i in ids[m])}
 
     def register_feedback(self) -> None:
-        """Put the feedback logger in ``litellm.callbacks`` once (the first request does it too)."""
+        """Put the feedback logger in ``litellm.callbacks`` once (built and each request do it)."""
         if self._registered:
             return
         _compat.add_callback(self.feedback)
@@ -155,8 +168,38 @@ class ConduitRoutingPlugin:
         if self.server is not None:
             self.server.close()
             self.server = None
+        self.feedback.apply_due_signals(everything=True)  # no explicit feedback is coming now
+        self._stop.set()
+        saver, self._saver = self._saver, None
+        if saver is not None:
+            saver.join()
+        atexit.unregister(self.cleanup)
         if self._conduit is not None and self._owns_router:
             self._conduit.close()
+
+    def _start_saving(self, router: Router) -> None:
+        """Save ``router`` periodically and at exit, if it has a state file."""
+        if router.state_path is None:
+            return
+        self._stop.clear()
+        self._saver = threading.Thread(
+            target=self._save_periodically, args=(router,), name="conduit-plugin-save", daemon=True
+        )
+        self._saver.start()
+        atexit.register(self.cleanup)
+
+    def _save_periodically(self, router: Router) -> None:
+        saved = router.stats()
+        while not self._stop.wait(self.save_interval):
+            now = router.stats()
+            if now == saved:
+                continue
+            try:
+                router.save()
+            except (OSError, ConduitError) as exc:  # a full disk must not end the thread
+                logger.warning("Could not save Conduit state to %s: %s", router.state_path, exc)
+                continue
+            saved = now
 
     def record_feedback(
         self,
@@ -171,14 +214,35 @@ class ConduitRoutingPlugin:
             response_or_id, quality=quality, thumbs=thumbs, rating=rating
         )
 
-    def _arms(self, models: Sequence[str]) -> Router:
-        """The Conduit router, built on first use; new provider models become arms."""
+    def _deployments(self, metadata: Mapping[str, object]) -> list[dict[str, Any]]:
+        """The deployments of the requested model name, read from LiteLLM's router."""
+        router = self.litellm_router or _proxy_router()
+        if router is None:
+            return []
+        group = metadata.get("model_group")
+        return (
+            _compat.group_deployments(router, group)
+            if isinstance(group, str)
+            else _compat.deployments(router)
+        )
+
+    def _arms(self, models: Sequence[str], deployments: Sequence[Mapping[str, Any]]) -> Router:
+        """The Conduit router, built on first use; new provider models become arms.
+
+        A model's price is its deployment's ``input_cost_per_token`` and
+        ``output_cost_per_token`` where the config sets them, else LiteLLM's
+        cost map: the price LiteLLM itself bills the call at.
+        """
         with self._lock:
             for model in models:
-                if model not in self._prices:
-                    price = deployment_price({"litellm_params": {"model": model}})
+                if model in self._prices:
+                    continue
+                own = [d for d in deployments if deployment_model(d) == model]
+                for deployment in own or [{"litellm_params": {"model": model}}]:
+                    price = deployment_price(deployment)
                     if price is not None:
                         self._prices[model] = price
+                        break
             if self._conduit is None:
                 self._conduit = Router(
                     list(models),
@@ -188,6 +252,8 @@ class ConduitRoutingPlugin:
                 logger.info(
                     "Conduit router built: %d models, %s", len(models), self._conduit.algorithm
                 )
+                if self._owns_router:
+                    self._start_saving(self._conduit)
             elif self._owns_router:
                 known = set(self._conduit.models)
                 for model in models:
@@ -199,13 +265,15 @@ class ConduitRoutingPlugin:
     async def run(self, context: RoutingContext) -> RoutingContext:
         """Narrow ``context.candidate_models`` to the one Conduit chooses."""
         self.register_feedback()
+        self.feedback.apply_due_signals()
         models = list(dict.fromkeys(context.candidate_models))
         if not models:
             return context
-        if self._conduit is None:
-            conduit = await asyncio.to_thread(self._arms, models)  # may load the embedding model
+        deployments = self._deployments(context.metadata)
+        if self._conduit is None:  # may load the embedding model
+            conduit = await asyncio.to_thread(self._arms, models, deployments)
         else:
-            conduit = self._arms(models)
+            conduit = self._arms(models, deployments)
         known = set(conduit.models)
         allowed = frozenset(m for m in models if m in known)
         if not allowed:
@@ -213,7 +281,7 @@ class ConduitRoutingPlugin:
                 "Model not in router arms: none of %s; leaving the choice to LiteLLM", models
             )
             return context
-        cooling = await self._cooling(sorted(allowed), context.metadata)
+        cooling = await self._cooling(sorted(allowed), deployments)
         if cooling and cooling != allowed:
             logger.debug("Skipping models in cooldown: %s", sorted(cooling))
             allowed = allowed - cooling
@@ -260,15 +328,18 @@ def from_env(environ: Mapping[str, str] | None = None) -> ConduitRoutingPlugin:
 
     ``CONDUIT_PREFERENCES`` (balanced), ``CONDUIT_BANDIT_ALGORITHM`` (hybrid),
     ``CONDUIT_EMBEDDING_BACKEND`` (auto), ``CONDUIT_STATE_PATH``, ``CONDUIT_SEED``,
-    ``CONDUIT_FEEDBACK_PORT`` with ``CONDUIT_FEEDBACK_TOKEN``, ``CONDUIT_FEEDBACK_HOST``.
+    ``CONDUIT_SAVE_INTERVAL`` (30 seconds), ``CONDUIT_FEEDBACK_PORT`` with
+    ``CONDUIT_FEEDBACK_TOKEN``, ``CONDUIT_FEEDBACK_HOST``.
 
     >>> plugin = from_env({"CONDUIT_PREFERENCES": "cost", "CONDUIT_EMBEDDING_BACKEND": "hashing"})
     >>> plugin.preferences.cost
     2.0
+    >>> plugin.cleanup()
     """
     env = os.environ if environ is None else environ
     port = env.get("CONDUIT_FEEDBACK_PORT")
     seed = env.get("CONDUIT_SEED")
+    interval = env.get("CONDUIT_SAVE_INTERVAL")
     try:
         return ConduitRoutingPlugin(
             bandit_algorithm=env.get("CONDUIT_BANDIT_ALGORITHM") or None,
@@ -276,6 +347,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> ConduitRoutingPlugin:
             preferences=env.get("CONDUIT_PREFERENCES", "balanced"),
             state_path=env.get("CONDUIT_STATE_PATH") or None,
             seed=int(seed) if seed else None,
+            save_interval=float(interval) if interval else 30.0,
             feedback_port=int(port) if port else None,
             feedback_host=env.get("CONDUIT_FEEDBACK_HOST", "127.0.0.1"),
             feedback_token=env.get("CONDUIT_FEEDBACK_TOKEN") or None,

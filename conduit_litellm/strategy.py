@@ -28,6 +28,7 @@ from litellm.exceptions import BadRequestError, ContextWindowExceededError
 from litellm.types.router import CustomRoutingStrategyBase
 
 from conduit.engines.features.extractor import Backend
+from conduit.engines.features.redis_cache import RedisFeatureCache
 from conduit.engines.router import Router
 from conduit.errors import ConfigurationError, NoModelAvailableError
 from conduit.types import Constraints, Preferences, RoutingDecision
@@ -58,6 +59,8 @@ logger = logging.getLogger("conduit_litellm")
 Scope = Literal["all", "group"]
 #: Request-metadata key a caller may set to route one request with other preferences.
 PREFERENCES_KEY = "conduit_preferences"
+#: Where ``cache_enabled=True`` looks for Redis without a ``redis_url`` (the usage guide's).
+DEFAULT_REDIS_URL = "redis://localhost:6379"
 
 
 @dataclass(slots=True)
@@ -90,18 +93,23 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     otherwise one is built from ``use_hybrid``/``bandit_algorithm``,
     ``embedding_model``/``embedding_backend``, ``seed``, ``state_path`` and
     ``router_options`` (any other :class:`conduit.Router` argument).
-    ``bandit_algorithm`` wins over ``use_hybrid`` when both are given.
+    ``use_hybrid`` goes to :class:`conduit.Router` as given: True (the default)
+    runs UCB1 then LinUCB, False Thompson sampling, None the engine's default;
+    with ``bandit_algorithm`` pass ``use_hybrid=None``.
 
-    Features are cached in process (``router_options={"feature_cache_size": ...}``);
-    ``cache_enabled``/``redis_url``/``cache_ttl`` are accepted for the usage
-    guide's signature but no Redis feature cache exists yet, so a Redis URL is
-    reported once and not used.
+    Features are cached in process (``router_options={"feature_cache_size": ...}``)
+    and, with ``cache_enabled``, in Redis at ``redis_url`` (default
+    ``redis://localhost:6379``) for ``cache_ttl`` seconds, shared by every
+    process; if Redis is unreachable routing goes on without it (one warning per
+    outage). The automatic quality of a successful call waits ``signal_grace``
+    seconds for explicit feedback, which takes precedence (see
+    :mod:`conduit_litellm.feedback`).
     """
 
     def __init__(
         self,
         conduit_router: Router | None = None,
-        use_hybrid: bool = True,
+        use_hybrid: bool | None = True,
         embedding_model: str = "all-MiniLM-L6-v2",
         cache_enabled: bool = False,
         redis_url: str | None = None,
@@ -116,6 +124,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         router_options: Mapping[str, Any] | None = None,
         response_ttl: float = 24 * 3600.0,
         max_responses: int = 100_000,
+        signal_grace: float = 300.0,
     ) -> None:
         if conduit_router is not None and not isinstance(conduit_router, Router):
             raise ConfigurationError(
@@ -131,8 +140,18 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             raise ConfigurationError(
                 f"cache_ttl must be a positive int of seconds, got {cache_ttl!r}"
             )
+        if use_hybrid is not None and not isinstance(use_hybrid, bool):
+            raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
+        if conduit_router is None and (
+            (use_hybrid and bandit_algorithm not in (None, "hybrid"))
+            or (use_hybrid is False and bandit_algorithm == "hybrid")
+        ):
+            raise ConfigurationError(
+                f"use_hybrid={use_hybrid} contradicts bandit_algorithm={bandit_algorithm!r}: "
+                "pass use_hybrid=None with bandit_algorithm"
+            )
         self.scope: Scope = scope
-        self.use_hybrid = bool(use_hybrid)
+        self.use_hybrid = use_hybrid
         self.bandit_algorithm = bandit_algorithm
         self.embedding_model = embedding_model
         self.embedding_backend: Backend = embedding_backend
@@ -142,12 +161,16 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         self.cache_enabled = bool(cache_enabled)
         self.redis_url = redis_url
         self.cache_ttl = cache_ttl
-        if cache_enabled and redis_url:
-            logger.warning(
-                "Redis feature cache is not available in this release: features are cached in "
-                "process only (redis_url %s not used)",
-                redis_url.split("@")[-1],
-            )
+        self._feature_cache: RedisFeatureCache | None = None
+        if cache_enabled:
+            self.redis_url = redis_url or DEFAULT_REDIS_URL
+            if conduit_router is not None:
+                logger.warning(
+                    "cache_enabled is ignored with a given conduit_router: give its "
+                    "FeatureExtractor second_level=RedisFeatureCache(...) instead"
+                )
+            else:
+                self._feature_cache = RedisFeatureCache(url=self.redis_url, ttl=cache_ttl)
         self._conduit = conduit_router
         self._owns_router = conduit_router is None
         self._litellm_router: Any = None
@@ -160,6 +183,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             price=self._prices.get,
             response_ttl=response_ttl,
             max_responses=max_responses,
+            signal_grace=signal_grace,
         )
 
     # -- wiring ------------------------------------------------------------------------------
@@ -186,8 +210,11 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         if self._server is not None:
             self._server.close()
             self._server = None
+        self.feedback.apply_due_signals(everything=True)  # no explicit feedback is coming now
         if self._conduit is not None and self._owns_router:
             self._conduit.close()
+        if self._feature_cache is not None:
+            self._feature_cache.close()
 
     def __enter__(self) -> ConduitRoutingStrategy:
         return self
@@ -217,8 +244,11 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     ) -> frozenset[str]:
         """Learn a judgement of a response (object or id); thumbs -> 1/0, rating 1..5 -> 0..1.
 
-        Idempotent: a second judgement of the same response is ignored and
-        returns an empty set.
+        Works as soon as ``completion``/``acompletion`` has returned, given the
+        response object (a bare response id: at once for async calls, after the
+        success event for sync ones). Replaces an automatic quality still in
+        its grace period. Idempotent: a second judgement of the same response
+        is ignored and returns an empty set.
         """
         return self.feedback.record_feedback(
             response_or_id, quality=quality, thumbs=thumbs, rating=rating
@@ -282,10 +312,10 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         if self._conduit is None:
             if not ids:
                 raise ConfigurationError("the litellm.Router has no deployments to route between")
-            algorithm = self.bandit_algorithm or ("hybrid" if self.use_hybrid else None)
             self._conduit = Router(
                 list(dict.fromkeys(ids)),
-                bandit_algorithm=algorithm,
+                bandit_algorithm=self.bandit_algorithm,
+                use_hybrid=self.use_hybrid,
                 embedding_model=self.embedding_model,
                 embedding_backend=self.embedding_backend,
                 seed=self.seed,
@@ -296,6 +326,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             logger.info(
                 "Conduit router built: %d deployments, %s", len(set(ids)), self._conduit.algorithm
             )
+            extractor = self._conduit.extractor
+            if self._feature_cache is not None and extractor is not None:
+                extractor.second_level = self._feature_cache
         if self._owns_router:
             current = set(ids)
             arms = set(self._conduit.models)
@@ -473,6 +506,8 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             stamped[JSON_KEY] = request_needs(None, request_kwargs).response_schema
             # a new dict, not an update: an earlier attempt's event keeps its own decision id
             request_kwargs[key] = stamped
+            previous = old.get(DECISION_KEY) if isinstance(old, Mapping) else None
+            self.feedback.link_call(request_kwargs, decision.decision_id, previous)
         logger.debug("Conduit selected %s (confidence: %.2f)", arm, decision.confidence)
         logger.debug("Conduit decision %s for %r: %s", decision.decision_id, model, decision.reason)
         return chosen
@@ -494,6 +529,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         request_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Pick the deployment for one attempt (LiteLLM's async path)."""
+        self.feedback.apply_due_signals()
         if self._conduit is None or self._snapshot is None:
             await asyncio.to_thread(self._refresh)  # the first build may load the embedding model
         snap = self._refresh()
@@ -521,6 +557,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         request_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Pick the deployment for one attempt (LiteLLM's sync path; uses no event loop)."""
+        self.feedback.apply_due_signals()
         snap = self._refresh()
         plan = self._plan(snap, model, messages, input, specific_deployment, request_kwargs)
         if plan.allowed is None and not specific_deployment:

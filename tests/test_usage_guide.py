@@ -32,10 +32,7 @@ pytestmark = [
 ]
 
 GUIDE_NAME = "litellm-plugin-usage-guide.md"
-GUIDE_PATHS = (
-    Path(__file__).resolve().parents[1] / "docs" / GUIDE_NAME,
-    Path("/work/shared/spec") / GUIDE_NAME,
-)
+GUIDE_PATHS = (Path(__file__).resolve().parents[1] / "docs" / GUIDE_NAME,)
 
 #: The guide's model names, each answering with a model of the shipped RouterBench log.
 ALIASES = {

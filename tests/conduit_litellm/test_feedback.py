@@ -43,10 +43,25 @@ def conduit() -> Router:
     return Router(["a", "b"], embedding_backend="hashing", bandit_algorithm="thompson", seed=0)
 
 
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def feedback(conduit: Router) -> ConduitFeedbackLogger:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def feedback(conduit: Router, clock: Clock) -> ConduitFeedbackLogger:
     prices = {"a": (1e-6, 2e-6)}
-    return ConduitFeedbackLogger(router=lambda: conduit, price=prices.get)
+    return ConduitFeedbackLogger(router=lambda: conduit, price=prices.get, clock=clock)
 
 
 def event(
@@ -174,11 +189,143 @@ def test_failures(
     ("content", "quality"),
     [("", 0.0), ("I'm sorry, but I can't help with that.", 0.1), ("Paris.", None)],
 )
-def test_success_signals_give_quality(
-    feedback: ConduitFeedbackLogger, conduit: Router, content: str, quality: float | None
+def test_success_signals_give_quality_after_the_grace_period(
+    feedback: ConduitFeedbackLogger,
+    conduit: Router,
+    clock: Clock,
+    content: str,
+    quality: float | None,
 ) -> None:
     feedback.log_success_event(event(decide(conduit)), reply(content), START, END)
+    assert conduit.stats().models["a"].mean_quality is None  # waiting for explicit feedback
+    assert counts(conduit)["cost_n"] == 1  # cost and latency are learned at once
+    clock.now += 299.0
+    assert feedback.apply_due_signals() == 0
+    clock.now += 1.0
+    assert feedback.apply_due_signals() == (quality is not None)
     assert conduit.stats().models["a"].mean_quality == quality
+
+
+def test_explicit_quality_replaces_a_held_signal(
+    feedback: ConduitFeedbackLogger, conduit: Router, clock: Clock
+) -> None:
+    decision = decide(conduit)
+    feedback.log_success_event(event(decision), reply(""), START, END)  # empty: automatic 0.0
+    assert feedback.record_feedback(decision, quality=0.9) == frozenset({"quality"})
+    clock.now += 1000.0
+    assert feedback.apply_due_signals(everything=True) == 0
+    assert conduit.stats().models["a"].mean_quality == 0.9
+    assert counts(conduit)["quality_n"] == 1
+    assert (feedback.stats()["signals_held"], feedback.stats()["signals_replaced"]) == (1, 1)
+
+
+def test_explicit_quality_first_then_signal(
+    feedback: ConduitFeedbackLogger, conduit: Router, clock: Clock
+) -> None:
+    decision = decide(conduit)
+    assert feedback.record_feedback(decision, thumbs=True) == frozenset({"quality"})
+    feedback.log_success_event(event(decision), reply(""), START, END)
+    clock.now += 1000.0
+    feedback.apply_due_signals()
+    assert conduit.stats().models["a"].mean_quality == 1.0
+    assert counts(conduit)["quality_n"] == 1
+
+
+def test_explicit_quality_after_the_grace_period_is_ignored(
+    feedback: ConduitFeedbackLogger, conduit: Router, clock: Clock
+) -> None:
+    decision = decide(conduit)
+    feedback.log_success_event(event(decision), reply(""), START, END)
+    clock.now += 301.0
+    assert feedback.record_feedback(decision, quality=0.9) == frozenset()
+    assert conduit.stats().models["a"].mean_quality == 0.0
+
+
+def test_failures_and_zero_grace_learn_quality_at_once(conduit: Router) -> None:
+    feedback = ConduitFeedbackLogger(router=lambda: conduit, signal_grace=0)
+    decision = decide(conduit)
+    feedback.log_success_event(event(decision), reply(""), START, END)
+    assert conduit.stats().models["a"].mean_quality == 0.0
+    assert feedback.record_feedback(decision, quality=1.0) == frozenset()
+
+
+def test_held_signals_are_bounded(conduit: Router, clock: Clock) -> None:
+    feedback = ConduitFeedbackLogger(router=lambda: conduit, max_responses=2, clock=clock)
+    for _ in range(3):
+        feedback.log_success_event(event(decide(conduit)), reply(""), START, END)
+    assert counts(conduit)["quality_n"] == 1  # the oldest is learned, not dropped
+    assert feedback.apply_due_signals(everything=True) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"signal_grace": -1}, "signal_grace must be"),
+        ({"signal_grace": float("nan")}, "signal_grace must be"),
+        ({"signal_grace": True}, "signal_grace must be"),
+        ({"signal_grace": 10, "response_ttl": 10}, "below response_ttl"),
+    ],
+)
+def test_invalid_logger_arguments(conduit: Router, kwargs: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(ConfigurationError, match=pattern):
+        ConduitFeedbackLogger(router=lambda: conduit, **kwargs)
+
+
+def test_bandit_updated_is_logged_on_the_package_logger(
+    feedback: ConduitFeedbackLogger, conduit: Router, caplog: pytest.LogCaptureFixture
+) -> None:
+    decision = decide(conduit)
+    with caplog.at_level(logging.DEBUG, logger="conduit_litellm"):
+        feedback.log_success_event(event(decision), reply(), START, END)
+        feedback.record_feedback(decision, rating=5)
+    lines = [r for r in caplog.records if r.getMessage().startswith("Bandit updated:")]
+    assert [(r.name, r.levelno) for r in lines] == [("conduit_litellm", logging.DEBUG)] * 2
+    assert lines[-1].getMessage() == "Bandit updated: arms=2, total_pulls=1"
+
+
+# -- linking a response to its decision without waiting for LiteLLM's event ----------------------
+@pytest.mark.parametrize(
+    ("given", "previous", "call_id", "mapped"),
+    [
+        (None, None, "conduit-d2", None),  # first attempt: named after its decision
+        ("conduit-d1", "d1", "conduit-d2", None),  # a retry: the earlier attempt's name replaced
+        ("mine", None, "mine", "d2"),  # the caller's own id: kept, and mapped
+        ("mine", "d1", "mine", "d2"),
+    ],
+)
+def test_link_call(
+    feedback: ConduitFeedbackLogger,
+    given: str | None,
+    previous: str | None,
+    call_id: str,
+    mapped: str | None,
+) -> None:
+    request: dict[str, Any] = {} if given is None else {"litellm_call_id": given}
+    feedback.link_call(request, "d2", previous)
+    assert request["litellm_call_id"] == call_id
+    assert feedback.calls.get(call_id) == mapped
+
+
+def test_decision_for_reads_the_response_itself(feedback: ConduitFeedbackLogger) -> None:
+    response = reply(id="chatcmpl-unseen")
+    response._hidden_params = {"litellm_call_id": "conduit-abc"}
+    assert feedback.decision_for(response) == "abc"
+    feedback.calls.put("theirs", "def")
+    response._hidden_params = {"litellm_call_id": "theirs"}
+    assert feedback.decision_for(response) == "def"
+    response._hidden_params = {}
+    assert feedback.decision_for(response) == "chatcmpl-unseen"  # not routed: tried as a decision
+
+
+async def test_deployment_hook_maps_the_response_id(
+    feedback: ConduitFeedbackLogger, conduit: Router
+) -> None:
+    decision = decide(conduit)
+    response = reply(id="chatcmpl-early")
+    request = {"model": "a", "metadata": {DECISION_KEY: decision}}
+    assert await feedback.async_post_call_success_deployment_hook(request, response, None) is None
+    assert feedback.decision_for("chatcmpl-early") == decision
+    await feedback.async_post_call_success_deployment_hook({"metadata": 5}, response, None)
 
 
 def test_cost_from_tokens_when_litellm_has_none(
@@ -199,6 +346,30 @@ def test_cost_unavailable_warns_once(
     assert caplog.text.count("Cost unavailable in LiteLLM response") == 1
     learned = counts(conduit)
     assert (learned["cost_n"], learned["latency_n"]) == (0, 3)
+
+
+def test_unpriced_call_is_not_learned_as_free(
+    feedback: ConduitFeedbackLogger, conduit: Router, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LiteLLM logs response_cost 0.0 for a model it cannot price, with debug info saying so."""
+    kwargs = event(decide(conduit, "b"), deployment="b", cost=None)
+    kwargs["standard_logging_object"].update(
+        response_cost=0.0, response_cost_failure_debug_info={"error_str": "isn't mapped yet"}
+    )
+    with caplog.at_level(logging.WARNING, logger="conduit_litellm.feedback"):
+        feedback.log_success_event(kwargs, reply(), START, END)
+    assert "Cost unavailable in LiteLLM response" in caplog.text
+    assert counts(conduit)["cost_n"] == 0
+
+
+@pytest.mark.parametrize(("deployment", "learned"), [("a", 1), ("b", 0)])
+def test_zero_cost_is_believed_only_for_a_priced_model(
+    feedback: ConduitFeedbackLogger, conduit: Router, deployment: str, learned: int
+) -> None:
+    """Through a Router, LiteLLM reports 0.0 for a model missing from its cost map."""
+    kwargs = event(decide(conduit, deployment), deployment=deployment, cost=0.0)
+    feedback.log_success_event(kwargs, reply(), START, END)
+    assert counts(conduit)["cost_n"] == learned
 
 
 def test_latency_from_standard_logging_object(

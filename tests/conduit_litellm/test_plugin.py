@@ -21,7 +21,8 @@ import pytest
 
 import conduit_litellm.plugin as plugin_module
 from conduit import ConfigurationError
-from conduit_litellm import ConduitRoutingPlugin, _compat
+from conduit.state import read_state
+from conduit_litellm import ConduitRoutingPlugin, _compat, utils
 from conduit_litellm.plugin import from_env
 
 # LiteLLM's own TypedDicts trip a pydantic warning when first validated; not ours to fix.
@@ -164,6 +165,8 @@ def test_default_instance_loads_like_the_proxy_does(monkeypatch: pytest.MonkeyPa
         ({"CONDUIT_FEEDBACK_PORT": "nine"}, "invalid CONDUIT_"),
         ({"CONDUIT_PREFERENCES": "cheapest"}, "unknown preference"),
         ({"CONDUIT_SEED": "x"}, "invalid CONDUIT_"),
+        ({"CONDUIT_SAVE_INTERVAL": "soon"}, "invalid CONDUIT_"),
+        ({"CONDUIT_SAVE_INTERVAL": "0"}, "save_interval must be > 0"),
     ],
 )
 def test_from_env_rejects(environ: dict[str, str], pattern: str) -> None:
@@ -171,9 +174,75 @@ def test_from_env_rejects(environ: dict[str, str], pattern: str) -> None:
         from_env(environ)
 
 
-def test_invalid_conduit_router() -> None:
-    with pytest.raises(ConfigurationError, match=r"must be a conduit\.Router"):
-        ConduitRoutingPlugin(conduit_router="gpt-4o")  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"conduit_router": "gpt-4o"}, r"must be a conduit\.Router"),
+        ({"save_interval": 0}, r"save_interval must be > 0"),
+        ({"save_interval": float("inf")}, r"save_interval must be > 0"),
+        ({"save_interval": "30"}, r"save_interval must be a number"),
+        ({"save_interval": True}, r"save_interval must be a number"),
+    ],
+)
+def test_invalid_arguments(kwargs: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(ConfigurationError, match=pattern):
+        ConduitRoutingPlugin(embedding_backend="hashing", **kwargs)
+
+
+def test_logger_is_registered_when_built() -> None:
+    """The proxy fixes a call's callbacks before routing it: registering on the first pick
+    would lose the first call's outcome (seen with the real proxy)."""
+    plugin = ConduitRoutingPlugin(embedding_backend="hashing")
+    try:
+        assert any(entry is plugin.feedback for entry in litellm.callbacks)
+    finally:
+        plugin.cleanup()
+    assert not any(entry is plugin.feedback for entry in litellm.callbacks)
+
+
+async def test_prices_come_from_the_deployments(plugin: ConduitRoutingPlugin) -> None:
+    """A price set on a deployment (as a proxy config does) beats the cost map's or none."""
+    model_list: list[dict[str, Any]] = copy.deepcopy(MODEL_LIST[:2])
+    model_list[0]["litellm_params"].update(
+        model="openai/simulated-model", input_cost_per_token=2e-7, output_cost_per_token=8e-7
+    )
+    router = litellm.Router(model_list=model_list, plugins=[plugin])
+    plugin.bind(router)
+    await router.acompletion(model="chat", messages=MESSAGES)
+    assert plugin.conduit_router is not None
+    prices = plugin.conduit_router.state_dict()["outcomes"]["prices"]
+    assert prices["openai/simulated-model"] == [2e-7, 8e-7]
+    assert prices["gpt-4o"] == list(utils.deployment_price(MODEL_LIST[1]) or ())
+
+
+async def test_learning_is_saved_while_serving(tmp_path: Path) -> None:
+    """The proxy never calls cleanup and on SIGTERM exits without exit handlers, so the
+    plugin saves on its own, every ``save_interval`` seconds."""
+    path = tmp_path / "state.json"
+    plugin = ConduitRoutingPlugin(
+        embedding_backend="hashing",
+        seed=0,
+        bandit_algorithm="random",
+        state_path=path,
+        save_interval=0.05,
+    )
+    try:
+        router = litellm.Router(model_list=copy.deepcopy(MODEL_LIST), plugins=[plugin])
+        for i in range(3):
+            await router.acompletion(model="chat", messages=[{"role": "user", "content": f"{i}"}])
+        deadline = time.monotonic() + 10
+        decisions = 0.0
+        while decisions < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if path.exists():
+                outcomes = read_state(path)["router"]["outcomes"]
+                column = outcomes["keys"].index("decisions")
+                decisions = float(outcomes["sums"][:, column].sum())
+        assert decisions == 3
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        plugin.cleanup()
+    assert plugin._saver is None
 
 
 async def test_preferences_from_request_metadata(

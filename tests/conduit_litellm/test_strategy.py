@@ -24,6 +24,8 @@ from conduit import ConfigurationError, InvalidFeedbackError, Router, UnknownDec
 from conduit_litellm import ConduitRoutingStrategy, _compat
 from conduit_litellm.feedback import DECISION_KEY, ConduitFeedbackLogger
 
+from ..stores.conftest import REDIS_URL, free_port, service_missing
+
 # LiteLLM's own TypedDicts trip a pydantic warning when first validated; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly.*:UserWarning")
 
@@ -130,6 +132,8 @@ def attach() -> Iterator[Any]:
     def _attach(router: Any, **kwargs: Any) -> ConduitRoutingStrategy:
         kwargs.setdefault("embedding_backend", "hashing")
         kwargs.setdefault("seed", 0)
+        if "bandit_algorithm" in kwargs:
+            kwargs.setdefault("use_hybrid", None)
         strategy = ConduitRoutingStrategy(**kwargs)
         ConduitRoutingStrategy.setup_strategy(router, strategy)
         made.append(strategy)
@@ -655,3 +659,236 @@ def test_preferences_from_request_metadata(attach: Any, monkeypatch: pytest.Monk
         strategy.get_available_deployment(
             "fast", MESSAGES, request_kwargs={"metadata": {"conduit_preferences": "cheap"}}
         )
+
+
+# -- feedback right after the call returns (LiteLLM delivers its event later) ---------------------
+@pytest.mark.parametrize("event_first", [False, True])
+async def test_record_feedback_right_after_acompletion(attach: Any, event_first: bool) -> None:
+    router = make(THREE)
+    strategy = attach(router)
+    response = await router.acompletion(model="fast", messages=MESSAGES)
+    if event_first:
+        await settle(strategy, 1)
+    else:
+        assert matched(strategy.feedback) == 0  # the race: LiteLLM's event is still queued
+    assert strategy.record_feedback(response, quality=0.8) == frozenset({"quality"})
+    assert strategy.record_feedback(response, quality=0.1) == frozenset()
+    await settle(strategy, 1)
+    counts = outcome_counts(strategy.conduit_router)
+    assert (counts["quality_n"], counts["cost_n"], counts["latency_n"]) == (1, 1, 1)
+    assert counts["quality_sum"] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("event_first", [False, True])
+def test_record_feedback_right_after_sync_completion(attach: Any, event_first: bool) -> None:
+    router = make(THREE)
+    strategy = attach(router)
+    response = router.completion(model="fast", messages=MESSAGES)
+    if event_first:
+        settle_sync(strategy, 1)
+    assert strategy.record_feedback(response, thumbs=False) == frozenset({"quality"})
+    settle_sync(strategy, 1)
+    counts = outcome_counts(strategy.conduit_router)
+    assert (counts["quality_n"], counts["cost_n"], counts["quality_sum"]) == (1, 1, 0.0)
+
+
+async def test_response_id_works_right_after_acompletion(attach: Any) -> None:
+    router = make(THREE)
+    strategy = attach(router)
+    response = await router.acompletion(model="fast", messages=MESSAGES)
+    assert await strategy.arecord_feedback(response.id, rating=5) == frozenset({"quality"})
+    await settle(strategy, 1)
+    assert outcome_counts(strategy.conduit_router)["quality_n"] == 1
+
+
+async def test_callers_own_call_id_is_kept(attach: Any) -> None:
+    router = make(THREE)
+    strategy = attach(router)
+    response = await router.acompletion(model="fast", messages=MESSAGES, litellm_call_id="mine-1")
+    assert response._hidden_params["litellm_call_id"] == "mine-1"
+    assert strategy.record_feedback(response, quality=0.5) == frozenset({"quality"})
+
+
+async def test_feedback_after_a_fallback_goes_to_the_deployment_that_answered(attach: Any) -> None:
+    router = make(
+        [
+            deployment("a", "gpt-4o-mini", "bad", reply="litellm.InternalServerError"),
+            deployment("b", "gpt-4o", "backup"),
+        ],
+        num_retries=1,
+        retry_after=0,
+        fallbacks=[{"a": ["b"]}],
+        disable_cooldowns=True,
+    )
+    strategy = attach(router, scope="group")
+    response = await router.acompletion(model="a", messages=MESSAGES)
+    assert strategy.record_feedback(response, quality=0.9) == frozenset({"quality"})
+    models = strategy.conduit_router.stats().models
+    assert models["backup"].mean_quality == pytest.approx(0.9)
+    assert models["bad"].feedback == 0 or models["bad"].mean_quality == 0.0  # only its failures
+
+
+async def test_explicit_feedback_beats_the_automatic_signal(attach: Any) -> None:
+    router = make([deployment("g", "gpt-4o-mini", "only", reply="")])  # empty: automatic 0.0
+    strategy = attach(router)
+    response = await router.acompletion(model="g", messages=MESSAGES)
+    await settle(strategy, 1)
+    assert strategy.conduit_router.stats().models["only"].mean_quality is None  # held
+    assert strategy.record_feedback(response, thumbs=True) == frozenset({"quality"})
+    strategy.cleanup()  # learns every held signal: none is left for this decision
+    assert strategy.conduit_router.stats().models["only"].mean_quality == 1.0
+
+
+async def test_held_signal_is_learned_at_cleanup(attach: Any) -> None:
+    router = make([deployment("g", "gpt-4o-mini", "only", reply="")])
+    strategy = attach(router)
+    await router.acompletion(model="g", messages=MESSAGES)
+    await settle(strategy, 1)
+    strategy.cleanup()
+    assert strategy.conduit_router.stats().models["only"].mean_quality == 0.0
+
+
+# -- the algorithm: use_hybrid passed through ---------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "algorithm"),
+    [
+        ({}, "hybrid"),
+        ({"use_hybrid": True}, "hybrid"),
+        ({"use_hybrid": False}, "thompson"),
+        ({"use_hybrid": None}, "hybrid"),
+        ({"use_hybrid": None, "bandit_algorithm": "linucb"}, "linucb"),
+        ({"use_hybrid": False, "bandit_algorithm": "ucb1"}, "ucb1"),
+    ],
+)
+def test_use_hybrid_reaches_the_router(
+    attach: Any, kwargs: dict[str, Any], algorithm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conduit_litellm.strategy as module
+
+    given: list[Any] = []
+    real = module.Router
+
+    def spy(*args: Any, **router_kwargs: Any) -> Router:
+        given.append(router_kwargs["use_hybrid"])
+        return real(*args, **router_kwargs)
+
+    monkeypatch.setattr(module, "Router", spy)
+    strategy = attach(make(THREE), **kwargs)
+    strategy.get_available_deployment("fast", MESSAGES)
+    assert strategy.conduit_router.algorithm == algorithm
+    assert given == [kwargs.get("use_hybrid", True)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"bandit_algorithm": "linucb"}, "use_hybrid=True contradicts bandit_algorithm='linucb'"),
+        ({"use_hybrid": False, "bandit_algorithm": "hybrid"}, "use_hybrid=False contradicts"),
+        ({"use_hybrid": "yes"}, "use_hybrid must be True, False or None"),
+        ({"signal_grace": -1.0}, "signal_grace must be"),
+    ],
+)
+def test_invalid_algorithm_arguments(kwargs: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(ConfigurationError, match=pattern):
+        ConduitRoutingStrategy(**kwargs)
+
+
+# -- the usage guide's log lines ------------------------------------------------------------------
+async def test_the_guides_log_lines(attach: Any, caplog: pytest.LogCaptureFixture) -> None:
+    cheap = deployment("fast", "openai/no-price-model", "unpriced")
+    router = make([*THREE, cheap])
+    conduit = Router(
+        ["mini", "turbo", "unpriced"], embedding_backend="hashing", bandit_algorithm="random"
+    )
+    with caplog.at_level(logging.DEBUG, logger="conduit_litellm"):
+        strategy = attach(router, conduit_router=conduit)
+        for i in range(12):
+            await router.acompletion(model="fast", messages=[{"role": "user", "content": f"{i}"}])
+        await settle(strategy, 12)
+    found = {(r.name, r.levelname, r.getMessage().split(":")[0]) for r in caplog.records}
+    for line in [
+        (
+            "conduit_litellm",
+            "INFO",
+            "Feedback logger registered with LiteLLM - bandit learning enabled",
+        ),
+        ("conduit_litellm", "WARNING", "Model not in router arms"),
+        ("conduit_litellm", "DEBUG", "Bandit updated"),
+        ("conduit_litellm.feedback", "DEBUG", "Feedback recorded"),
+        (
+            "conduit_litellm.feedback",
+            "WARNING",
+            "Cost unavailable in LiteLLM response (no response_cost, no price for unpriced)",
+        ),
+    ]:
+        assert line in found, line
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("Conduit selected ") and "(confidence: " in m for m in messages)
+    assert any(
+        m.startswith("Feedback recorded: model=mini, cost=$") and ", latency=" in m
+        for m in messages
+    )
+    assert any(m.startswith("Bandit updated: arms=3, total_pulls=") for m in messages)
+
+
+# -- the Redis feature cache ----------------------------------------------------------------------
+@pytest.fixture
+def redis_client() -> Iterator[Any]:
+    try:
+        import redis
+    except ImportError as exc:
+        service_missing("the redis client library", exc)
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_missing(f"Redis at {REDIS_URL}", exc)
+    yield client
+    client.close()
+
+
+async def test_redis_feature_cache_is_shared(attach: Any, redis_client: Any) -> None:
+    prefix = f"conduit_test_{os.getpid()}_{time.monotonic_ns()}"
+    try:
+        made = []
+        for _ in range(2):
+            strategy = attach(make(THREE), cache_enabled=True, redis_url=REDIS_URL, cache_ttl=60)
+            assert strategy._feature_cache is not None
+            strategy._feature_cache.prefix = prefix  # this test's own keys
+            await strategy.async_get_available_deployment("fast", MESSAGES, request_kwargs={})
+            made.append(strategy._feature_cache)
+        extractor = strategy.conduit_router.extractor
+        assert extractor is not None and extractor.second_level is made[1]
+        keys = [k.decode() for k in redis_client.scan_iter(match=f"{prefix}:*")]
+        assert len(keys) == 1 and keys[0].startswith(f"{prefix}:{extractor.name}:")
+        assert 0 < redis_client.ttl(keys[0]) <= 60
+        assert (made[0].misses, made[1].hits) == (1, 1)  # the second process embedded nothing
+    finally:
+        for key in redis_client.scan_iter(match=f"{prefix}:*"):
+            redis_client.delete(key)
+
+
+async def test_redis_outage_leaves_routing_working(
+    attach: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    router = make(THREE)
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    with caplog.at_level(logging.WARNING):
+        strategy = attach(router, cache_enabled=True, redis_url=closed)
+        for i in range(5):
+            response = await router.acompletion(
+                model="fast", messages=[{"role": "user", "content": f"q{i}"}]
+            )
+            assert response.choices[0].message.content == "Paris."
+    warned = [r for r in caplog.records if "Redis feature cache" in r.getMessage()]
+    assert [(r.name, r.levelno) for r in warned] == [("conduit.features", logging.WARNING)]
+    assert strategy.conduit_router.stats().total_decisions == 5
+
+
+def test_cache_settings_with_a_given_router_warn(caplog: pytest.LogCaptureFixture) -> None:
+    conduit = Router(["mini"], embedding_backend="hashing")
+    with caplog.at_level(logging.WARNING, logger="conduit_litellm"):
+        strategy = ConduitRoutingStrategy(conduit_router=conduit, cache_enabled=True)
+    assert "cache_enabled is ignored with a given conduit_router" in caplog.text
+    assert conduit.extractor is not None and conduit.extractor.second_level is None
+    assert strategy.redis_url == "redis://localhost:6379"
