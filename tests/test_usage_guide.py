@@ -58,7 +58,8 @@ GUIDE_BLOCKS: list[tuple[str, str, str, str]] = [
      "test_configuration_options"),
     ("python", "Hybrid Routing (Recommended)", "strategy = ConduitRoutingStrategy(use_hybrid=True)",
      "test_hybrid_routing"),
-    ("python", "Standard Routing", "# Thompson Sampling (default)", "test_standard_routing"),
+    ("python", "Standard Routing", "# Hybrid UCB1→LinUCB (default; use_hybrid=False gives Thompson Sampling)",
+     "test_standard_routing"),
     ("python", "With Caching", "strategy = ConduitRoutingStrategy(", "test_with_caching"),
     ("python", "Custom Embedding Model", "strategy = ConduitRoutingStrategy(",
      "test_custom_embedding_model"),
@@ -368,9 +369,9 @@ async def test_standard_routing(sim: dict[str, str]) -> None:
         answered(await default_router.acompletion(
             model="gpt-4", messages=[{"role": "user", "content": "Hi"}]))
         assert strategy.conduit_router is not None
-        assert strategy.conduit_router.algorithm == "thompson", (
-            "the guide says ConduitRoutingStrategy() runs Thompson Sampling by default"
-        )
+        # The guide's Configuration Options give use_hybrid=True as the default (its
+        # "Thompson (default)" comment contradicts that; docs/ follows the options block).
+        assert strategy.conduit_router.algorithm == "hybrid"
     finally:
         strategy.cleanup()
 
@@ -998,8 +999,10 @@ async def test_example_4(sim: dict[str, str], caplog: pytest.LogCaptureFixture) 
                 model="openai-fast", messages=[{"role": "user", "content": "Hi"}]))
             await eventually(lambda: "Feedback recorded" in caplog.text, "the feedback log line")
         assert re.search(r"Conduit selected \S+ \(confidence: [\d.]+\)", caplog.text)
-        assert re.search(r"Feedback recorded: model=\S+, cost=\$[\d.]+, latency=[\d.]+s",
-                         caplog.text)
+        # cost is "$..." for a priced deployment, "n/a" where LiteLLM's cost map has no price
+        assert re.search(
+            r"Feedback recorded: model=\S+, cost=(\$[\d.]+|n/a), latency=[\d.]+s", caplog.text
+        )
         assert re.search(r"Bandit updated: arms=\d+, total_pulls=\d+", caplog.text), (
             "the guide promises a 'Bandit updated: arms=..., total_pulls=...' log line"
         )
