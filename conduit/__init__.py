@@ -21,6 +21,7 @@ from conduit.errors import (
 from conduit.types import (
     PRESETS,
     Constraints,
+    Explanation,
     Feedback,
     ModelScore,
     ModelStats,
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigurationError",
     "Constraints",
     "DuplicateModelError",
+    "Explanation",
     "Feedback",
     "FeedbackError",
     "InvalidFeedbackError",

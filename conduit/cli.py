@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conduit import __version__
+from conduit.config import state_url
 from conduit.engines.bandits import ALGORITHMS
 from conduit.errors import ConduitError, ValidationError
 from conduit.stores.cli import add_state_commands, run_state
@@ -58,6 +59,26 @@ def _cost_weight(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535, got {value}")
+    return value
+
+
 def _check_writable(path: Path) -> None:
     """Refuse an output path that cannot be written, before the work rather than after it."""
     if path.is_dir():
@@ -75,7 +96,7 @@ def _write_text(path: Path, text: str) -> None:
 
 # -- conduit replay ----------------------------------------------------------------------------
 def _add_replay(subparsers: Subparsers) -> None:
-    from conduit.replay.loop import DEFAULT_ALGORITHM, DEFAULT_PREFERENCE
+    from conduit.replay.loop import DEFAULT_ALGORITHM, DEFAULT_PREFERENCE, DEFAULT_TIME_STEP
 
     p = subparsers.add_parser(
         "replay",
@@ -135,6 +156,21 @@ def _add_replay(subparsers: Subparsers) -> None:
         choices=["auto", "onnx", "sentence-transformers", "hashing"],
         help="how prompts are embedded (default: auto)",
     )
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="also fill this state store (learned state and a history record per decision, "
+        "as production traffic would) for 'conduit stats' and 'conduit dashboard'",
+    )
+    p.add_argument("--namespace", help="namespace in --store (default: the URL's, else 'default')")
+    p.add_argument(
+        "--time-step",
+        type=_positive_float,
+        default=DEFAULT_TIME_STEP,
+        metavar="S",
+        help="seconds between replayed decisions in the store's history; the last one is "
+        f"now (default: {DEFAULT_TIME_STEP:g})",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -150,21 +186,37 @@ def _run_replay(args: argparse.Namespace) -> int:
         if out is not None:
             _check_writable(out)
     progress = not args.quiet
+    store = None
+    if args.store is not None:  # opened (and checked) before the work, not after it
+        from conduit.stores import open_store
+
+        store = open_store(args.store, namespace=args.namespace)
     started = time.perf_counter()
     data = load(
         args.data, limit=args.limit, embedding_backend=args.embedding_backend, progress=progress
     )
     embedded = time.perf_counter()
-    result = replay(
-        data,
-        algorithm=args.algorithm,
-        preference=args.preference,
-        cost_weight=args.cost_weight,
-        seed=args.seed,
-        progress=progress,
-    )
+    try:
+        result = replay(
+            data,
+            algorithm=args.algorithm,
+            preference=args.preference,
+            cost_weight=args.cost_weight,
+            seed=args.seed,
+            progress=progress,
+            store=store,
+            time_step=args.time_step,
+        )
+    finally:
+        if store is not None:
+            store.close()
     replayed = time.perf_counter()
     print(format_replay(result))
+    if store is not None:
+        print(
+            f"wrote {result.n} decisions, their outcomes and the learned state to {store.url} "
+            f"(namespace {store.namespace!r}); see them with: conduit stats --store URL"
+        )
     print(
         f"({data.extractor.name} features in {embedded - started:.1f} s, "
         f"replay in {replayed - embedded:.1f} s)"
@@ -223,11 +275,143 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="state store URL (default: $CONDUIT_STATE_URL or the SQLite file in your data "
+        "directory)",
+    )
+    p.add_argument("--namespace", help="router namespace (default: the URL's, else 'default')")
+
+
+# -- conduit stats -----------------------------------------------------------------------------
+def _add_stats(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "stats",
+        help="what a router learned and did, from its store: traffic, quality, cost, savings",
+        description=(
+            "Per model: share of traffic, mean quality, cost and latency (from the learned "
+            "state); savings against always the strongest model; the share of exploring "
+            "decisions and the most recent decisions with their reasons (from the history)."
+        ),
+    )
+    _store_arguments(p)
+    p.add_argument(
+        "--recent", type=int, default=10, metavar="N", help="recent decisions shown (default: 10)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    from conduit.dashboard.summary import format_summary, summarize
+    from conduit.stores import open_store
+
+    if args.recent < 0:
+        raise ValidationError(f"--recent must be >= 0, got {args.recent}")
+    with open_store(args.store, namespace=args.namespace) as store:
+        summary = summarize(store, recent=args.recent)
+    print(json.dumps(summary.to_json()) if args.json else format_summary(summary))
+    return 0
+
+
+# -- conduit explain ---------------------------------------------------------------------------
+def _add_explain(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "explain",
+        help="why one decision chose its model: scores, exploration, constraints",
+        description=(
+            "Print the explanation a store's history keeps for one decision: every "
+            "candidate's predicted utility, quality, exploration bonus, cost and latency, the "
+            "preferences it was made under, and the models its constraints excluded."
+        ),
+    )
+    p.add_argument("decision_id", metavar="DECISION_ID")
+    _store_arguments(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from conduit.errors import UnknownDecisionError
+    from conduit.stores import open_store
+
+    with open_store(args.store, namespace=args.namespace) as store:
+        record = store.record(args.decision_id)
+        where = f"{store.url} (namespace {store.namespace!r})"
+    if record is None:
+        raise UnknownDecisionError(f"no decision {args.decision_id!r} in the history of {where}")
+    explanation = record.explain()
+    if explanation is None:
+        raise UnknownDecisionError(
+            f"decision {args.decision_id!r} in {where} was recorded without an explanation "
+            "(by an older Conduit, or only its outcome reached the store)"
+        )
+    print(explanation.to_json() if args.json else explanation.format())
+    if not args.json and record.quality is not None:
+        print(
+            f"outcome: quality {record.quality:.3f}"
+            + (f", cost ${record.cost:.6f}" if record.cost is not None else "")
+        )
+    return 0
+
+
+# -- conduit dashboard -------------------------------------------------------------------------
+def _add_dashboard(subparsers: Subparsers) -> None:
+    from conduit.dashboard.server import DEFAULT_HOST, DEFAULT_PORT
+
+    p = subparsers.add_parser(
+        "dashboard",
+        help="serve a live web view of a store: traffic, quality against cost, savings",
+        description=(
+            "Serve a small web page (standard library only, nothing loaded from the internet) "
+            "charting what the router learned and did. Binds 127.0.0.1 unless told otherwise; "
+            "any other address needs a token (--token or $CONDUIT_DASHBOARD_TOKEN), which "
+            "every request must then carry."
+        ),
+    )
+    _store_arguments(p)
+    p.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})"
+    )
+    p.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})"
+    )
+    p.add_argument(
+        "--token",
+        help="require this bearer token, 16+ characters (default: $CONDUIT_DASHBOARD_TOKEN, "
+        "which, unlike an argument, other users cannot see in the process list)",
+    )
+
+
+def _run_dashboard(args: argparse.Namespace) -> int:
+    from conduit.config import dashboard_token
+    from conduit.dashboard.server import DashboardServer
+
+    token = args.token or dashboard_token()
+    server = DashboardServer(
+        args.store if args.store is not None else state_url(),
+        host=args.host,
+        port=args.port,
+        token=token,
+        namespace=args.namespace,
+    )
+    shown = f"{server.url}?token=<token>" if token else server.url
+    print(f"conduit dashboard of {server.store.url} at {shown} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+    return 0
+
+
 _SUBCOMMANDS: tuple[
     tuple[str, Callable[[Subparsers], None], Callable[[argparse.Namespace], int]], ...
 ] = (
     ("replay", _add_replay, _run_replay),
     ("state", add_state_commands, run_state),
+    ("stats", _add_stats, _run_stats),
+    ("explain", _add_explain, _run_explain),
+    ("dashboard", _add_dashboard, _run_dashboard),
     ("simulate", _add_simulate, _run_simulate),
     ("demo", _add_demo, _run_demo),
 )

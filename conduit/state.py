@@ -23,6 +23,8 @@ _ARRAY = "__ndarray__"
 
 def _to_json(value: Any) -> Any:
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ValueError("a state array holds NaN or infinity")
         # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
         return {
             _ARRAY: {
@@ -48,7 +50,10 @@ def _from_json(value: Any) -> Any:
             if dtype.kind not in "fiub":
                 raise StateError(f"state array has unsupported dtype {dtype}")
             data = base64.b64decode(spec["data"], validate=True)
-            return np.frombuffer(data, dtype=dtype).reshape(spec["shape"]).copy()
+            array = np.frombuffer(data, dtype=dtype).reshape(spec["shape"]).copy()
+            if dtype.kind == "f" and not np.isfinite(array).all():
+                raise StateError("state array holds NaN or infinity")
+            return array
         return {k: _from_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_from_json(v) for v in value]
@@ -62,12 +67,12 @@ def _checksum(payload_text: str) -> str:
 def encode(payload: dict[str, Any]) -> str:
     """JSON text of ``payload`` with its format, version and sha256.
 
-    NaN and infinities are refused (:class:`StateError`): JSON has no such numbers,
-    and learned statistics holding one are already broken.
+    NaN and infinities are refused (:class:`StateError`), in numbers and arrays
+    alike: learned statistics holding one are already broken.
     """
     try:
         body = json.dumps(_to_json(payload), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise StateError(f"state cannot be encoded: {exc}") from exc
     envelope = {
         "format": FORMAT,
@@ -88,6 +93,8 @@ def decode(text: str | bytes) -> dict[str, Any]:
         outer = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise StateError(f"state is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # a hostile file can nest deeper than the parser recurses
+        raise StateError("state is not a Conduit state: JSON nested too deeply") from exc
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise StateError("not a Conduit state (its 'format' is missing or foreign)")
     version = outer.get("version")
@@ -100,11 +107,13 @@ def decode(text: str | bytes) -> dict[str, Any]:
         body = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:  # NaN or Infinity, which encode never writes
         raise StateError("state checksum does not match: it holds non-finite numbers") from exc
+    except RecursionError as exc:
+        raise StateError("state is not a Conduit state: JSON nested too deeply") from exc
     if _checksum(body) != outer.get("sha256"):
         raise StateError("state checksum does not match: the file is corrupt or was edited")
     try:
         result: dict[str, Any] = _from_json(payload)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise StateError(f"state holds a malformed array: {exc}") from exc
     return result
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "PRESETS",
     "Constraints",
+    "Explanation",
     "Feedback",
     "ModelScore",
     "ModelStats",
@@ -61,6 +62,15 @@ class Preferences(BaseModel):
         raise ValueError(
             f"unknown preference {value!r}; use one of {sorted(PRESETS)} or Preferences(...)"
         )
+
+    @property
+    def preset(self) -> str | None:
+        """The name of the preset these weights equal, or None for custom weights.
+
+        >>> Preferences(quality=1.0, cost=2.0, latency=0.1).preset, Preferences(cost=0.7).preset
+        ('cost', None)
+        """
+        return next((name for name, p in PRESETS.items() if p == self), None)
 
 
 #: The named presets. ``balanced`` pays for a stronger model when its expected
@@ -128,7 +138,13 @@ class ModelScore(BaseModel):
 
 
 class RoutingDecision(BaseModel):
-    """The router's choice for one query, and why."""
+    """The router's choice for one query, and why.
+
+    ``scores`` has one entry per candidate; ``excluded`` names each model the
+    query's constraints removed, with the reason. ``exploring`` is true when the
+    choice was made for its exploration term: by predicted utility without it,
+    ``exploit_model`` would have won.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -139,6 +155,117 @@ class RoutingDecision(BaseModel):
     scores: dict[str, ModelScore]
     reason: str
     algorithm: str
+    excluded: dict[str, str] = Field(default_factory=dict)
+    exploring: bool = False
+    exploit_model: str | None = None
+
+
+class Explanation(BaseModel):
+    """Why one decision chose its model: the decision, and the preferences it was made under.
+
+    This is what :meth:`conduit.Router.explain` returns and what a store's history
+    keeps (as JSON, :meth:`to_json`), so ``conduit explain`` can answer for a
+    decision made in another process.
+
+    >>> score = ModelScore(utility=0.7, quality=0.6, bonus=0.1, cost=0.002, latency=None)
+    >>> decision = RoutingDecision(
+    ...     decision_id="d1", selected_model="large", confidence=0.9, propensity=1.0,
+    ...     scores={"large": score}, reason="ucb1: best score 0.700", algorithm="ucb1",
+    ...     excluded={"small": "in denied_models"})
+    >>> explanation = Explanation.of(decision, PRESETS["quality"])
+    >>> Explanation.from_json(explanation.to_json()) == explanation
+    True
+    >>> print(explanation.format())  # doctest: +NORMALIZE_WHITESPACE
+    decision d1: large (ucb1, propensity 1.000, confidence 0.90)
+    why: ucb1: best score 0.700
+    preferences: quality 1, cost 0.05, latency 0.05 (quality)
+    utility = quality weight x (quality + exploration) - cost and latency penalty
+      model  utility  quality  exploration  penalty       cost  latency
+    * large    0.700    0.600        0.100    0.000  $0.002000        -
+    excluded by constraints:
+      small: in denied_models
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    decision_id: str
+    selected_model: str
+    algorithm: str
+    reason: str
+    propensity: float
+    confidence: float
+    preferences: Preferences
+    scores: dict[str, ModelScore]
+    excluded: dict[str, str] = Field(default_factory=dict)
+    exploring: bool = False
+    exploit_model: str | None = None
+
+    @classmethod
+    def of(cls, decision: RoutingDecision, preferences: Preferences) -> Explanation:
+        return cls(
+            decision_id=decision.decision_id,
+            selected_model=decision.selected_model,
+            algorithm=decision.algorithm,
+            reason=decision.reason,
+            propensity=decision.propensity,
+            confidence=decision.confidence,
+            preferences=preferences,
+            scores=decision.scores,
+            excluded=decision.excluded,
+            exploring=decision.exploring,
+            exploit_model=decision.exploit_model,
+        )
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Explanation:
+        """Parse :meth:`to_json` output; malformed text raises pydantic's ``ValidationError``."""
+        return cls.model_validate_json(text)
+
+    @property
+    def preset(self) -> str | None:
+        """The name of the preset the preferences equal, if any."""
+        return self.preferences.preset
+
+    def format(self) -> str:
+        """A few lines of text for a terminal: the choice, its reason and every score."""
+        p = self.preferences
+        preset = f" ({self.preset})" if self.preset else ""
+        lines = [
+            f"decision {self.decision_id}: {self.selected_model} ({self.algorithm}, "
+            f"propensity {self.propensity:.3f}, confidence {self.confidence:.2f})",
+            f"why: {self.reason}",
+            f"preferences: quality {p.quality:g}, cost {p.cost:g}, latency {p.latency:g}{preset}",
+        ]
+        width = max(len("model"), *(len(m) for m in self.scores))
+        lines.append(
+            "utility = quality weight x (quality + exploration) - cost and latency penalty"
+        )
+        lines.append(
+            f"  {'model':<{width}}  {'utility':>7}  {'quality':>7}  {'exploration':>11}"
+            f"  {'penalty':>7}  {'cost':>9}  {'latency':>7}"
+        )
+        ranked = sorted(self.scores.items(), key=lambda item: -item[1].utility)
+        for model, s in ranked:
+            mark = "*" if model == self.selected_model else " "
+            penalty = p.quality * (s.quality + s.bonus) - s.utility
+            cost = "-" if s.cost is None else f"${s.cost:.6f}"
+            latency = "-" if s.latency is None else f"{s.latency:.2f}s"
+            lines.append(
+                f"{mark} {model:<{width}}  {s.utility:>7.3f}  {s.quality:>7.3f}  {s.bonus:>11.3f}"
+                f"  {penalty:>7.3f}  {cost:>9}  {latency:>7}"
+            )
+        if self.exploring and self.exploit_model is not None:
+            lines.append(
+                f"exploring: by predicted utility without exploration, {self.exploit_model} "
+                "would have won"
+            )
+        if self.excluded:
+            lines.append("excluded by constraints:")
+            lines.extend(f"  {model}: {why}" for model, why in self.excluded.items())
+        return "\n".join(lines)
 
 
 class Feedback(BaseModel):
@@ -150,7 +277,6 @@ class Feedback(BaseModel):
     quality: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = None
     cost: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
     latency: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
-
 
 
 class ModelStats(BaseModel):

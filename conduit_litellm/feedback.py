@@ -47,7 +47,8 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from conduit.engines.router import Router
+from conduit._redact import describe_error, redact_text
+from conduit.engines.router import MAX_COST, MAX_LATENCY, Router
 from conduit.errors import (
     ConduitError,
     ConfigurationError,
@@ -55,6 +56,7 @@ from conduit.errors import (
     UnknownDecisionError,
     UnknownModelError,
 )
+from conduit.metrics import Metrics
 from conduit_litellm import signals
 
 __all__ = [
@@ -83,6 +85,9 @@ MODEL_KEY = "conduit_model"
 SIGNALS_KEY = "conduit"
 #: ``litellm_call_id`` of a routed attempt: this prefix and the decision id.
 CALL_PREFIX = "conduit-"
+#: Longest response or decision id :meth:`ConduitFeedbackLogger.record_feedback` accepts
+#: (providers' ids are under 100 characters; a megabyte "id" is refused, not echoed).
+MAX_ID_CHARS = 256
 
 RouterSource = Callable[[], Router | None]
 PriceSource = Callable[[str], tuple[float, float] | None]
@@ -165,12 +170,32 @@ def explicit_quality(
     return float(quality)
 
 
+def _usable(value: object, upper: float) -> float | None:
+    """``value`` as a float if it is a number in [0, ``upper``], else None (not learned)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if 0.0 <= number <= upper else None  # NaN fails this too
+
+
 def _seconds(start: object, end: object) -> float | None:
+    """Seconds from ``start`` to ``end`` (datetimes or timestamps); None if they do not say."""
     if isinstance(start, dt.datetime) and isinstance(end, dt.datetime):
-        return max((end - start).total_seconds(), 0.0)
-    if isinstance(start, (int, float)) and isinstance(end, (int, float)):
-        return max(float(end) - float(start), 0.0)
-    return None
+        try:
+            seconds = (end - start).total_seconds()
+        except TypeError:  # one has a time zone, the other not
+            return None
+    elif isinstance(start, (int, float)) and isinstance(end, (int, float)):
+        seconds = float(end) - float(start)
+    else:
+        return None
+    return _usable(max(seconds, 0.0), MAX_LATENCY)
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else an empty one: LiteLLM's event fields as given, or
+    nothing where a field has an unexpected shape."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def _metadata(kwargs: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
@@ -180,7 +205,7 @@ def _metadata(kwargs: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str
     (the proxy) can only return signals, which LiteLLM stores under
     ``routing_plugin_signals`` -> ``conduit``.
     """
-    params = kwargs.get("litellm_params") or {}
+    params = _mapping(kwargs.get("litellm_params"))
     for bucket in (
         params.get("metadata"),
         params.get("litellm_metadata"),
@@ -191,7 +216,7 @@ def _metadata(kwargs: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str
             continue
         if DECISION_KEY in bucket:
             return bucket, bucket
-        from_plugin = (bucket.get("routing_plugin_signals") or {}).get(SIGNALS_KEY)
+        from_plugin = _mapping(bucket.get("routing_plugin_signals")).get(SIGNALS_KEY)
         if isinstance(from_plugin, Mapping) and DECISION_KEY in from_plugin:
             return from_plugin, bucket
     return {}, {}
@@ -235,6 +260,7 @@ class ConduitFeedbackLogger(CustomLogger):
         max_responses: int = 100_000,
         signal_grace: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
         if (
@@ -275,6 +301,8 @@ class ConduitFeedbackLogger(CustomLogger):
         self._handling_ns = 0
         self._handling_max_ns = 0
         self._warned_cost = False
+        #: counts what is learned, by kind and source (conduit.metrics), when set
+        self.metrics = metrics
 
     # -- LiteLLM's hooks: these exact names and parameter names, or LiteLLM drops the event ----
     def log_success_event(
@@ -310,8 +338,8 @@ class ConduitFeedbackLogger(CustomLogger):
             decision_id = _metadata(request_data)[0].get(DECISION_KEY)
             if isinstance(response_id, str) and response_id and isinstance(decision_id, str):
                 self.responses.put(response_id, decision_id)
-        except Exception:  # a hook must never raise into the caller's request
-            logger.debug("Mapping a response to its decision failed", exc_info=True)
+        except Exception as exc:  # a hook must never raise into the caller's request
+            logger.debug("Mapping a response to its decision failed: %s", describe_error(exc))
         return None
 
     # -- linking a response to its decision -----------------------------------------------------
@@ -345,9 +373,11 @@ class ConduitFeedbackLogger(CustomLogger):
     ) -> None:
         began = time.perf_counter_ns()
         self._count("events")
-        self.apply_due_signals()
         try:
+            self.apply_due_signals()
             outcome = self._learn(kwargs, response_obj, start, end, failed=failed)
+            if outcome == "learned":
+                self._progress()
         except UnknownDecisionError as exc:  # another router's decision, or one long expired
             logger.debug("Feedback not recorded: %s", exc)
             outcome = "unmatched"
@@ -355,12 +385,10 @@ class ConduitFeedbackLogger(CustomLogger):
             level = logging.WARNING if isinstance(exc, UnknownModelError) else logging.DEBUG
             logger.log(level, "Feedback not recorded: %s", exc)
             outcome = "errors"
-        except Exception:  # a hook must never raise into the caller's request
-            logger.debug("Feedback handling failed", exc_info=True)
+        except Exception as exc:  # a hook must never raise into the caller's request
+            logger.debug("Feedback handling failed: %s", describe_error(exc))
             outcome = "errors"
         self._count(outcome, time.perf_counter_ns() - began)
-        if outcome == "learned":
-            self._progress()
 
     def _progress(self) -> None:
         """The usage guide's "Bandit updated" line, after each update (DEBUG only)."""
@@ -382,8 +410,8 @@ class ConduitFeedbackLogger(CustomLogger):
         if not isinstance(decision_id, str) or router is None:
             logger.debug("Event without a Conduit decision (not routed by Conduit): ignored")
             return "unmatched"
-        params = kwargs.get("litellm_params") or {}
-        served = (params.get("model_info") or {}).get("id")
+        params = _mapping(kwargs.get("litellm_params"))
+        served = _mapping(params.get("model_info")).get("id")
         expected = metadata.get(DEPLOYMENT_KEY)
         if expected is None and metadata.get(MODEL_KEY) is not None:
             expected, served = metadata.get(MODEL_KEY), request_metadata.get("deployment")
@@ -395,12 +423,10 @@ class ConduitFeedbackLogger(CustomLogger):
                 expected,
             )
             return "unmatched"
-        slo = kwargs.get("standard_logging_object") or {}
-        if not isinstance(slo, Mapping):
-            slo = {}
+        slo = _mapping(kwargs.get("standard_logging_object"))
         latency = _seconds(start, end)
-        if latency is None and isinstance(slo.get("response_time"), (int, float)):
-            latency = float(slo["response_time"])
+        if latency is None:
+            latency = _usable(slo.get("response_time"), MAX_LATENCY)
         quality: float | None
         cost: float | None = None
         if failed:
@@ -410,8 +436,8 @@ class ConduitFeedbackLogger(CustomLogger):
                 logger.debug("Rate limited on decision %s: nothing learned", decision_id)
                 return "rate_limited"
             quality = signal.quality
-            billed = kwargs.get("response_cost")
-            cost = float(billed) if isinstance(billed, (int, float)) and billed > 0 else None
+            billed = _usable(kwargs.get("response_cost"), MAX_COST)
+            cost = billed if billed else None  # a failed call LiteLLM did not bill: no cost
             if not signals.is_timeout(exception):
                 latency = None  # how fast an error came back says nothing about the model's speed
         else:
@@ -431,6 +457,8 @@ class ConduitFeedbackLogger(CustomLogger):
         if quality is None and cost is None and latency is None:
             return "unmatched"
         learned = router.update_sync(decision_id, quality=quality, cost=cost, latency=latency)
+        if self.metrics is not None:
+            self.metrics.feedback(decision_id, learned, quality=quality, cost=cost, latency=latency)
         if not learned:
             return "duplicates"
         logger.debug(
@@ -459,13 +487,13 @@ class ConduitFeedbackLogger(CustomLogger):
         # through a Router, without); a made-up zero would teach the bandit the model is free.
         # A zero is believed only for a model whose price is known (a free local model).
         logged = None if slo.get("response_cost_failure_debug_info") else slo.get("response_cost")
-        for value in (kwargs.get("response_cost"), logged):
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        for value in (_usable(kwargs.get("response_cost"), MAX_COST), _usable(logged, MAX_COST)):
+            if value is not None:
                 if value == 0 and price is None:
                     continue
-                return float(value)
+                return value
         if tokens is not None and price is not None:
-            return tokens[0] * price[0] + tokens[1] * price[1]
+            return _usable(tokens[0] * price[0] + tokens[1] * price[1], MAX_COST)
         if not self._warned_cost:
             self._warned_cost = True
             logger.warning(
@@ -507,11 +535,15 @@ class ConduitFeedbackLogger(CustomLogger):
                 break
             try:
                 parts = router.update_sync(decision_id, quality=quality)
+                if self.metrics is not None:
+                    self.metrics.feedback(decision_id, parts, quality=quality)
             except ConduitError as exc:  # expired or removed meanwhile: nothing to learn
                 logger.debug("Automatic quality of %s not recorded: %s", decision_id, exc)
                 continue
-            except Exception:  # called from LiteLLM's hooks and the routing path: never raise
-                logger.debug("Automatic quality of %s not recorded", decision_id, exc_info=True)
+            except Exception as exc:  # called from LiteLLM's hooks and routing: never raise
+                logger.debug(
+                    "Automatic quality of %s not recorded: %s", decision_id, describe_error(exc)
+                )
                 continue
             if parts:
                 learned += 1
@@ -535,14 +567,20 @@ class ConduitFeedbackLogger(CustomLogger):
                 return call_id.removeprefix(CALL_PREFIX)
             if isinstance(call_id, str) and (mapped := self.calls.get(call_id)) is not None:
                 return mapped
-        key = (
-            response_or_id
-            if isinstance(response_or_id, str)
-            else getattr(response_or_id, "id", None)
-        )
+        if isinstance(response_or_id, str):
+            key: object = response_or_id
+        elif isinstance(response_or_id, Mapping):  # a response as a dict (model_dump, JSON)
+            key = response_or_id.get("id")
+        else:
+            key = getattr(response_or_id, "id", None)
         if not isinstance(key, str) or not key:
             raise InvalidFeedbackError(
                 f"expected a LiteLLM response or its id, got {type(response_or_id).__name__}"
+            )
+        if len(key) > MAX_ID_CHARS:
+            raise InvalidFeedbackError(
+                f"a response or decision id has at most {MAX_ID_CHARS} characters, "
+                f"got one of {len(key)}"
             )
         return self.responses.get(key) or self.calls.get(key) or key
 
@@ -570,6 +608,8 @@ class ConduitFeedbackLogger(CustomLogger):
             replaced = self._held.pop(decision_id, None)
         try:
             learned = router.update_sync(decision_id, quality=value)
+            if self.metrics is not None:
+                self.metrics.feedback(decision_id, learned, quality=value, source="explicit")
         except UnknownDecisionError as exc:
             raise UnknownDecisionError(
                 f"unknown response or decision id {decision_id!r}: not routed by Conduit, "
@@ -610,26 +650,40 @@ class FeedbackServer:
     ``{"response_id": "...", "thumbs": true}`` (or ``"rating": 1..5`` or
     ``"quality": 0..1``; ``"decision_id"`` works in place of ``"response_id"``).
     Answers 200 ``{"learned": [...]}`` (empty when already learned), 400 for bad
-    feedback, 401 without the token, 404 for an unknown id. Runs in a daemon
-    thread; binds 127.0.0.1 unless told otherwise.
+    feedback or a body that is not one JSON object of at most :attr:`max_body`
+    bytes, 401 without the token, 404 for an unknown id or path, 405 for another
+    method, 408 when the body does not arrive within ``timeout`` seconds. The
+    Content-Type is not checked (``curl -d`` sends a form type): the body must
+    parse as JSON. Runs in a daemon thread; binds 127.0.0.1 unless told otherwise.
     """
 
     max_body = 64 * 1024
 
     def __init__(
-        self, feedback: ConduitFeedbackLogger, *, token: str, host: str = "127.0.0.1", port: int = 0
+        self,
+        feedback: ConduitFeedbackLogger,
+        *,
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        timeout: float = 10.0,
     ) -> None:
         if not isinstance(token, str) or len(token) < 16:
             raise ConfigurationError(
                 "the feedback endpoint needs a token of at least 16 characters"
             )
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigurationError(f"timeout must be a positive number of seconds: {timeout!r}")
         self.feedback = feedback
         self._token = token.encode()
         server = self
+        stall = float(timeout)
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = stall  # the socket's: a client that stalls cannot hold a thread for long
+
             def log_message(self, format: str, *args: Any) -> None:
-                logger.debug("feedback endpoint: " + format, *args)
+                logger.debug("feedback endpoint: %s", redact_text(format % args))
 
             def _reply(self, status: int, body: Mapping[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -647,6 +701,11 @@ class FeedbackServer:
                     self.rfile,
                 )
                 self._reply(status, body)
+
+            def _not_allowed(self) -> None:
+                self._reply(405, {"error": f"{self.command} not allowed; POST /feedback"})
+
+            do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
@@ -675,8 +734,12 @@ class FeedbackServer:
         if not 0 < size <= self.max_body:
             return 400, {"error": f"body must be 1..{self.max_body} bytes of JSON"}
         try:
-            body = json.loads(stream.read(size))
-        except ValueError:
+            data = stream.read(size)
+        except OSError:  # the client stopped sending before Content-Length bytes came
+            return 408, {"error": "the body did not arrive in time"}
+        try:
+            body = json.loads(data)
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested absurdly deep
             return 400, {"error": "body is not JSON"}
         if not isinstance(body, dict):
             return 400, {"error": "body must be a JSON object"}
@@ -694,6 +757,9 @@ class FeedbackServer:
             return 404, {"error": str(exc)}
         except ConduitError as exc:
             return 400, {"error": str(exc)}
+        except Exception as exc:  # a bug must answer 500, not drop the connection
+            logger.warning("Feedback endpoint failed: %s", describe_error(exc))
+            return 500, {"error": "internal error; see the server's log"}
         return 200, {"learned": sorted(learned)}
 
     def start(self) -> FeedbackServer:

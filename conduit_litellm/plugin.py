@@ -31,11 +31,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conduit.config import metrics_settings
 from conduit.engines.features.extractor import Backend
 from conduit.engines.router import Router
 from conduit.errors import ConduitError, ConfigurationError
+from conduit.metrics import Metrics, MetricsServer, as_metrics
 from conduit.types import Constraints, Preferences
 from conduit_litellm import _compat
+from conduit_litellm._fallback import Fallbacks
 from conduit_litellm.feedback import (
     DECISION_KEY,
     MODEL_KEY,
@@ -59,6 +62,12 @@ class ConduitRoutingPlugin:
     ``feedback_port`` starts :class:`~conduit_litellm.feedback.FeedbackServer`
     on ``feedback_host`` (127.0.0.1 by default) with ``feedback_token``, so
     clients of the proxy can post thumbs or ratings by response id.
+
+    ``metrics=True`` (or a :class:`conduit.metrics.Metrics`) keeps Prometheus
+    metrics, added to prometheus_client's default registry, which the proxy's own
+    ``/metrics`` serves when LiteLLM's ``prometheus`` callback is on;
+    ``metrics_port`` (which implies ``metrics=True``) also serves them on
+    ``metrics_host`` (127.0.0.1 by default).
 
     With a ``state_path``, what was learned is saved every ``save_interval``
     seconds (when something changed) and at exit: the proxy never tells a plugin
@@ -84,6 +93,9 @@ class ConduitRoutingPlugin:
         response_ttl: float = 24 * 3600.0,
         max_responses: int = 100_000,
         save_interval: float = 30.0,
+        metrics: bool | Metrics | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         if conduit_router is not None and not isinstance(conduit_router, Router):
             raise ConfigurationError(
@@ -112,11 +124,14 @@ class ConduitRoutingPlugin:
         }
         self._prices: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+        self._fallbacks = Fallbacks(logger, "LiteLLM's own choice among the candidates")
+        self.metrics = as_metrics(True if metrics is None and metrics_port is not None else metrics)
         self.feedback = ConduitFeedbackLogger(
             router=lambda: self._conduit,
             price=self._prices.get,
             response_ttl=response_ttl,
             max_responses=max_responses,
+            metrics=self.metrics,
         )
         self._registered = False
         self.litellm_router: Any = None
@@ -124,6 +139,9 @@ class ConduitRoutingPlugin:
         # so a logger added during the first pick would miss that call's outcome.
         self.register_feedback()
         self.server: FeedbackServer | None = None
+        self.metrics_server: MetricsServer | None = None
+        if self.metrics is not None:
+            self._start_metrics(self.metrics, metrics_port, metrics_host)
         if feedback_port is not None:
             if feedback_token is None:
                 raise ConfigurationError("feedback_port needs feedback_token (a shared secret)")
@@ -168,6 +186,11 @@ class ConduitRoutingPlugin:
         if self.server is not None:
             self.server.close()
             self.server = None
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
+        if self.metrics is not None:
+            self.metrics.close()
         self.feedback.apply_due_signals(everything=True)  # no explicit feedback is coming now
         self._stop.set()
         saver, self._saver = self._saver, None
@@ -176,6 +199,16 @@ class ConduitRoutingPlugin:
         atexit.unregister(self.cleanup)
         if self._conduit is not None and self._owns_router:
             self._conduit.close()
+
+    def _start_metrics(self, metrics: Metrics, port: int | None, host: str) -> None:
+        """Read the router at scrape time; show in LiteLLM's ``/metrics``; serve on ``port``."""
+        metrics.watch(lambda: self._conduit)
+        try:
+            metrics.expose_in_default_registry()
+        except ConfigurationError as exc:  # another plugin's metrics are there already
+            logger.warning("Conduit metrics not added to LiteLLM's /metrics: %s", exc)
+        if port is not None:
+            self.metrics_server = metrics.serve(host=host, port=port)
 
     def _start_saving(self, router: Router) -> None:
         """Save ``router`` periodically and at exit, if it has a state file."""
@@ -263,7 +296,27 @@ class ConduitRoutingPlugin:
             return self._conduit
 
     async def run(self, context: RoutingContext) -> RoutingContext:
-        """Narrow ``context.candidate_models`` to the one Conduit chooses."""
+        """Narrow ``context.candidate_models`` to the one Conduit chooses.
+
+        If Conduit fails, the context goes back as it came, so LiteLLM chooses among
+        the candidates as it would without the plugin: one WARNING per kind of
+        failure, counted in :meth:`stats`.
+        """
+        candidates = getattr(context, "candidate_models", None)
+        try:
+            return await self._run(context)
+        except Exception as exc:  # a failure inside Conduit must not fail the request
+            self._fallbacks.record(exc)
+            if candidates is not None:
+                context.candidate_models = candidates
+            return context
+
+    def stats(self) -> dict[str, float]:
+        """The feedback logger's event counts and the requests LiteLLM routed alone because
+        Conduit failed: ``fallbacks`` and ``fallbacks.<ExceptionType>``."""
+        return {**self.feedback.stats(), **self._fallbacks.stats()}
+
+    async def _run(self, context: RoutingContext) -> RoutingContext:
         self.register_feedback()
         self.feedback.apply_due_signals()
         models = list(dict.fromkeys(context.candidate_models))
@@ -285,12 +338,17 @@ class ConduitRoutingPlugin:
         if cooling and cooling != allowed:
             logger.debug("Skipping models in cooldown: %s", sorted(cooling))
             allowed = allowed - cooling
+        prefs = self._preferences(context.metadata)
         decision = await conduit.route(
             query_text(_as_messages(context.structured_messages)),
-            preferences=self._preferences(context.metadata),
+            preferences=prefs,
             constraints=None if allowed == known else Constraints(allowed_models=allowed),
         )
         context.candidate_models = [decision.selected_model]
+        if self.metrics is not None:
+            group = context.metadata.get("model_group")
+            group = group if isinstance(group, str) else None
+            self.metrics.decision(decision, model_group=group, preferences=prefs)
         context.signals[SIGNALS_KEY] = {
             DECISION_KEY: decision.decision_id,
             MODEL_KEY: decision.selected_model,
@@ -329,7 +387,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> ConduitRoutingPlugin:
     ``CONDUIT_PREFERENCES`` (balanced), ``CONDUIT_BANDIT_ALGORITHM`` (hybrid),
     ``CONDUIT_EMBEDDING_BACKEND`` (auto), ``CONDUIT_STATE_PATH``, ``CONDUIT_SEED``,
     ``CONDUIT_SAVE_INTERVAL`` (30 seconds), ``CONDUIT_FEEDBACK_PORT`` with
-    ``CONDUIT_FEEDBACK_TOKEN``, ``CONDUIT_FEEDBACK_HOST``.
+    ``CONDUIT_FEEDBACK_TOKEN``, ``CONDUIT_FEEDBACK_HOST``, and ``CONDUIT_METRICS``,
+    ``CONDUIT_METRICS_PORT``, ``CONDUIT_METRICS_HOST`` (read by
+    :func:`conduit.config.metrics_settings`).
 
     >>> plugin = from_env({"CONDUIT_PREFERENCES": "cost", "CONDUIT_EMBEDDING_BACKEND": "hashing"})
     >>> plugin.preferences.cost
@@ -338,6 +398,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> ConduitRoutingPlugin:
     """
     env = os.environ if environ is None else environ
     port = env.get("CONDUIT_FEEDBACK_PORT")
+    observe = metrics_settings(env)
     seed = env.get("CONDUIT_SEED")
     interval = env.get("CONDUIT_SAVE_INTERVAL")
     try:
@@ -351,6 +412,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> ConduitRoutingPlugin:
             feedback_port=int(port) if port else None,
             feedback_host=env.get("CONDUIT_FEEDBACK_HOST", "127.0.0.1"),
             feedback_token=env.get("CONDUIT_FEEDBACK_TOKEN") or None,
+            metrics=observe.enabled,
+            metrics_port=observe.port,
+            metrics_host=observe.host,
         )
     except ValueError as exc:
         if isinstance(exc, ConfigurationError):

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import random
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +30,17 @@ import litellm
 from litellm.exceptions import BadRequestError, ContextWindowExceededError
 from litellm.types.router import CustomRoutingStrategyBase
 
+from conduit._redact import describe_error
 from conduit.engines.features.extractor import Backend
 from conduit.engines.features.redis_cache import RedisFeatureCache
 from conduit.engines.router import Router
-from conduit.errors import ConfigurationError, NoModelAvailableError
-from conduit.types import Constraints, Preferences, RoutingDecision
+from conduit.errors import ConfigurationError, UnknownDecisionError
+from conduit.metrics import Metrics, MetricsServer, as_metrics
+from conduit.types import Constraints, Explanation, Preferences, RoutingDecision
 from conduit_litellm import _compat
+from conduit_litellm._fallback import Fallbacks
 from conduit_litellm.feedback import (
+    CALL_PREFIX,
     DECISION_KEY,
     DEPLOYMENT_KEY,
     JSON_KEY,
@@ -101,9 +108,17 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     and, with ``cache_enabled``, in Redis at ``redis_url`` (default
     ``redis://localhost:6379``) for ``cache_ttl`` seconds, shared by every
     process; if Redis is unreachable routing goes on without it (one warning per
-    outage). The automatic quality of a successful call waits ``signal_grace``
-    seconds for explicit feedback, which takes precedence (see
-    :mod:`conduit_litellm.feedback`).
+    outage). With ``metrics=True`` (or a :class:`conduit.metrics.Metrics`) it keeps
+    Prometheus metrics, served by :meth:`serve_metrics`. The automatic quality of a
+    successful call waits ``signal_grace`` seconds for explicit feedback, which
+    takes precedence (see :mod:`conduit_litellm.feedback`).
+
+    A failure inside Conduit never fails the request: LiteLLM's default choice
+    serves it (a random healthy deployment of the requested group, weighted like
+    ``simple-shuffle``), with one WARNING per kind of failure and a count in
+    :meth:`stats`. A request that cannot be served as asked (an unknown model
+    group, a prompt beyond every context window, invalid ``conduit_preferences``)
+    gets LiteLLM's own ``BadRequestError``, as LiteLLM would raise.
     """
 
     def __init__(
@@ -125,6 +140,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         response_ttl: float = 24 * 3600.0,
         max_responses: int = 100_000,
         signal_grace: float = 300.0,
+        metrics: bool | Metrics | None = None,
     ) -> None:
         if conduit_router is not None and not isinstance(conduit_router, Router):
             raise ConfigurationError(
@@ -178,12 +194,21 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         self._lock = threading.RLock()
         self._server: FeedbackServer | None = None
         self._prices: dict[str, tuple[float, float]] = {}
+        self._fallbacks = Fallbacks(
+            logger, "LiteLLM's default choice (a random healthy deployment of the group)"
+        )
+        self._shuffle = random.Random(seed)
+        self.metrics = as_metrics(metrics)
+        self._metrics_server: MetricsServer | None = None
+        if self.metrics is not None:
+            self.metrics.watch(lambda: self._conduit)
         self.feedback = ConduitFeedbackLogger(
             router=lambda: self._conduit,
             price=self._prices.get,
             response_ttl=response_ttl,
             max_responses=max_responses,
             signal_grace=signal_grace,
+            metrics=self.metrics,
         )
 
     # -- wiring ------------------------------------------------------------------------------
@@ -210,6 +235,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            self._metrics_server = None
         self.feedback.apply_due_signals(everything=True)  # no explicit feedback is coming now
         if self._conduit is not None and self._owns_router:
             self._conduit.close()
@@ -265,6 +293,14 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         """Async twin of :meth:`record_feedback` (in memory: it does not leave the loop)."""
         return self.record_feedback(response_or_id, quality=quality, thumbs=thumbs, rating=rating)
 
+    def explain(self, response_or_id: object) -> Explanation:
+        """Why Conduit chose the deployment that served a response (object, response id or
+        decision id): every candidate's scores, the exploration bonus, what was excluded."""
+        decision_id = self.feedback.decision_for(response_or_id)
+        if self._conduit is None:
+            raise UnknownDecisionError(f"no decision {decision_id!r}: nothing has been routed yet")
+        return self._conduit.explain(decision_id)
+
     def serve_feedback(
         self, *, token: str, host: str = "127.0.0.1", port: int = 0
     ) -> FeedbackServer:
@@ -272,6 +308,14 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         if self._server is None:
             self._server = FeedbackServer(self.feedback, token=token, host=host, port=port).start()
         return self._server
+
+    def serve_metrics(self, *, host: str = "127.0.0.1", port: int = 0) -> MetricsServer:
+        """Serve the Prometheus metrics (``metrics=True``) over HTTP; closed by :meth:`cleanup`."""
+        if self.metrics is None:
+            raise ConfigurationError("metrics are off: build the strategy with metrics=True")
+        if self._metrics_server is None:
+            self._metrics_server = self.metrics.serve(host=host, port=port)
+        return self._metrics_server
 
     # -- deployments and arms ----------------------------------------------------------------
     def _router_or_raise(self) -> Any:
@@ -392,7 +436,8 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         ]
         routable = [d for d in candidates if deployment_id(d) in snap.arm_of]
         if not routable:
-            raise self._error(model, f"none of the deployments for {model!r} is a Conduit arm")
+            # Conduit's configuration, not the request, is at fault: LiteLLM's choice serves it
+            raise ConfigurationError(f"none of the deployments for {model!r} is a Conduit arm")
         able = self._capable(snap, routable, messages, request_kwargs, model)
         return _Plan(text, able, None, prefs)
 
@@ -429,10 +474,11 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         tokens: int | None = None
         if limits and messages and needs.chars * 2 >= min(limits):
             try:
-                tokens = int(litellm.token_counter(messages=list(messages)))
-            except (ValueError, TypeError, KeyError):  # content LiteLLM cannot count
+                tokens = int(litellm.token_counter(messages=[dict(m) for m in messages]))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:  # malformed content
                 logger.debug(
-                    "Could not count prompt tokens; context windows not checked", exc_info=True
+                    "Could not count prompt tokens (%s); context windows not checked",
+                    describe_error(exc),
                 )
         keep: list[dict[str, Any]] = []
         why: dict[str, str] = {}
@@ -508,6 +554,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             request_kwargs[key] = stamped
             previous = old.get(DECISION_KEY) if isinstance(old, Mapping) else None
             self.feedback.link_call(request_kwargs, decision.decision_id, previous)
+        if self.metrics is not None:
+            prefs = plan.preferences or self.preferences
+            self.metrics.decision(decision, model_group=model, preferences=prefs)
         logger.debug("Conduit selected %s (confidence: %.2f)", arm, decision.confidence)
         logger.debug("Conduit decision %s for %r: %s", decision.decision_id, model, decision.reason)
         return chosen
@@ -529,6 +578,45 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         request_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Pick the deployment for one attempt (LiteLLM's async path)."""
+        try:
+            return await self._apick(model, messages, input, specific_deployment, request_kwargs)
+        except BadRequestError:  # the request cannot be served as asked: LiteLLM's own error
+            raise
+        except Exception as exc:  # a failure inside Conduit: LiteLLM's default choice serves it
+            pool = self._fallback_pool(model, specific_deployment)
+            cooling = await _compat.async_active_cooldowns(
+                self._litellm_router, [deployment_id(d) for d in pool]
+            )
+            return self._fallback(exc, pool, cooling, request_kwargs)
+
+    def get_available_deployment(  # type: ignore[override]
+        self,
+        model: str,
+        messages: list[dict[str, Any]] | None = None,
+        input: str | list[Any] | None = None,
+        specific_deployment: bool | None = False,
+        request_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Pick the deployment for one attempt (LiteLLM's sync path; uses no event loop)."""
+        try:
+            return self._pick(model, messages, input, specific_deployment, request_kwargs)
+        except BadRequestError:  # the request cannot be served as asked: LiteLLM's own error
+            raise
+        except Exception as exc:  # a failure inside Conduit: LiteLLM's default choice serves it
+            pool = self._fallback_pool(model, specific_deployment)
+            cooling = _compat.active_cooldowns(
+                self._litellm_router, [deployment_id(d) for d in pool]
+            )
+            return self._fallback(exc, pool, cooling, request_kwargs)
+
+    async def _apick(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]] | None,
+        input: object,
+        specific_deployment: bool | None,
+        request_kwargs: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         self.feedback.apply_due_signals()
         if self._conduit is None or self._snapshot is None:
             await asyncio.to_thread(self._refresh)  # the first build may load the embedding model
@@ -542,21 +630,17 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         conduit = self._conduit
         if conduit is None or (specific_deployment and plan.allowed is None):
             return plan.candidates[0]
-        try:
-            decision = await conduit.route(plan.text, **self._route_args(plan, snap, conduit))
-        except NoModelAvailableError as exc:
-            raise self._error(model, str(exc)) from exc
+        decision = await conduit.route(plan.text, **self._route_args(plan, snap, conduit))
         return self._finish(snap, plan, decision, model, request_kwargs)
 
-    def get_available_deployment(  # type: ignore[override]
+    def _pick(
         self,
         model: str,
-        messages: list[dict[str, Any]] | None = None,
-        input: str | list[Any] | None = None,
-        specific_deployment: bool | None = False,
-        request_kwargs: dict[str, Any] | None = None,
+        messages: Sequence[Mapping[str, Any]] | None,
+        input: object,
+        specific_deployment: bool | None,
+        request_kwargs: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        """Pick the deployment for one attempt (LiteLLM's sync path; uses no event loop)."""
         self.feedback.apply_due_signals()
         snap = self._refresh()
         plan = self._plan(snap, model, messages, input, specific_deployment, request_kwargs)
@@ -568,14 +652,72 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         conduit = self._conduit
         if conduit is None or (specific_deployment and plan.allowed is None):
             return plan.candidates[0]
-        try:
-            decision = conduit.route_sync(plan.text, **self._route_args(plan, snap, conduit))
-        except NoModelAvailableError as exc:
-            raise self._error(model, str(exc)) from exc
+        decision = conduit.route_sync(plan.text, **self._route_args(plan, snap, conduit))
         return self._finish(snap, plan, decision, model, request_kwargs)
+
+    # -- when Conduit fails: LiteLLM's default choice ------------------------------------------
+    def _fallback_pool(self, model: str, specific_deployment: bool | None) -> list[dict[str, Any]]:
+        """The deployments LiteLLM itself would choose among for this request."""
+        router = self._router_or_raise()
+        if specific_deployment:
+            pool = [
+                d
+                for d in _compat.deployments(router)
+                if model in (deployment_id(d), deployment_model(d))
+            ]
+        else:
+            pool = _compat.group_deployments(router, model)
+        if not pool:
+            raise self._error(model, f"no deployment serves model group {model!r}")
+        return pool
+
+    def _fallback(
+        self,
+        exc: Exception,
+        pool: list[dict[str, Any]],
+        cooling: set[str],
+        request_kwargs: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """A deployment as ``simple-shuffle`` picks it, with no Conduit decision attached."""
+        self._fallbacks.record(exc)
+        healthy = [d for d in pool if deployment_id(d) not in cooling] or pool
+        if request_kwargs is not None:
+            _unstamp(request_kwargs)
+        return _shuffle(healthy, self._shuffle)
+
+    def stats(self) -> dict[str, float]:
+        """The feedback logger's event counts and the requests LiteLLM routed because Conduit
+        failed: ``fallbacks`` and ``fallbacks.<ExceptionType>``."""
+        return {**self.feedback.stats(), **self._fallbacks.stats()}
 
     def __repr__(self) -> str:
         return f"ConduitRoutingStrategy(scope={self.scope!r}, router={self._conduit!r})"
+
+
+def _unstamp(request_kwargs: dict[str, Any]) -> None:
+    """Take an earlier attempt's decision off a retry that Conduit did not route, so the
+    outcome of this attempt is not learned against that decision."""
+    key = _compat.metadata_key(request_kwargs)
+    old = request_kwargs.get(key)
+    if not isinstance(old, Mapping) or DECISION_KEY not in old:
+        return
+    stale = (DECISION_KEY, DEPLOYMENT_KEY, JSON_KEY)
+    request_kwargs[key] = {k: v for k, v in old.items() if k not in stale}
+    if request_kwargs.get("litellm_call_id") == f"{CALL_PREFIX}{old[DECISION_KEY]}":
+        request_kwargs["litellm_call_id"] = str(uuid.uuid4())
+
+
+def _shuffle(deployments: Sequence[dict[str, Any]], rng: random.Random) -> dict[str, Any]:
+    """LiteLLM's ``simple-shuffle``: weighted by ``weight``, else ``rpm``, else ``tpm``, else
+    uniformly at random."""
+    for metric in ("weight", "rpm", "tpm"):
+        weights = [
+            float(w) if isinstance(w, (int, float)) and 0 < w < math.inf else 0.0
+            for w in ((d.get("litellm_params") or {}).get(metric) for d in deployments)
+        ]
+        if sum(weights) > 0:
+            return rng.choices(list(deployments), weights=weights)[0]
+    return rng.choice(list(deployments))
 
 
 def _unfit(cap: Capabilities, needs: RequestNeeds, tokens: int | None) -> str | None:

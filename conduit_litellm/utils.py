@@ -55,9 +55,13 @@ def get_deployments(model_list_or_router: Any) -> list[dict[str, Any]]:
             "expected a litellm.Router or a list of deployments, "
             f"got {type(model_list_or_router).__name__}"
         )
-    for item in found:
+    for index, item in enumerate(found):
         if not isinstance(item, Mapping) or not isinstance(item.get("litellm_params"), Mapping):
-            raise ConfigurationError(f"not a LiteLLM deployment (no litellm_params): {item!r}")
+            # Named by position and keys, not shown: a deployment may hold an api_key.
+            shape = sorted(map(str, item)) if isinstance(item, Mapping) else type(item).__name__
+            raise ConfigurationError(
+                f"deployment {index} is not a LiteLLM deployment (no litellm_params): {shape}"
+            )
     return found
 
 
@@ -168,24 +172,39 @@ def _content_text(content: object) -> tuple[str, bool]:
     return "\n".join(texts), image
 
 
-def query_text(messages: Sequence[Mapping[str, Any]] | None, input: object = None) -> str:
+def _messages(messages: object) -> list[Mapping[str, Any]]:
+    """The well-formed messages of a request: a list of dicts, anything else dropped.
+
+    LiteLLM rejects a malformed request itself; routing it must not fail first.
+    """
+    if not isinstance(messages, (list, tuple)):
+        return []
+    return [m for m in messages if isinstance(m, Mapping)]
+
+
+def query_text(messages: object, input: object = None) -> str:
     """What Conduit routes on: the last user message (the question), else any text at all.
+
+    Malformed messages (not a list, items that are not dicts, content of an
+    unknown shape) are skipped; with no text at all it is ``"(no text)"``.
 
     >>> query_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
     'Hi'
     >>> query_text(None, input=["a", "b"])
     'a\\nb'
+    >>> query_text("not a list of messages")
+    '(no text)'
     """
-    for message in reversed(list(messages or [])):
-        if isinstance(message, Mapping) and message.get("role") == "user":
+    listed = _messages(messages)
+    for message in reversed(listed):
+        if message.get("role") == "user":
             text, _ = _content_text(message.get("content"))
             if text.strip():
                 return text
-    for message in reversed(list(messages or [])):
-        if isinstance(message, Mapping):
-            text, _ = _content_text(message.get("content"))
-            if text.strip():
-                return text
+    for message in reversed(listed):
+        text, _ = _content_text(message.get("content"))
+        if text.strip():
+            return text
     if isinstance(input, str) and input.strip():
         return input
     if isinstance(input, Sequence):
@@ -205,16 +224,12 @@ class RequestNeeds:
     response_schema: bool
 
 
-def request_needs(
-    messages: Sequence[Mapping[str, Any]] | None, request_kwargs: Mapping[str, Any] | None
-) -> RequestNeeds:
+def request_needs(messages: object, request_kwargs: Mapping[str, Any] | None) -> RequestNeeds:
     """Tools, images and structured output asked for, and the prompt's size in characters."""
-    kwargs = request_kwargs or {}
+    kwargs = request_kwargs if isinstance(request_kwargs, Mapping) else {}
     chars = 0
     images = False
-    for message in messages or []:
-        if not isinstance(message, Mapping):
-            continue
+    for message in _messages(messages):
         text, image = _content_text(message.get("content"))
         chars += len(text)
         images = images or image

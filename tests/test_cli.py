@@ -211,3 +211,77 @@ def test_the_console_command_runs_on_the_shipped_log(tmp_path: Path) -> None:
     assert proc.stdout.startswith("routerbench-arc-winogrande.jsonl.gz: 200 queries, 11 models")
     assert "gpt-4-1106-preview (best single)" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_replay_fills_a_store_that_stats_and_explain_read(
+    two_model_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'replayed.db'}"
+    code, out, err = run(
+        capsys, "replay", "--data", str(two_model_log), "--embedding-backend", "hashing",
+        "--algorithm", "ucb1", "--store", url, "--namespace", "lab", "--time-step", "2", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"wrote 60 decisions, their outcomes and the learned state to {url}" in out
+    code, out, err = run(capsys, "stats", "--store", url, "--namespace", "lab", "--json")
+    assert code == 0, err
+    stats = json.loads(out)
+    assert stats["total_decisions"] == 60 and stats["algorithm"] == "ucb1"
+    assert {m["model"] for m in stats["models"]} == {"strong", "weak"}
+    assert len(stats["recent"]) == 10
+    newest = stats["recent"][0]
+    code, out, err = run(capsys, "stats", "--store", url, "--namespace", "lab", "--recent", "2")
+    assert code == 0, err
+    assert f"{url} namespace 'lab': ucb1, 60 decisions, 60 quality feedbacks" in out
+    assert "savings: " in out and "exploration: " in out and newest["decision_id"][:12] in out
+    code, out, err = run(capsys, "explain", newest["decision_id"], "--store", url,
+                         "--namespace", "lab")  # fmt: skip
+    assert code == 0, err
+    assert out.startswith(f"decision {newest['decision_id']}: {newest['model']} (ucb1")
+    assert f"why: {newest['reason']}" in out and "preferences: quality 1" in out
+    assert "outcome: quality" in out
+    code, out, err = run(capsys, "explain", newest["decision_id"], "--store", url,
+                         "--namespace", "lab", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["selected_model"] == newest["model"]
+
+
+STORE_RUNS: list[tuple[list[str], str]] = [
+    (["explain", "nope", "--store", "memory://"], r"no decision 'nope' in the history of"),
+    (["explain", "", "--store", "memory://"], r"decision_id must be a non-empty str"),
+    (["stats", "--store", "nope"], r"state store must be a URL"),
+    (["stats", "--store", "memory://", "--recent", "-1"], r"--recent must be >= 0"),
+    (["stats", "--store", "memory://", "--namespace", "a\nb"], r"control characters"),
+    (["dashboard", "--store", "memory://", "--port", "99999"], r"must be in 0..65535"),
+    (["dashboard", "--store", "memory://", "--host", "0.0.0.0"], r"give --token"),
+    (["replay", "--store", "ftp://x"], r"unknown state store scheme 'ftp'"),
+    (["replay", "--time-step", "0"], r"argument --time-step: must be a positive number"),
+]
+
+
+@pytest.mark.parametrize(("argv", "pattern"), STORE_RUNS)
+def test_store_commands_fail_cleanly(
+    argv: list[str], pattern: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and re.search(pattern, err), err
+    assert "Traceback" not in err
+
+
+def test_explain_says_when_a_record_has_no_explanation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conduit.stores import HistoryRecord, open_store
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with open_store(url) as store:
+        store.write_history([HistoryRecord("d-old", "default", 1.0, model="m", quality=1.0)])
+    code, _, err = run(capsys, "explain", "d-old", "--store", url)
+    assert code == 2 and "recorded without an explanation" in err
+
+
+def test_stats_of_an_empty_store(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "stats", "--store", "memory://?namespace=n")
+    assert (
+        code == 0
+        and out.strip() == "memory://?namespace=n namespace 'n': nothing learned or recorded yet"
+    )

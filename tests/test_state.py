@@ -67,20 +67,31 @@ def test_non_contiguous_arrays_round_trip() -> None:
     assert_round_trip({"a": a}, decode(encode({"a": a})))
 
 
+DTYPES = [np.float64, np.float32, np.int64, np.int32, np.uint8, np.bool_]
+
+
+@st.composite
+def finite_arrays(draw: st.DrawFn) -> np.ndarray:
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+    elements = hnp.from_dtype(dtype, allow_nan=False, allow_infinity=False)
+    return draw(hnp.arrays(dtype=dtype, shape=shape, elements=elements))
+
+
 @settings(max_examples=40, deadline=None, database=None)
-@given(
-    hnp.arrays(
-        dtype=st.sampled_from([np.float64, np.float32, np.int64, np.int32, np.uint8, np.bool_]),
-        shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
-    ),
-    st.text(max_size=10),
-)
+@given(finite_arrays(), st.text(max_size=10))
 def test_any_array_round_trips(array: np.ndarray, key: str) -> None:
     decoded = decode(encode({key: array, "list": [array]}))
     assert decoded[key].dtype == array.dtype and decoded[key].shape == array.shape
-    # Byte-exact, so NaNs and signed zeros survive too.
+    # Byte-exact, so signed zeros and subnormals survive too.
     assert decoded[key].tobytes() == array.tobytes()
     assert decoded["list"][0].tobytes() == array.tobytes()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_an_array_holding_nan_or_infinity_is_refused(bad: float) -> None:
+    with pytest.raises(StateError, match="NaN or infinity"):
+        encode({"a": np.array([0.5, bad])})
 
 
 def test_the_text_is_the_documented_envelope() -> None:

@@ -13,7 +13,9 @@ import logging
 import math
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +32,14 @@ from conduit.errors import (
     InvalidQueryError,
     NoModelAvailableError,
     StateError,
+    UnknownDecisionError,
     UnknownModelError,
 )
 from conduit.feedback import Pending, PendingDecisions
 from conduit.state import read_state, write_state
 from conduit.types import (
     Constraints,
+    Explanation,
     ModelScore,
     ModelStats,
     Preferences,
@@ -55,6 +59,10 @@ logger = logging.getLogger("conduit.router")
 DEFAULT_ALGORITHM = "hybrid"
 #: What ``use_hybrid=False`` without an explicit algorithm runs (the guide's non-hybrid default).
 NON_HYBRID_ALGORITHM = "thompson"
+#: Largest cost (USD) and latency (seconds) one outcome may report. Far beyond any real
+#: call, and small enough that no number of them can overflow the learned sums to inf.
+MAX_COST = 1e6
+MAX_LATENCY = 1e6
 PriceLike = Price | tuple[float, float] | Mapping[str, float]
 
 
@@ -97,16 +105,66 @@ def _shares(values: FloatArray) -> FloatArray:
     return np.where(known, values / top, 0.0)
 
 
-def _finite_feedback(name: str, value: object, upper: float | None) -> float:
+def _finite_feedback(name: str, value: object, upper: float, *, bounded: bool = False) -> float:
+    """``value`` if it is a finite number in [0, ``upper``]; ``bounded``: say the range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidFeedbackError(f"{name} must be a number, got {type(value).__name__}")
     number = float(value)
     if not math.isfinite(number):
         raise InvalidFeedbackError(f"{name} must be finite, got {number}")
-    if number < 0 or (upper is not None and number > upper):
-        bound = f"[0, {upper:g}]" if upper is not None else ">= 0"
-        raise InvalidFeedbackError(f"{name} must be {bound}, got {number}")
+    if bounded and not 0 <= number <= upper:
+        raise InvalidFeedbackError(f"{name} must be [0, {upper:g}], got {number}")
+    if number < 0:
+        raise InvalidFeedbackError(f"{name} must be >= 0, got {number}")
+    if number > upper:
+        raise InvalidFeedbackError(f"{name} must be at most {upper:g}, got {number}")
     return number
+
+
+@dataclass(frozen=True, slots=True)
+class _Reasons:
+    """What one decision was made of, kept for :meth:`Router.explain` in a tenth of the
+    memory of its :class:`RoutingDecision` (rebuilt from this on demand)."""
+
+    model: str
+    names: tuple[str, ...]
+    numbers: FloatArray
+    """Rows: utility, quality, exploration bonus, predicted cost, latency (NaN: unknown)."""
+    reason: str
+    propensity: float
+    confidence: float
+    phase: str
+    excluded: dict[str, str]
+    exploit: int
+    preferences: Preferences
+
+    def decision(self, decision_id: str) -> RoutingDecision:
+        utility, mean, bonus, costs, latency = self.numbers
+
+        def known(value: float) -> float | None:
+            return None if math.isnan(value) else float(value)
+
+        return RoutingDecision(
+            decision_id=decision_id,
+            selected_model=self.model,
+            confidence=self.confidence,
+            propensity=self.propensity,
+            scores={
+                name: ModelScore(
+                    utility=float(utility[j]),
+                    quality=float(mean[j]),
+                    bonus=float(bonus[j]),
+                    cost=known(costs[j]),
+                    latency=known(latency[j]),
+                )
+                for j, name in enumerate(self.names)
+            },
+            reason=self.reason,
+            algorithm=self.phase,
+            excluded=dict(self.excluded),
+            exploring=self.names[self.exploit] != self.model,
+            exploit_model=self.names[self.exploit],
+        )
 
 
 class Router:
@@ -144,6 +202,7 @@ class Router:
         extractor: FeatureExtractor | None = None,
         state_store: str | Store | None = None,
         sync_interval: float = 5.0,
+        max_explanations: int = 1000,
     ) -> None:
         if isinstance(models, str) or not isinstance(models, Iterable):
             raise ConfigurationError("models must be a list of model names")
@@ -193,6 +252,16 @@ class Router:
         self._pending = PendingDecisions(ttl=pending_ttl, maxsize=max_pending)
         self._aux_rng = np.random.default_rng(None if seed is None else seed + 7919)
         self._lock = threading.RLock()
+        if (
+            isinstance(max_explanations, bool)
+            or not isinstance(max_explanations, int)
+            or max_explanations < 0
+        ):
+            raise ConfigurationError(
+                f"max_explanations must be an int >= 0, got {max_explanations!r}"
+            )
+        self.max_explanations = max_explanations
+        self._recent: OrderedDict[str, _Reasons] = OrderedDict()
         price_map = dict(prices or {})
         for model in price_map:
             if model not in seen:
@@ -305,7 +374,8 @@ class Router:
 
     def _candidates(
         self, c: Constraints, predicted_cost: FloatArray, latency: FloatArray
-    ) -> list[int]:
+    ) -> tuple[list[int], dict[str, str]]:
+        """The indices of the models the constraints keep, and why each other one was removed."""
         models = self.models
         for name in (c.allowed_models or frozenset()) | c.denied_models:
             if name not in models:
@@ -336,7 +406,7 @@ class Router:
         if not keep:
             why = "; ".join(f"{m}: {r}" for m, r in removed.items())
             raise NoModelAvailableError(f"no model satisfies the constraints ({why})")
-        return keep
+        return keep, removed
 
     def _decide(self, q: Query, x: FloatArray) -> RoutingDecision:
         tokens = estimate_tokens(q.text)
@@ -345,7 +415,7 @@ class Router:
             models = self.models
             all_costs = self._outcomes.predicted_costs(tokens)
             all_latency = self._outcomes.mean("latency")
-            cands = self._candidates(q.constraints, all_costs, all_latency)
+            cands, removed = self._candidates(q.constraints, all_costs, all_latency)
             costs, latency = all_costs[cands], all_latency[cands]
             cost_share, latency_share = _shares(costs), _shares(latency)
             penalty = prefs.cost * cost_share + prefs.latency * latency_share
@@ -358,7 +428,14 @@ class Router:
         decision_id = uuid.uuid4().hex
         self._pending.add(decision_id, Pending(model=model, features=x, tokens=tokens))
         names = [models[i] for i in cands]
-        decision = self._explain(decision_id, model, names, choice, costs, latency, phase)
+        decision, reasons = self._explain(
+            decision_id, model, names, choice, costs, latency, phase, prefs, removed
+        )
+        if self.max_explanations:
+            with self._lock:
+                self._recent[decision_id] = reasons
+                if len(self._recent) > self.max_explanations:
+                    self._recent.popitem(last=False)
         if self.store_sync is not None:
             self.store_sync.record_decision(decision, q.text, prefs)
         return decision
@@ -375,37 +452,68 @@ class Router:
         costs: FloatArray,
         latency: FloatArray,
         phase: str,
-    ) -> RoutingDecision:
+        prefs: Preferences,
+        removed: dict[str, str],
+    ) -> tuple[RoutingDecision, _Reasons]:
+        """The decision, and what it was made of in the compact form :meth:`explain` keeps."""
         utility, mean, bonus = choice.utility, choice.mean, choice.bonus
-        scores = {
-            name: ModelScore(
-                utility=float(utility[j]),
-                quality=float(mean[j]),
-                bonus=float(bonus[j]),
-                cost=None if math.isnan(costs[j]) else float(costs[j]),
-                latency=None if math.isnan(latency[j]) else float(latency[j]),
-            )
-            for j, name in enumerate(names)
-        }
-        confidence = self._confidence(choice)
         j = choice.index
         reason = f"{phase}: best score {utility[j]:.3f} (quality {mean[j]:.2f}"
         reason += f" + exploration {bonus[j]:.2f})" if abs(bonus[j]) >= 0.005 else ")"
+        # Exploring: without its exploration term the chosen model would not be (among) the best.
+        greedy = utility - prefs.quality * bonus
+        exploit = j if greedy[j] >= greedy.max() - 1e-12 else int(np.argmax(greedy))
         if len(names) > 1:
             order = np.argsort(-utility)
             runner = int(order[1] if order[0] == j else order[0])
             reason += f"; next {names[runner]} {utility[runner]:.3f}"
-            exploit = int(np.argmax(utility - bonus))
             if exploit != j:
                 reason += f"; exploring (by mean alone {names[exploit]} would win)"
-        return RoutingDecision(
-            decision_id=decision_id,
-            selected_model=model,
-            confidence=confidence,
-            propensity=choice.propensity,
-            scores=scores,
+        if removed:
+            reason += f"; {len(removed)} excluded by constraints"
+        reasons = _Reasons(
+            model=model,
+            names=tuple(names),
+            numbers=np.array([utility, mean, bonus, costs, latency], dtype=np.float64),
             reason=reason,
-            algorithm=phase,
+            propensity=float(choice.propensity),
+            confidence=self._confidence(choice),
+            phase=phase,
+            excluded=removed,
+            exploit=exploit,
+            preferences=prefs,
+        )
+        return reasons.decision(decision_id), reasons
+
+    def explain(self, decision_id: str) -> Explanation:
+        """Why decision ``decision_id`` chose its model: scores, exploration, exclusions.
+
+        The last ``max_explanations`` decisions are kept in memory; older ones are
+        looked up in the state store's history, if the router has one (a blocking read).
+
+        >>> router = Router(models=["small", "large"], bandit_algorithm="ucb1", seed=0,
+        ...                 embedding_backend="hashing")
+        >>> decision = router.route_sync("Hi", constraints=Constraints(denied_models={"large"}))
+        >>> explanation = router.explain(decision.decision_id)
+        >>> explanation.selected_model, explanation.excluded
+        ('small', {'large': 'in denied_models'})
+        """
+        if not isinstance(decision_id, str) or not decision_id:
+            raise UnknownDecisionError(f"decision_id must be a non-empty str, got {decision_id!r}")
+        with self._lock:
+            found = self._recent.get(decision_id)
+        if found is not None:
+            return Explanation.of(found.decision(decision_id), found.preferences)
+        sync = self.store_sync
+        if sync is not None:
+            record = sync.store.record(decision_id, namespace=sync.namespace)
+            explanation = None if record is None else record.explain()
+            if explanation is not None:
+                return explanation
+        where = " or in its store's history" if sync is not None else ""
+        raise UnknownDecisionError(
+            f"no explanation for decision {decision_id!r}: not among this router's last "
+            f"{self.max_explanations} decisions{where}"
         )
 
     def _confidence(self, choice: Any) -> float:
@@ -439,11 +547,11 @@ class Router:
             raise InvalidFeedbackError(f"decision_id must be a non-empty str, got {decision_id!r}")
         values: dict[str, float] = {}
         if quality is not None:
-            values["quality"] = _finite_feedback("quality", quality, 1.0)
+            values["quality"] = _finite_feedback("quality", quality, 1.0, bounded=True)
         if cost is not None:
-            values["cost"] = _finite_feedback("cost", cost, None)
+            values["cost"] = _finite_feedback("cost", cost, MAX_COST)
         if latency is not None:
-            values["latency"] = _finite_feedback("latency", latency, None)
+            values["latency"] = _finite_feedback("latency", latency, MAX_LATENCY)
         if not values:
             raise InvalidFeedbackError("give at least one of quality, cost, latency")
         pending, new = self._pending.claim(decision_id, set(values))
@@ -530,6 +638,8 @@ class Router:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore learning saved by :meth:`state_dict`; a mismatched state changes nothing."""
+        if not isinstance(state, Mapping):
+            raise StateError(f"a router state is a mapping, got {type(state).__name__}")
         if state.get("algorithm") != self.algorithm:
             raise StateError(
                 f"state was learned by {state.get('algorithm')!r}, "
@@ -550,11 +660,17 @@ class Router:
                 dim=self._bandit.dim,
                 **{k: v for k, v in params.items() if k != "dim"},
             )
-        except ConfigurationError as exc:
+        except (TypeError, ValueError, ArithmeticError) as exc:  # ConfigurationError, or numpy's
             raise StateError(f"state's policy parameters are invalid: {exc}") from exc
-        bandit.load_state_dict(saved)
+        try:
+            bandit.load_state_dict(saved)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError) as e:
+            raise StateError(f"state's policy statistics are malformed: {e!r}") from e
         outcomes = OutcomeStats()
-        outcomes.load_state_dict(state.get("outcomes", {}))
+        try:
+            outcomes.load_state_dict(state.get("outcomes", {}))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError) as e:
+            raise StateError(f"state's outcome statistics are malformed: {e!r}") from e
         if list(outcomes.models) != list(bandit.arms):
             raise StateError("state's outcome statistics and policy disagree on the models")
         with self._lock:

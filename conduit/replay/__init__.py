@@ -13,6 +13,7 @@ from conduit.replay.log import DEFAULT_LOG, LogRecord, Outcome, iter_log, read_l
 from conduit.replay.loop import (
     DEFAULT_ALGORITHM,
     DEFAULT_PREFERENCE,
+    DEFAULT_TIME_STEP,
     SWEEP_COST_WEIGHTS,
     ReplayData,
     baselines,
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_ALGORITHM",
     "DEFAULT_LOG",
     "DEFAULT_PREFERENCE",
+    "DEFAULT_TIME_STEP",
     "SWEEP_COST_WEIGHTS",
     "Baselines",
     "LearningCurve",

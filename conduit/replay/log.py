@@ -13,7 +13,6 @@ carry an outcome for the same set of models. A malformed line raises
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import math
 import zlib
@@ -53,12 +52,14 @@ def shipped_log(name: str = DEFAULT_LOG) -> Path:
     return path
 
 
-def _open(path: Path) -> IO[str]:
+def _open(path: Path) -> IO[bytes]:
+    """The log's bytes, gunzipped if it is gzip'd; lines are decoded one by one, so that
+    a line that is not UTF-8 is named by its number."""
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
-    return path.open("r", encoding="utf-8-sig")  # -sig: tolerate a byte-order mark
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # a GzipFile is an IO[bytes]
+    return path.open("rb")
 
 
 def _outcome(where: str, model: object, value: object) -> Outcome:
@@ -93,16 +94,23 @@ def iter_log(path: str | Path) -> Iterator[LogRecord]:
     if not path.is_file():
         raise LogFormatError(f"{path}: no such file")
     models: tuple[str, ...] | None = None
+    number = 0
     try:
         with _open(path) as fh:
-            for number, line in enumerate(fh, start=1):
+            for number, raw in enumerate(fh, start=1):
+                where = f"{path}:{number}"
+                try:
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # -sig: a BOM
+                except UnicodeDecodeError as exc:
+                    raise LogFormatError(f"{where}: not UTF-8 text ({exc.reason})") from None
                 if not line.strip():
                     continue
-                where = f"{path}:{number}"
                 try:
                     row = json.loads(line)
                 except ValueError as exc:
                     raise LogFormatError(f"{where}: not valid JSON ({exc})") from None
+                except RecursionError:
+                    raise LogFormatError(f"{where}: JSON nested too deeply") from None
                 if not isinstance(row, dict):
                     raise LogFormatError(f"{where}: each line must be a JSON object")
                 prompt, outcomes = row.get("prompt"), row.get("outcomes")
@@ -124,8 +132,9 @@ def iter_log(path: str | Path) -> Iterator[LogRecord]:
                     task=str(row.get("task", "")),
                     outcomes=parsed,
                 )
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
-        raise LogFormatError(f"{path}: cannot read ({exc})") from exc
+    except (OSError, EOFError, zlib.error) as exc:  # e.g. a truncated gzip, after line `number`
+        where = f"{path}:{number + 1}" if number else str(path)
+        raise LogFormatError(f"{where}: cannot read ({exc})") from exc
 
 
 def read_log(path: str | Path, limit: int | None = None) -> list[LogRecord]:

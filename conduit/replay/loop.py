@@ -6,6 +6,15 @@ every single model and random routing are scored exactly on the same queries.
 
 Features are computed once per log (:func:`load`) into the shared extractor's
 cache, so a sweep or several seeds reuse them.
+
+With ``store=``, a replay also fills a state store as production traffic would
+(learned state and one history record per decision, with its explanation), so
+``conduit stats`` and ``conduit dashboard`` have something to show without
+LiteLLM. Replayed decisions get synthetic, increasing times: query ``i`` of
+``n`` at ``now - (n - i) * time_step``, as if the log had been served over the
+time just past, one query every ``time_step`` seconds; a replay into a namespace
+whose history reaches past that start continues after its last record instead,
+so replays one after another read as one after another.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,11 +54,13 @@ from conduit.replay.report import (
     SweepPoint,
     SweepResult,
 )
+from conduit.stores import Store, StoreSync, open_store
 from conduit.types import Preferences
 
 __all__ = [
     "DEFAULT_ALGORITHM",
     "DEFAULT_PREFERENCE",
+    "DEFAULT_TIME_STEP",
     "SWEEP_COST_WEIGHTS",
     "ReplayData",
     "baselines",
@@ -70,6 +82,8 @@ SWEEP_COST_WEIGHTS: tuple[float, ...] = (
 REFINE_GAP = 0.1
 #: Points kept of the learning curve (it is sampled evenly; the last query always).
 CURVE_POINTS = 200
+#: Seconds between replayed queries in a store's history (see the module docstring).
+DEFAULT_TIME_STEP = 60.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -252,6 +266,19 @@ def baselines(data: ReplayData) -> Baselines:
 
 
 # -- the loop ----------------------------------------------------------------------------------
+class _ReplayClock:
+    """Synthetic time for a replay's history: step ``i`` at ``start + i * step``."""
+
+    def __init__(self, start: float, step: float) -> None:
+        self.start, self.step, self.now = start, step, start
+
+    def at(self, i: int) -> None:
+        self.now = self.start + i * self.step
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass(frozen=True, slots=True)
 class _Trace:
     order: NDArray[np.intp]
@@ -265,6 +292,7 @@ def _run(
     order: NDArray[np.intp],
     preferences: Preferences,
     bar: tqdm[Any] | None = None,
+    clock: _ReplayClock | None = None,
 ) -> _Trace:
     """Route each query in ``order``; tell the router only the chosen model's outcome."""
     index = {m: k for k, m in enumerate(data.models)}
@@ -273,6 +301,8 @@ def _run(
     first_phase: str | None = None
     switch_at: int | None = None
     for step, row in enumerate(order):
+        if clock is not None:
+            clock.at(step)
         if oracle is not None:
             oracle.reveal(dict(zip(data.models, data.quality[row].tolist(), strict=True)))
         decision = router.route_sync(data.prompts[row], preferences=preferences)
@@ -299,12 +329,30 @@ def _replay_once(
     preferences: Preferences,
     seed: int,
     bar: tqdm[Any] | None,
+    store: Store | None = None,
+    time_step: float = DEFAULT_TIME_STEP,
 ) -> _Trace:
     router = Router(
         models=data.models, bandit_algorithm=algorithm, seed=seed, extractor=data.extractor
     )
     order = np.random.default_rng(seed).permutation(len(data))
-    return _run(router, data, order, preferences, bar)
+    if store is None:
+        return _run(router, data, order, preferences, bar)
+    start = time.time() - len(data) * time_step
+    latest = store.history(limit=1)
+    if latest and latest[0].time >= start:
+        start = latest[0].time + time_step
+    clock = _ReplayClock(start, time_step)
+    sync = StoreSync(router, store, interval=1.0, clock=clock)
+    router.store_sync = sync
+    try:
+        sync.sync_now()  # a store that is down, or holds another router's state, fails here
+        sync.start()
+        trace = _run(router, data, order, preferences, bar, clock)
+        sync.sync_now()  # everything learned and every record written, or an error
+    finally:
+        router.close()
+    return trace
 
 
 def _learning_curve(quality: FloatArray, cost: FloatArray) -> LearningCurve:
@@ -332,6 +380,8 @@ def replay(
     embedding_backend: Backend = "auto",
     embedding_model: str = DEFAULT_MODEL,
     progress: bool = False,
+    store: Store | str | None = None,
+    time_step: float = DEFAULT_TIME_STEP,
 ) -> ReplayResult:
     """Replay a log through a fresh router in seeded random order, with bandit feedback.
 
@@ -339,15 +389,31 @@ def replay(
     :func:`load` (features reused), or None for the shipped RouterBench log.
     Every query carries ``preference`` (a preset name, default ``balanced``) or,
     given ``cost_weight`` W, ``Preferences(quality=1, cost=W, latency=0)``.
+    ``store`` (a :class:`~conduit.stores.Store` or URL) receives the learned state
+    and a history record per decision, ``time_step`` seconds apart; the router
+    starts from what the store's namespace has already learned.
     """
     algorithm = _check_algorithm(algorithm)
     seed = _check_seed(seed)
     prefs = _preferences(preference, cost_weight)
+    if (
+        isinstance(time_step, bool)
+        or not isinstance(time_step, (int, float))
+        or not 0 < time_step < math.inf
+    ):
+        raise ConfigurationError(
+            f"time_step must be a positive number of seconds, got {time_step!r}"
+        )
     loaded = _data(data, limit, embedding_backend, embedding_model, progress)
-    with tqdm(
-        total=len(loaded), desc="replay", unit="query", disable=not progress, leave=False
-    ) as bar:
-        trace = _replay_once(loaded, algorithm, prefs, seed, bar)
+    target = open_store(store) if isinstance(store, str) else store
+    try:
+        with tqdm(
+            total=len(loaded), desc="replay", unit="query", disable=not progress, leave=False
+        ) as bar:
+            trace = _replay_once(loaded, algorithm, prefs, seed, bar, target, float(time_step))
+    finally:
+        if isinstance(store, str) and target is not None:
+            target.close()
     base = baselines(loaded)
     quality = loaded.quality[trace.order, trace.chosen]
     cost = loaded.cost[trace.order, trace.chosen]

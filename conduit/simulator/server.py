@@ -245,7 +245,12 @@ class Simulator:
                 raise too_large
         try:
             payload = json.loads(body)
-        except ValueError:
+            # "\ud800" is valid JSON but no valid text: refuse it here, as a 400, rather
+            # than fail on it later with a 500.
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _invalid("the request body holds invalid Unicode (a lone surrogate)") from None
+        except (ValueError, RecursionError):  # RecursionError: nested absurdly deep
             raise _invalid("We could not parse the JSON body of your request.") from None
         if not isinstance(payload, dict):
             raise _invalid("the request body must be a JSON object")

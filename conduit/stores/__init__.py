@@ -38,18 +38,32 @@ __all__ = [
 ]
 
 _OURS = ("namespace", "store_prompts", "prefix")
+#: Query parameters that carry a credential (libpq's ``password``, ``sslpassword``, ...).
+_SECRET_PARAMS = frozenset({"password", "sslpassword", "passwd", "token", "api_key", "secret"})
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for logs and errors)."""
+    """``url`` with its password, in the address or a query parameter, replaced by ``***``
+    (for logs and errors).
+
+    >>> redact("postgresql://bob:pw@db/x?sslmode=require&password=pw")
+    'postgresql://bob:***@db/x?sslmode=require&password=***'
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    secret_query = any(k.lower() in _SECRET_PARAMS for k, _ in query)
+    if parts.password is None and not secret_query:
+        return url  # unchanged (urlunsplit would drop the // of memory://)
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)
+        user = parts.username or ""
+        parts = parts._replace(netloc=f"{user}:***@{netloc[-1]}")
+    if secret_query:
+        hidden = [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in query]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    return urlunsplit(parts)
 
 
 def open_store(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,15 +28,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import ValidationError as PydanticValidationError
 
 from conduit.engines.bandits.base import FloatArray
+from conduit.engines.features.metadata import METADATA_NAMES, metadata_features
 from conduit.errors import ConfigurationError, StateError
 from conduit.state import decode, encode
+from conduit.types import Explanation
 
 __all__ = [
     "HISTORY_FIELDS",
     "KIND",
     "PARTS",
+    "QUERY_KINDS",
     "HistoryRecord",
     "Meta",
     "Snapshot",
@@ -43,6 +48,7 @@ __all__ = [
     "Sums",
     "add_sums",
     "prompt_hash",
+    "query_kind",
     "subtract_sums",
     "zero_like",
 ]
@@ -132,16 +138,22 @@ class Snapshot:
             raise StateError(f"{where} is not a Conduit store state (left in place for inspection)")
         sums = payload.get("sums")
         if not isinstance(sums, dict) or set(sums) != set(PARTS):
-            raise StateError(
-                f"{where} has statistics for {sorted(sums or {})}, expected {list(PARTS)}"
-            )
+            found = sorted(map(str, sums)) if isinstance(sums, dict) else type(sums).__name__
+            raise StateError(f"{where} has statistics for {found}, expected {list(PARTS)}")
         checked: Sums = {}
         for part in PARTS:
+            if not isinstance(sums[part], dict):
+                raise StateError(f"{where}: statistics of {part} are malformed")
             checked[part] = {}
             for arm, stats in sums[part].items():
                 if not isinstance(stats, dict):
                     raise StateError(f"{where}: statistics of {part}/{arm} are malformed")
-                arrays = {k: np.asarray(v, dtype=np.float64) for k, v in stats.items()}
+                try:
+                    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in stats.items()}
+                except (TypeError, ValueError) as exc:
+                    raise StateError(
+                        f"{where}: statistics of {part}/{arm} are not arrays of numbers ({exc})"
+                    ) from exc
                 if not all(np.all(np.isfinite(a)) for a in arrays.values()):
                     raise StateError(f"{where}: statistics of {part}/{arm} are not finite")
                 checked[part][arm] = arrays
@@ -153,6 +165,36 @@ class Snapshot:
         except (TypeError, ValueError, IndexError, AttributeError) as exc:
             raise StateError(f"{where}: malformed revision or replica table: {exc!r}") from exc
         return cls(Meta.from_json(payload.get("meta")), checked, revision, updated, replicas)
+
+    def summary(self) -> dict[str, Any]:
+        """What the state says, as plain JSON: metadata and, per model, decisions, feedback
+        and mean quality, cost and latency (None where nothing was observed)."""
+
+        def mean(total: float, n: float) -> float | None:
+            return total / n if n > 0 else None
+
+        models: dict[str, Any] = {}
+        for arm, s in self.sums["outcomes"].items():
+            v = {k: float(np.sum(x)) for k, x in s.items()}
+            models[arm] = {
+                "decisions": int(v.get("decisions", 0)),
+                "feedback": int(v.get("quality_n", 0)),
+                "mean_quality": mean(v.get("quality_sum", 0.0), v.get("quality_n", 0.0)),
+                "mean_cost": mean(v.get("cost_sum", 0.0), v.get("cost_n", 0.0)),
+                "mean_latency": mean(v.get("latency_sum", 0.0), v.get("latency_n", 0.0)),
+                "cost_n": int(v.get("cost_n", 0)),
+                "cost_sum": v.get("cost_sum", 0.0),
+            }
+        return {
+            "algorithm": self.meta.algorithm,
+            "features": self.meta.features,
+            "dim": self.meta.dim,
+            "params": self.meta.params,
+            "revision": self.revision,
+            "updated": self.updated,
+            "replicas": len(self.replicas),
+            "models": models,
+        }
 
 
 def _plain(sums: Sums) -> dict[str, Any]:
@@ -224,8 +266,55 @@ def is_zero(sums: Sums) -> bool:
 
 
 def prompt_hash(text: str) -> str:
-    """sha256 of a prompt: lets history group repeated prompts without storing them."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """sha256 of a prompt: lets history group repeated prompts without storing them.
+
+    A lone surrogate (from a JSON ``"\\ud800"`` escape) is hashed as it stands.
+    """
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+#: What no backend can store in text: NUL (PostgreSQL) and lone surrogates (not UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(record: HistoryRecord) -> HistoryRecord:
+    """``record`` with U+FFFD in place of characters a backend would refuse.
+
+    One such character in a prompt or model name must not make a history batch
+    fail on every retry, holding back all the history behind it.
+    """
+    dirty: dict[str, Any] = {
+        name: _UNSTORABLE.sub("\ufffd", value)
+        for name in ("decision_id", *HISTORY_FIELDS)
+        if isinstance(value := getattr(record, name), str) and _UNSTORABLE.search(value)
+    }
+    return replace(record, **dirty) if dirty else record
+
+
+#: The kinds of query history records (:func:`query_kind`), for "which model for what".
+QUERY_KINDS = ("code", "math", "short", "medium", "long")
+#: Prompt tokens (characters / 4) below which a plain-text query is short, medium.
+_SHORT_TOKENS, _MEDIUM_TOKENS = 64, 512
+
+
+def query_kind(text: str) -> str:
+    """What kind of query ``text`` is: ``code`` or ``math`` by content, else its length.
+
+    Derived from the prompt's metadata features, so history can say which model
+    the router prefers for what without keeping the prompt.
+
+    >>> query_kind("def f(x): return x"), query_kind("What is 2 + 2?"), query_kind("Hi there")
+    ('code', 'math', 'short')
+    >>> query_kind("word " * 200), query_kind("word " * 2000)
+    ('medium', 'long')
+    """
+    flags = dict(zip(METADATA_NAMES, metadata_features(text).tolist(), strict=True))
+    if flags["code"]:
+        return "code"
+    if flags["math"]:
+        return "math"
+    tokens = len(text) / 4.0
+    return "short" if tokens < _SHORT_TOKENS else "medium" if tokens < _MEDIUM_TOKENS else "long"
 
 
 #: Columns of a history record, in storage order (after ``decision_id``).
@@ -244,6 +333,8 @@ HISTORY_FIELDS = (
     "latency",
     "prompt_hash",
     "prompt",
+    "explanation",
+    "kind",
 )
 
 
@@ -266,6 +357,10 @@ class HistoryRecord:
     latency: float | None = None
     prompt_hash: str | None = None
     prompt: str | None = None
+    explanation: str | None = None
+    """:class:`~conduit.types.Explanation` as JSON: why the model was chosen."""
+    kind: str | None = None
+    """:func:`query_kind` of the prompt."""
 
     def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in HISTORY_FIELDS)
@@ -280,6 +375,17 @@ class HistoryRecord:
     @classmethod
     def from_row(cls, decision_id: str, row: Sequence[Any]) -> HistoryRecord:
         return cls(decision_id, *row)
+
+    def explain(self) -> Explanation | None:
+        """The stored explanation (None if the record has none); StateError if it is malformed."""
+        if self.explanation is None:
+            return None
+        try:
+            return Explanation.from_json(self.explanation)
+        except PydanticValidationError as exc:
+            raise StateError(
+                f"history record {self.decision_id!r} has a malformed explanation: {exc}"
+            ) from exc
 
 
 def _merge_history(records: Iterable[HistoryRecord]) -> list[HistoryRecord]:
@@ -347,6 +453,10 @@ class Store(ABC):
     def _read_history(self, namespace: str, limit: int) -> list[HistoryRecord]:
         """The ``limit`` most recent decisions of the namespace, newest first."""
 
+    @abstractmethod
+    def _read_record(self, namespace: str, decision_id: str) -> HistoryRecord | None:
+        """One decision's record, or ``None``."""
+
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release connections; the store can not be used afterwards."""
 
@@ -411,13 +521,21 @@ class Store(ABC):
     def write_history(self, records: Sequence[HistoryRecord]) -> None:
         """Store decisions and outcomes; events of one decision merge into one record."""
         if records:
-            self._write_history(_merge_history(records))
+            self._write_history(_merge_history(_storable(r) for r in records))
 
     def history(self, *, namespace: str | None = None, limit: int = 100) -> list[HistoryRecord]:
         """The ``limit`` most recent decisions (with known outcomes), newest first."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ConfigurationError(f"limit must be an int >= 0, got {limit!r}")
         return self._read_history(check_namespace(namespace or self.namespace), limit)
+
+    def record(self, decision_id: str, *, namespace: str | None = None) -> HistoryRecord | None:
+        """The history record of one decision, or ``None`` if the store has none."""
+        if not isinstance(decision_id, str) or not decision_id or len(decision_id) > 200:
+            raise ConfigurationError(
+                f"decision_id must be a non-empty str of at most 200 chars, got {decision_id!r}"
+            )
+        return self._read_record(check_namespace(namespace or self.namespace), decision_id)
 
     def _where(self, namespace: str) -> str:
         return f"state {namespace!r} in {self.url}"

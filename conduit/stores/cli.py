@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from conduit.errors import ConduitError, StateError
 from conduit.stores import open_store
 from conduit.stores.base import HISTORY_FIELDS, HistoryRecord, Snapshot, Store
@@ -77,32 +75,6 @@ def _open(args: argparse.Namespace) -> Store:
     return open_store(args.url, namespace=args.namespace)
 
 
-def _summary(snapshot: Snapshot) -> dict[str, Any]:
-    def mean(total: float, n: float) -> float | None:
-        return total / n if n > 0 else None
-
-    models: dict[str, Any] = {}
-    for arm, s in snapshot.sums["outcomes"].items():
-        v = {k: float(np.sum(x)) for k, x in s.items()}
-        models[arm] = {
-            "decisions": int(v.get("decisions", 0)),
-            "feedback": int(v.get("quality_n", 0)),
-            "mean_quality": mean(v.get("quality_sum", 0.0), v.get("quality_n", 0.0)),
-            "mean_cost": mean(v.get("cost_sum", 0.0), v.get("cost_n", 0.0)),
-            "mean_latency": mean(v.get("latency_sum", 0.0), v.get("latency_n", 0.0)),
-        }
-    return {
-        "algorithm": snapshot.meta.algorithm,
-        "features": snapshot.meta.features,
-        "dim": snapshot.meta.dim,
-        "params": snapshot.meta.params,
-        "revision": snapshot.revision,
-        "updated": snapshot.updated,
-        "replicas": len(snapshot.replicas),
-        "models": models,
-    }
-
-
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None or not math.isfinite(value) else format(value, spec)
 
@@ -119,7 +91,7 @@ def _show(args: argparse.Namespace) -> int:
                         "store": store.url,
                         "namespaces": names,
                         "namespace": store.namespace,
-                        "state": None if snapshot is None else _summary(snapshot),
+                        "state": None if snapshot is None else snapshot.summary(),
                         "history": history,
                     }
                 )
@@ -129,7 +101,7 @@ def _show(args: argparse.Namespace) -> int:
         if snapshot is None:
             print(f"namespace {store.namespace!r} has no learned state")
             return 0
-        summary = _summary(snapshot)
+        summary = snapshot.summary()
         print(
             f"namespace {store.namespace!r}: {summary['algorithm']} on {summary['features']} "
             f"(dim {summary['dim']}), revision {summary['revision']}, "
@@ -183,7 +155,7 @@ def _import(args: argparse.Namespace) -> int:
     source = args.input
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:  # missing, a directory, or not text at all
         raise StateError(f"cannot read {source}: {exc}") from exc
     snapshot = Snapshot.decode(text, source)
     with _open(args) as store:

@@ -74,3 +74,7 @@ class MemoryStore(Store):
             records = list(self._data.history.get(namespace, {}).values())
         records.sort(key=lambda r: r.time, reverse=True)
         return records[:limit]
+
+    def _read_record(self, namespace: str, decision_id: str) -> HistoryRecord | None:
+        with self._data.lock:
+            return self._data.history.get(namespace, {}).get(decision_id)

@@ -16,7 +16,13 @@ from typing import Any
 
 from conduit.errors import MissingDependencyError, StoreError
 from conduit.stores.base import HistoryRecord, Store
-from conduit.stores.sql import LATEST, MIGRATIONS, history_select, history_upsert
+from conduit.stores.sql import (
+    LATEST,
+    MIGRATIONS,
+    history_select,
+    history_upsert,
+    record_select,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -177,3 +183,9 @@ class PostgresStore(Store):
             cur.execute(history_select(f"{SCHEMA}.", "%s"), (namespace, limit))
             rows = cur.fetchall()
         return [HistoryRecord.from_row(r[0], r[1:]) for r in rows]
+
+    def _read_record(self, namespace: str, decision_id: str) -> HistoryRecord | None:
+        with self._transaction() as cur:
+            cur.execute(record_select(f"{SCHEMA}.", "%s"), (namespace, decision_id))
+            row = cur.fetchone()
+        return None if row is None else HistoryRecord.from_row(row[0], row[1:])

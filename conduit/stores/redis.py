@@ -24,7 +24,7 @@ from conduit.stores.base import HISTORY_FIELDS, HistoryRecord, Store
 
 __all__ = ["RedisStore"]
 
-_TEXT_FIELDS = {"namespace", "model", "algorithm", "prompt_hash", "prompt"}
+_TEXT_FIELDS = {"namespace", "model", "algorithm", "prompt_hash", "prompt", "explanation", "kind"}
 
 
 def _redis() -> Any:
@@ -156,18 +156,26 @@ class RedisStore(Store):
             pipe = self._client.pipeline(transaction=False)
             for decision_id in ids:
                 pipe.hgetall(self._key("decision", namespace, decision_id))
-            out = []
-            for decision_id, raw in zip(ids, pipe.execute(), strict=True):
-                values = {bytes(k).decode(): bytes(v).decode() for k, v in raw.items()}
-                row = [
-                    values.get(n)
-                    if n in _TEXT_FIELDS or values.get(n) is None
-                    else float(values[n])
-                    for n in HISTORY_FIELDS
-                ]
-                row[0] = namespace
-                out.append(HistoryRecord.from_row(decision_id, row))
-            return out
+            return [
+                _record(namespace, decision_id, raw)
+                for decision_id, raw in zip(ids, pipe.execute(), strict=True)
+            ]
 
         result: list[HistoryRecord] = self._call(read)
         return result
+
+    def _read_record(self, namespace: str, decision_id: str) -> HistoryRecord | None:
+        key = self._key("decision", namespace, decision_id)
+        raw = self._call(lambda: self._client.hgetall(key))
+        return _record(namespace, decision_id, raw) if raw else None
+
+
+def _record(namespace: str, decision_id: str, raw: dict[Any, Any]) -> HistoryRecord:
+    """A history record from a decision's hash (numbers stored as text)."""
+    values = {bytes(k).decode(): bytes(v).decode() for k, v in raw.items()}
+    row = [
+        values.get(n) if n in _TEXT_FIELDS or values.get(n) is None else float(values[n])
+        for n in HISTORY_FIELDS
+    ]
+    row[0] = namespace
+    return HistoryRecord.from_row(decision_id, row)

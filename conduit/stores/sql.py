@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conduit.stores.base import HISTORY_FIELDS
 
-__all__ = ["MIGRATIONS", "history_upsert"]
+__all__ = ["MIGRATIONS", "history_select", "history_upsert", "record_select"]
 
 #: Numbered schema migrations, oldest first; ``{s}`` is the schema prefix ("" or "conduit.").
 #: Never edit an applied one: append a new number. Both SQLite and PostgreSQL accept this SQL.
@@ -31,6 +31,14 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         ),
     ),
     (3, "history prompts (opt-in)", ("ALTER TABLE {s}history ADD COLUMN prompt TEXT",)),
+    (
+        4,
+        "history explanations and query kinds",
+        (
+            "ALTER TABLE {s}history ADD COLUMN explanation TEXT",
+            "ALTER TABLE {s}history ADD COLUMN kind TEXT",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
@@ -55,4 +63,12 @@ def history_select(schema: str, placeholder: str) -> str:
     return (
         f"SELECT decision_id, {', '.join(HISTORY_FIELDS)} FROM {schema}history "
         f"WHERE namespace = {placeholder} ORDER BY time DESC LIMIT {placeholder}"
+    )
+
+
+def record_select(schema: str, placeholder: str) -> str:
+    """One decision's row, by namespace and decision id."""
+    return (
+        f"SELECT decision_id, {', '.join(HISTORY_FIELDS)} FROM {schema}history "
+        f"WHERE namespace = {placeholder} AND decision_id = {placeholder}"
     )

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from conduit.errors import StateError, StoreError
 from conduit.stores.base import HistoryRecord, Store
-from conduit.stores.sql import LATEST, MIGRATIONS, history_select, history_upsert
+from conduit.stores.sql import (
+    LATEST,
+    MIGRATIONS,
+    history_select,
+    history_upsert,
+    record_select,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -49,7 +55,13 @@ class SQLiteStore(Store):
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not self.path.exists():
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+                # Private before SQLite writes a byte; SQLite gives its -wal and -shm files
+                # the database file's mode. fchmod: the umask cannot widen or narrow it.
+                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+                try:
+                    os.fchmod(fd, 0o600)
+                finally:
+                    os.close(fd)
         except OSError as exc:
             raise StoreError(f"cannot create SQLite store {self.path}: {exc}") from exc
         with self._transaction() as conn:
@@ -182,3 +194,9 @@ class SQLiteStore(Store):
             cur = self._call(conn.execute, history_select("", "?"), (namespace, limit))
             rows = cur.fetchall()  # type: ignore[attr-defined]
         return [HistoryRecord.from_row(r[0], r[1:]) for r in rows]
+
+    def _read_record(self, namespace: str, decision_id: str) -> HistoryRecord | None:
+        with self._connect() as conn:
+            cur = self._call(conn.execute, record_select("", "?"), (namespace, decision_id))
+            row = cur.fetchone()  # type: ignore[attr-defined]
+        return None if row is None else HistoryRecord.from_row(row[0], row[1:])

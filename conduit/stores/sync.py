@@ -26,11 +26,12 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from conduit._redact import describe_error
 from conduit.errors import ConduitError, ConfigurationError, StateError, StoreError
 from conduit.stores.base import (
     HistoryRecord,
@@ -42,8 +43,10 @@ from conduit.stores.base import (
     as_sums,
     is_zero,
     prompt_hash,
+    query_kind,
     subtract_sums,
 )
+from conduit.types import Explanation
 
 if TYPE_CHECKING:
     from conduit.engines.router import Router
@@ -76,7 +79,8 @@ class StoreSync:
     ``store`` is a :class:`~conduit.stores.base.Store` or a URL for
     :func:`~conduit.stores.open_store` (a store opened from a URL is closed with
     this object). ``interval`` is seconds between syncs; at most that much
-    learning is lost if the process is killed.
+    learning is lost if the process is killed. ``clock`` stamps history events
+    (``time.time`` unless a replay gives them synthetic times).
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class StoreSync:
         namespace: str | None = None,
         max_backlog: int = 100_000,
         batch_size: int = 1000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
             raise ConfigurationError(
@@ -109,6 +114,7 @@ class StoreSync:
         self.replica = uuid.uuid4().hex
         self.max_backlog = int(max_backlog)
         self.batch_size = int(batch_size)
+        self.clock = clock
         self._seq = 0
         self._base: Sums = {}
         self._pending: tuple[int, Sums, Sums] | None = None
@@ -126,21 +132,25 @@ class StoreSync:
         self.failures = 0
         self.dropped = 0
         self.last_sync_seconds = 0.0
+        #: monotonic time of the last successful sync (until the first: of construction)
+        self.synced_at = time.monotonic()
 
     # -- request path: append only ---------------------------------------------------------
     def record_decision(
         self, decision: RoutingDecision, text: str, preferences: Preferences
     ) -> None:
         """Queue a decision for the history (hashing and writing happen in the background)."""
-        self._enqueue(("decision", time.time(), decision, text, preferences))
+        self._enqueue(("decision", self.clock(), decision, text, preferences))
 
     def record_outcome(self, decision_id: str, model: str, values: Mapping[str, float]) -> None:
         """Queue the parts of an outcome learned now."""
-        self._enqueue(("outcome", time.time(), decision_id, model, dict(values)))
+        self._enqueue(("outcome", self.clock(), decision_id, model, dict(values)))
 
     def _enqueue(self, event: _Event) -> None:
         self._events.append(event)
-        if len(self._events) >= self.batch_size:
+        # A full batch syncs early, except during an outage: then the retry interval holds,
+        # rather than one failing attempt per request.
+        if len(self._events) >= self.batch_size and self.down_since is None:
             self._wake.set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -201,8 +211,7 @@ class StoreSync:
         with self._io_lock:
             started = time.perf_counter()
             try:
-                self._sync_state()
-                self._write_history()
+                self._sync_all()
             except (StoreError, StateError) as exc:
                 self.failures += 1
                 self.last_error = exc
@@ -217,6 +226,7 @@ class StoreSync:
                     )
                 return exc
             self.last_sync_seconds = time.perf_counter() - started
+            self.synced_at = time.monotonic()
             self.syncs += 1
             if self.down_since is not None:
                 logger.info(
@@ -226,6 +236,19 @@ class StoreSync:
                 )
                 self.down_since = None
             return None
+
+    def _sync_all(self) -> None:
+        """State, then history. Any other error becomes a StoreError, handled like an outage
+        (logged once, retried) rather than silently ending the sync thread."""
+        try:
+            self._sync_state()
+            self._write_history()
+        except (StoreError, StateError):
+            raise
+        except Exception as exc:
+            raise StoreError(
+                f"state store {self.store.url}: sync failed on {describe_error(exc)}"
+            ) from exc
 
     def meta(self) -> Meta:
         router = self.router
@@ -308,6 +331,8 @@ class StoreSync:
                         pref_latency=prefs.latency,
                         prompt_hash=prompt_hash(text),
                         prompt=text if keep_prompts else None,
+                        explanation=Explanation.of(d, prefs).to_json(),
+                        kind=query_kind(text),
                     )
                 )
             else:

@@ -5,7 +5,9 @@ master key, ``CONDUIT_*`` environment), with its model list pointed at the
 simulator: three provider models under one name, priced as the simulator bills
 them. The ``openai`` client sends logged prompts; each answer's logged quality
 goes back through the plugin's feedback endpoint; what the plugin learned is
-read from its state file.
+read from its state file, and its Prometheus metrics are scraped from its own
+endpoint (``CONDUIT_METRICS_PORT``) and from the proxy's ``/metrics`` (LiteLLM's
+``prometheus`` callback on).
 
 The proxy needs ``litellm[proxy]``'s dependencies. Without them this test is
 skipped loudly, or fails under ``CONDUIT_REQUIRE_SERVICES=1`` (CI).
@@ -30,6 +32,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from conduit.replay.log import read_log, shipped_log
 from conduit.simulator import Simulator
@@ -59,6 +62,7 @@ def free_port() -> int:
 class Proxy:
     url: str
     feedback_url: str
+    metrics_url: str
     state_path: Path
     log_path: Path
 
@@ -109,9 +113,10 @@ def proxy(simulator: Simulator, tmp_path: Path) -> Iterator[Proxy]:
         }
         for model in (*GOOD, BAD)
     ]
+    config.setdefault("litellm_settings", {})["callbacks"] = ["prometheus"]  # its /metrics
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    port, feedback_port = free_port(), free_port()
+    port, feedback_port, metrics_port = free_port(), free_port(), free_port()
     state_path = tmp_path / "conduit-state.json"
     env = {
         **os.environ,
@@ -124,6 +129,7 @@ def proxy(simulator: Simulator, tmp_path: Path) -> Iterator[Proxy]:
         "CONDUIT_SAVE_INTERVAL": "0.2",
         "CONDUIT_FEEDBACK_PORT": str(feedback_port),
         "CONDUIT_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
+        "CONDUIT_METRICS_PORT": str(metrics_port),
     }
     env.pop("CONDUIT_PREFERENCES", None)
     env.pop("CONDUIT_BANDIT_ALGORITHM", None)
@@ -159,6 +165,7 @@ def proxy(simulator: Simulator, tmp_path: Path) -> Iterator[Proxy]:
         yield Proxy(
             url=url,
             feedback_url=f"http://127.0.0.1:{feedback_port}/feedback",
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
             state_path=state_path,
             log_path=log_path,
         )
@@ -202,6 +209,20 @@ def wait_for_state(state_path: Path, served: Counter[str], timeout: float = 20.0
     pytest.fail(f"the saved state never matched what was served: {sums} vs {dict(served)}")
 
 
+def scrape(url: str, headers: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """Conduit's counters in a Prometheus exposition (parsed strictly): name -> label -> value."""
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read().decode()
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name in ("conduit_decisions_total", "conduit_feedback_total"):
+                key = s.labels.get("model") or f"{s.labels['kind']}/{s.labels['source']}"
+                out.setdefault(s.name, {})[key] = out.get(s.name, {}).get(key, 0.0) + s.value
+    return out
+
+
 def test_proxy_routes_and_learns(proxy: Proxy) -> None:
     import openai
 
@@ -233,6 +254,14 @@ def test_proxy_routes_and_learns(proxy: Proxy) -> None:
 
     per_model = Counter(served)
     assert len(per_model) >= 2, per_model  # it chose, rather than always the same one
+    want = {model: float(n) for model, n in per_model.items()}
+    for url, headers in (
+        (proxy.metrics_url, None),
+        (f"{proxy.url}/metrics", {"Authorization": f"Bearer {MASTER_KEY}"}),
+    ):
+        metrics = scrape(url, headers)
+        assert metrics["conduit_decisions_total"] == want, url
+        assert metrics["conduit_feedback_total"]["quality/explicit"] == REQUESTS, url
     sums = wait_for_state(proxy.state_path, per_model)
     for model in per_model:
         assert sums[model]["quality_sum"] == pytest.approx(qualities[model])

@@ -466,6 +466,22 @@ async def test_record_feedback_by_object_and_id_learns_once(attach: Any) -> None
     assert learned in ([0.25, 1.0], [0.625])
 
 
+async def test_explain_says_why_a_response_went_where_it_went(attach: Any) -> None:
+    router = make(THREE)
+    strategy = attach(router, scope="group")
+    with pytest.raises(UnknownDecisionError, match="nothing has been routed yet"):
+        strategy.explain("some-id")
+    response = await router.acompletion(model="fast", messages=MESSAGES)
+    explanation = strategy.explain(response)
+    assert explanation.selected_model == response._hidden_params["model_id"]
+    assert set(explanation.scores) == {"mini", "turbo"}
+    assert explanation.excluded == {"4o": "not in allowed_models"}
+    assert explanation.preset == "balanced"
+    assert strategy.explain(response.id) == explanation  # by the response id, too
+    with pytest.raises(UnknownDecisionError, match="no explanation"):
+        strategy.explain("never-routed")
+
+
 async def test_late_feedback_after_cost_and_latency(attach: Any) -> None:
     router = make(THREE)
     strategy = attach(router)

@@ -65,6 +65,8 @@ BAD_CONSTRUCTION: list[tuple[Any, dict[str, Any], type[Exception], str]] = [
     ),
     (["a"], {"pending_ttl": 0}, ConfigurationError, "pending_ttl"),
     (["a"], {"max_pending": 0}, ConfigurationError, "max_pending"),
+    (["a"], {"max_explanations": -1}, ConfigurationError, "max_explanations"),
+    (["a"], {"max_explanations": 1.5}, ConfigurationError, "max_explanations"),
 ]
 
 
@@ -644,3 +646,62 @@ def test_decision_explains_itself(make_router: MakeRouter, algorithm: str) -> No
         router.update_sync(d.decision_id, quality=0.5)
     ids = {router.route_sync("same text?").decision_id for _ in range(5)}
     assert len(ids) == 5, "every decision has its own id"
+
+
+def test_constraints_that_remove_models_are_in_the_decision(make_router: MakeRouter) -> None:
+    router = make_router(["cheap", "strong", "other"], seed=0, prices=PRICES)
+    decision = router.route_sync(
+        "a question?",
+        constraints=Constraints(denied_models=frozenset({"other"}), max_cost=1e-4),
+    )
+    assert decision.selected_model == "cheap"
+    assert decision.excluded["other"] == "in denied_models"
+    assert decision.excluded["strong"].startswith("predicted cost $")
+    assert set(decision.scores) == {"cheap"}
+    assert decision.reason.endswith("; 2 excluded by constraints")
+    free = router.route_sync("a question?")
+    assert free.excluded == {} and "excluded" not in free.reason
+
+
+@pytest.mark.parametrize("algorithm", ["ucb1", "linucb", "thompson", "epsilon_greedy"])
+def test_explain_gives_the_numbers_behind_each_recent_decision(
+    make_router: MakeRouter, algorithm: str
+) -> None:
+    router = make_router(["a", "b", "c"], seed=1, bandit_algorithm=algorithm)
+    explored = 0
+    for i in range(40):
+        d = router.route_sync(f"question {i}?", preferences="quality")
+        e = router.explain(d.decision_id)
+        assert (e.selected_model, e.scores, e.reason, e.propensity) == (
+            d.selected_model,
+            d.scores,
+            d.reason,
+            d.propensity,
+        )
+        assert e.preset == "quality" and e.exploring == d.exploring
+        # Exploring means: the chosen model is not the best by utility without its bonus.
+        greedy = {m: s.utility - s.bonus for m, s in d.scores.items()}
+        assert d.exploring == (greedy[d.selected_model] < max(greedy.values()) - 1e-12)
+        assert d.exploit_model is not None
+        assert d.exploit_model == d.selected_model or greedy[d.exploit_model] == max(
+            greedy.values()
+        )
+        assert ("exploring" in d.reason) == d.exploring
+        explored += d.exploring
+        router.update_sync(d.decision_id, quality=1.0 if d.selected_model == "b" else 0.0)
+    if algorithm != "linucb":  # (LinUCB's optimism can keep the greedy choice on top)
+        assert explored > 0, "40 decisions with feedback explore at least once"
+
+
+def test_explanations_are_bounded_and_unknown_ids_refused(make_router: MakeRouter) -> None:
+    router = make_router(max_explanations=2)
+    first, second, third = (router.route_sync(f"q{i}") for i in range(3))
+    assert router.explain(third.decision_id).decision_id == third.decision_id
+    assert router.explain(second.decision_id).decision_id == second.decision_id
+    with pytest.raises(UnknownDecisionError, match="last 2 decisions"):
+        router.explain(first.decision_id)
+    with pytest.raises(UnknownDecisionError, match="non-empty str"):
+        router.explain("")
+    off = make_router(max_explanations=0)
+    with pytest.raises(UnknownDecisionError):
+        off.explain(off.route_sync("q").decision_id)

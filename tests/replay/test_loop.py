@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import itertools
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 from conduit.engines.router import Router
-from conduit.errors import ConfigurationError, LogFormatError
+from conduit.errors import ConfigurationError, LogFormatError, StateError
 from conduit.replay import loop
 from conduit.replay.loop import (
     DEFAULT_ALGORITHM,
@@ -20,6 +22,7 @@ from conduit.replay.loop import (
     replay,
     sweep,
 )
+from conduit.stores import open_store
 from conduit.types import PRESETS, Preferences
 
 WriteLog = Callable[..., Path]
@@ -298,6 +301,8 @@ BAD_CALLS: list[tuple[Callable[..., Any], dict[str, Any], type[Exception], str]]
     (sweep, {"cost_weights": [0.5, 101]}, ConfigurationError, r"in \[0, 100\], got 101"),
     (replay, {"data": "no/such/log.jsonl"}, LogFormatError, r"log\.jsonl: no such file"),
     (replay, {"data": "nope.jsonl"}, LogFormatError, r"nope\.jsonl: no such file"),
+    (replay, {"time_step": 0}, ConfigurationError, r"time_step must be a positive number"),
+    (replay, {"time_step": float("inf")}, ConfigurationError, r"time_step must be a positive"),
 ]
 
 
@@ -340,3 +345,57 @@ def test_sweep_refine_is_validated(write_log: WriteLog) -> None:
     log = write_log([{"s": (1.0, 0.01), "w": (0.0, 0.001)}] * 5)
     with pytest.raises(ConfigurationError, match="refine"):
         sweep(log, refine=-1, embedding_backend="hashing")
+
+
+def test_a_replay_fills_a_store_as_production_traffic_would(write_log: WriteLog) -> None:
+    store = open_store(f"memory://{uuid.uuid4().hex}?namespace=replayed")
+    before = time.time()
+    result = replay(
+        write_log(_many(40)), algorithm="ucb1", store=store, time_step=30.0,
+        embedding_backend="hashing",
+    )  # fmt: skip
+    state = store.pull()
+    assert state is not None and state.meta.algorithm == "ucb1"
+    models = state.summary()["models"]
+    assert sum(m["decisions"] for m in models.values()) == 40
+    assert sum(m["feedback"] for m in models.values()) == 40
+    for model, share in result.policy.share.items():
+        assert models[model]["decisions"] == round(share * 40)
+    records = sorted(store.history(limit=100), key=lambda r: r.time)
+    assert len(records) == 40
+    times = [r.time for r in records]
+    # synthetic times: one query every 30 s, the last one about now
+    assert np.allclose(np.diff(times), 30.0)
+    assert before - 40 * 30.0 <= times[0] and times[-1] <= time.time()
+    assert all(r.quality is not None and r.cost is not None for r in records)
+    for record in records:
+        explanation = record.explain()
+        assert explanation is not None and explanation.selected_model == record.model
+    assert {r.kind for r in records} == {"math"}  # "question i: what is i + i?"
+    store.close()
+
+
+def test_a_store_of_another_router_is_refused_before_the_replay(
+    write_log: WriteLog, spy: type[SpyRouter]
+) -> None:
+    store = open_store(f"memory://{uuid.uuid4().hex}")
+    replay(write_log(_many(5)), algorithm="ucb1", store=store, embedding_backend="hashing")
+    with pytest.raises(StateError, match="algorithm='ucb1'"):
+        replay(write_log(_many(5)), algorithm="linucb", store=store, embedding_backend="hashing")
+    assert len(spy.made[-1].routed) == 0, "nothing was routed"
+    store.close()
+
+
+def test_a_second_replay_into_a_store_continues_after_the_first(write_log: WriteLog) -> None:
+    store = open_store(f"memory://{uuid.uuid4().hex}")
+    log = write_log(_many(10))
+    replay(log, algorithm="ucb1", store=store, time_step=5.0, embedding_backend="hashing")
+    first = max(r.time for r in store.history(limit=100))
+    replay(log, algorithm="ucb1", store=store, time_step=5.0, embedding_backend="hashing")
+    times = sorted(r.time for r in store.history(limit=100))
+    assert len(times) == 20 and times[10] == first + 5.0
+    assert np.allclose(np.diff(times), 5.0)
+    state = store.pull()
+    assert state is not None  # the second replay added its learning to the first's
+    assert sum(m["decisions"] for m in state.summary()["models"].values()) == 20
+    store.close()

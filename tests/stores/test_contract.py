@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conduit.engines.outcomes import KEYS
-from conduit.errors import StateError
+from conduit.errors import ConfigurationError, StateError
 from conduit.state import encode
 from conduit.stores import HistoryRecord, Meta, Store, Sums
 
@@ -215,3 +215,59 @@ def test_namespaces_are_independent(make_store: Callable[..., Store]) -> None:
     assert pulled_a is not None and pulled_b is not None
     assert pulled_a.meta.algorithm == "linucb" and pulled_b.meta.algorithm == "ucb1"
     assert {a.namespace, b.namespace} <= set(a.namespaces())
+
+
+def _explanation(decision_id: str) -> str:
+    from conduit.types import PRESETS, Explanation, ModelScore, RoutingDecision
+
+    score = ModelScore(utility=0.4, quality=0.5, bonus=0.1, cost=0.001, latency=None)
+    decision = RoutingDecision(
+        decision_id=decision_id,
+        selected_model="m1",
+        confidence=0.8,
+        propensity=1.0,
+        scores={"m1": score, "<script>": score},
+        reason="ucb1: best score 0.400",
+        algorithm="ucb1",
+        excluded={"m2": "in denied_models"},
+    )
+    return Explanation.of(decision, PRESETS["cost"]).to_json()
+
+
+def test_history_keeps_explanations_and_kinds_and_finds_one_record(store: Store) -> None:
+    ns = store.namespace
+    text = _explanation("d1")
+    store.write_history(
+        [
+            _decision("d1", 100.0, namespace=ns, model="m1", explanation=text, kind="math"),
+            _decision("d2", 101.0, namespace=ns, model="m2"),
+        ]
+    )
+    store.write_history([_decision("d1", 150.0, namespace=ns, model="m1", quality=0.25)])
+    record = store.record("d1")
+    assert record is not None
+    assert (record.time, record.quality, record.kind, record.explanation) == (
+        100.0,
+        0.25,
+        "math",
+        text,
+    )
+    explanation = record.explain()
+    assert explanation is not None and explanation.preset == "cost"
+    assert explanation.excluded == {"m2": "in denied_models"} and "<script>" in explanation.scores
+    other = store.record("d2")
+    assert other is not None and other.explanation is None and other.explain() is None
+    assert store.history(limit=1)[0].decision_id == "d2"
+    assert store.record("unknown") is None
+    assert store.record("d1", namespace=f"{ns}-other") is None
+    with pytest.raises(ConfigurationError, match="decision_id"):
+        store.record("")
+
+
+def test_a_malformed_explanation_is_a_state_error(store: Store) -> None:
+    ns = store.namespace
+    store.write_history([_decision("d1", 1.0, namespace=ns, explanation='{"decision_id": 3')])
+    record = store.record("d1")
+    assert record is not None
+    with pytest.raises(StateError, match="malformed explanation"):
+        record.explain()

@@ -49,7 +49,7 @@ def test_an_older_schema_is_upgraded_and_keeps_its_data(fresh_postgres: str) -> 
     old.close()
     new = open_store(fresh_postgres)
     assert isinstance(new, PostgresStore)
-    assert new.schema_version() == LATEST == 3
+    assert new.schema_version() == LATEST == 4
     state = new.pull()
     assert state is not None
     np.testing.assert_allclose(state.sums["bandit"]["openai/gpt-4o"]["A"], np.eye(2) * 2.0)
@@ -59,11 +59,45 @@ def test_an_older_schema_is_upgraded_and_keeps_its_data(fresh_postgres: str) -> 
     new.close()
 
 
-def _record(decision_id: str, prompt: str | None = None):  # type: ignore[no-untyped-def]
+def test_schema_3_gains_explanations_and_kinds_and_keeps_its_rows(fresh_postgres: str) -> None:
+    old = PostgresStore(dsn=fresh_postgres, migrate_to=3)
+    assert old.schema_version() == 3
+    import psycopg
+
+    with psycopg.connect(fresh_postgres, autocommit=True) as conn:  # a row as version 3 wrote it
+        conn.execute(
+            "INSERT INTO conduit.history (namespace, decision_id, time, model, prompt)"
+            " VALUES ('default', 'd1', 1.0, 'm', 'kept by opt-in')"
+        )
+    old.close()
+    new = PostgresStore(dsn=fresh_postgres)
+    assert new.schema_version() == LATEST == 4
+    record = new.record("d1")
+    assert record is not None and (record.prompt, record.explanation, record.kind) == (
+        "kept by opt-in",
+        None,
+        None,
+    )
+    new.write_history([_record("d1", explanation="{}", kind="math")])
+    record = new.record("d1")
+    assert record is not None and (record.time, record.explanation, record.kind) == (
+        1.0,
+        "{}",
+        "math",
+    )
+    new.close()
+
+
+def _record(decision_id: str, prompt: str | None = None, **kw: str):  # type: ignore[no-untyped-def]
     from conduit.stores import HistoryRecord
 
     return HistoryRecord(
-        decision_id=decision_id, namespace="default", time=time.time(), model="m", prompt=prompt
+        decision_id=decision_id,
+        namespace="default",
+        time=time.time(),
+        model="m",
+        prompt=prompt,
+        **kw,
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from conduit.config import STATE_URL_ENV, default_state_url
 from conduit.errors import StateError
-from conduit.stores import open_store
+from conduit.stores import HistoryRecord, open_store
 from conduit.stores.sql import LATEST
 from conduit.stores.sqlite import SQLiteStore
 
@@ -130,8 +130,33 @@ def test_an_older_schema_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
         )
     assert old.schema_version() == 2
     new = SQLiteStore(path=path)
-    assert new.schema_version() == LATEST == 3
+    assert new.schema_version() == LATEST == 4
     state = new.pull()
     assert state is not None and state.revision == 1
     np.testing.assert_allclose(state.sums["bandit"]["openai/gpt-4o"]["A"], np.eye(2) * 3.0)
     assert [r.model for r in new.history(limit=5)] == ["m"]
+
+
+def test_schema_3_gains_explanations_and_kinds_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    old = SQLiteStore(path=path, migrate_to=3)
+    with sqlite3.connect(path) as conn:  # a row as version 3 wrote it
+        conn.execute(
+            "INSERT INTO history (namespace, decision_id, time, model, quality, prompt)"
+            " VALUES ('default', 'd1', 1.0, 'm', 0.5, 'kept by opt-in')"
+        )
+    assert old.schema_version() == 3
+    old.close()
+    new = SQLiteStore(path=path)
+    assert new.schema_version() == LATEST == 4
+    record = new.record("d1")
+    assert record is not None
+    assert (record.model, record.quality, record.prompt) == ("m", 0.5, "kept by opt-in")
+    assert (record.explanation, record.kind) == (None, None)
+    new.write_history([HistoryRecord("d1", "default", 9.0, explanation="{}", kind="code")])
+    record = new.record("d1")
+    assert record is not None and (record.time, record.explanation, record.kind) == (
+        1.0,
+        "{}",
+        "code",
+    )

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from conduit import Router
-from conduit.errors import ConfigurationError, StoreError
+from conduit.errors import ConfigurationError, StoreError, UnknownDecisionError
 from conduit.stores import HistoryRecord, Store, open_store
 from conduit.stores.memory import MemoryStore
+from conduit.types import Constraints
 
 MODELS = ["small", "openai/gpt-4o", "large"]
 
@@ -98,6 +99,53 @@ def test_close_pushes_what_is_left_and_history(make_store: Callable[..., Store])
     assert all(r.quality == 1.0 and r.cost == 0.001 and r.model in MODELS for r in history)
     assert all(r.prompt is None and r.prompt_hash and len(r.prompt_hash) == 64 for r in history)
     assert all(r.algorithm == "linucb" and 0 < (r.propensity or 0) <= 1 for r in history)
+
+
+def test_history_explains_each_decision_and_names_its_kind(
+    make_store: Callable[..., Store],
+) -> None:
+    router = make_router(make_store())
+    denied = router.route_sync(
+        "def f(x): return x", constraints=Constraints(denied_models={"large"})
+    )
+    plain = router.route_sync("Tell me about the weather in Lisbon")
+    router.close()
+    store = make_store()
+    record = store.record(denied.decision_id)
+    assert record is not None and record.kind == "code"
+    assert record.explain() == router.explain(denied.decision_id)
+    explanation = record.explain()
+    assert explanation is not None
+    assert explanation.excluded == {"large": "in denied_models"}
+    assert set(explanation.scores) == {"small", "openai/gpt-4o"}
+    assert explanation.preset == "balanced" and explanation.reason == denied.reason
+    other = store.record(plain.decision_id)
+    assert other is not None and other.kind == "short"
+
+
+def test_explain_falls_back_to_the_stores_history(make_store: Callable[..., Store]) -> None:
+    router = make_router(make_store(), max_explanations=0)  # nothing kept in memory
+    decision = router.route_sync("What is 2 + 2?")
+    with pytest.raises(UnknownDecisionError, match="or in its store's history"):
+        router.explain(decision.decision_id)  # not written to the store yet
+    assert router.store_sync is not None
+    router.store_sync.sync_now()
+    explanation = router.explain(decision.decision_id)
+    assert explanation.selected_model == decision.selected_model
+    assert explanation.scores == decision.scores
+    router.close()
+
+
+def test_a_clock_stamps_history_events(make_store: Callable[..., Store]) -> None:
+    from conduit.stores import StoreSync
+
+    ticks = iter([1000.0, 1001.0, 2000.0, 2001.0])
+    router = make_router(None)
+    router.store_sync = StoreSync(router, make_store(), interval=3600.0, clock=lambda: next(ticks))
+    learn(router, 2)
+    router.close()
+    times = sorted(r.time for r in make_store().history(limit=10))
+    assert times == [1000.0, 2000.0]  # each record keeps its decision's time
 
 
 def test_prompts_are_stored_only_when_asked() -> None:
@@ -204,6 +252,24 @@ def test_an_outage_is_logged_once_and_loses_nothing(caplog: pytest.LogCaptureFix
     ]
     assert len(warnings) == 1 and "connection refused" in warnings[0].getMessage()
     assert len(infos) == 1
+
+
+def test_an_outage_keeps_the_retry_interval_however_much_traffic_queues() -> None:
+    store = FlakyStore()
+    store.down = True
+    router = make_router(store, sync_interval=60.0)  # one retry a minute during the outage
+    sync = router.store_sync
+    assert sync is not None and sync.down_since is not None
+    sync.batch_size = 5  # a full batch would otherwise wake the sync thread at once
+    calls = store.calls
+    try:
+        learn(router, 50, "during")  # 100 events: 20 full batches
+        time.sleep(0.3)
+        assert store.calls == calls  # not one failing attempt per batch
+    finally:
+        store.down = False
+        router.close()
+    assert global_total(store) == 50
 
 
 def test_a_push_whose_answer_was_lost_is_not_counted_twice() -> None:

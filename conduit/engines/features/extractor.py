@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
@@ -75,6 +76,15 @@ def make_embedder(
         )
         return HashingEmbedder()
     raise ConfigurationError(f"unknown embedding backend {backend!r}")
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _unicode(text: str) -> str:
+    """``text`` with lone surrogates (from a JSON ``"\\ud800"`` escape) as U+FFFD, which
+    tokenizers that take only valid Unicode (the ONNX backend's) then accept."""
+    return _SURROGATES.sub("\ufffd", text)
 
 
 class SecondLevelCache(Protocol):
@@ -161,7 +171,7 @@ class FeatureExtractor:
             if found is not None:
                 self.cache.put(key, found)
                 return found
-        focused = question_focus(text, self.max_chars)
+        focused = _unicode(question_focus(text, self.max_chars))
         embedding = self.embedder.embed([focused])[0].astype(np.float64)
         x = self._assemble(text, embedding)
         self.cache.put(key, x)
@@ -189,7 +199,9 @@ class FeatureExtractor:
         pending = sorted(missing.items(), key=lambda item: len(texts[item[1][0]]))
         for start in range(0, len(pending), batch_size):
             chunk = pending[start : start + batch_size]
-            focused = [question_focus(texts[rows[0]], self.max_chars) for _, rows in chunk]
+            focused = [
+                _unicode(question_focus(texts[rows[0]], self.max_chars)) for _, rows in chunk
+            ]
             embeddings = self.embedder.embed(focused).astype(np.float64)
             for (key, rows), embedding in zip(chunk, embeddings, strict=True):
                 x = self._assemble(texts[rows[0]], embedding)

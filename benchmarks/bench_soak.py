@@ -1,0 +1,730 @@
+"""Soak test: mixed LiteLLM traffic for a long time, with provider errors and store outages.
+
+    python benchmarks/bench_soak.py [--minutes 30] [--concurrency 8] [--error-rate 0.05]
+                                    [--outages 3] [--outage-seconds 30] [--json OUT]
+
+A ``litellm.Router`` over two model groups of the simulator (the shipped RouterBench
+log served on loopback; ``--error-rate`` of answers are an OpenAI-style 429 or 500)
+with Conduit installed (``scope="group"``, metrics on, learning synced every
+``--sync-interval`` seconds to a redis-server this script starts on a free port) takes
+``--concurrency`` workers of traffic: ``acompletion`` and, for ``--sync-share`` of the
+requests, the blocking ``completion`` (in a thread); a random group and preference
+preset per request. ``--feedback-share`` of the answers get their logged quality back
+through ``record_feedback``, a third of those up to two seconds later; cost, latency
+and failures are learned from LiteLLM's callbacks.
+
+The run has two phases with a *quiet point* after each (no request in flight, every
+feedback handled, the store synced, a full garbage collection): the warm-up
+(``--warmup`` of the time), which fills everything Conduit keeps per request to its
+bound (pending decisions, kept explanations, the response map and the metrics'
+decision map, ``--cap`` each; the feature cache, the ``--prompts`` distinct prompts);
+then the measured phase, in which the redis-server is stopped for
+``--outage-seconds``, ``--outages`` times, and started again (the last fifth has no
+outage, so the store can catch up).
+
+Checks (exit 1 if any fails):
+
+- **memory flat**: between the two quiet points, live Python objects (``gc``; a dict
+  that grows is one object) and Python's allocated memory blocks (strings and numbers
+  too: ``sys.getallocatedblocks``) each grow by at most ``--objects-allowance`` plus
+  ``--objects-per-request`` per measured request.
+  The allowance (2,000) covers what does not scale with traffic: LiteLLM's attempt
+  timers still pending (its 5 s settlement grace; a few hundred at 100 requests/s) and
+  an outage's leftovers (the last store error and its traceback). Measured, the count
+  moves by a few hundred either way between quiet points; a leak of one object per
+  ten requests fails a 30-minute run. Resident memory may grow by at most
+  ``--memory-bound`` MiB (64): it includes what the allocator keeps rather than
+  returns. Measured over 30 minutes it rose 20 MiB at the first outage (the backlog's
+  high-water mark) and then crept about 0.6 MiB a minute while the live objects stayed
+  flat (+218 over 154,000 requests): fragmentation outside Python's objects, which a
+  longer run should watch. The bounded structures are within ``--cap``;
+- **no lost feedback**: decisions = requests; learned costs and latencies = answers;
+  learned qualities = explicit feedback given + failed calls (quality 0; a 429 teaches
+  nothing); the feedback logger handled every event, none in error or unmatched; and
+  after the outages the store caught up: its summed state and its history equal the
+  router's; the metrics counted every decision;
+- **error budget**: provider errors seen by callers = errors the simulator injected;
+  requests failed by Conduit = 0, Conduit fallbacks = 0; store sync errors (the
+  outages) reported; p50/p99 of the time spent in Conduit's routing hook per request
+  (the latency Conduit adds, waiting for the event loop included), and of whole requests.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import dataclasses
+import gc
+import json
+import linecache
+import logging
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import litellm
+from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+from conduit.errors import ConduitError
+from conduit.metrics import Metrics
+from conduit.replay.log import read_log, shipped_log
+from conduit.simulator import Simulator, quality_of
+from conduit.stores import open_store
+from conduit_litellm import ConduitRoutingStrategy
+
+GROUPS = {
+    "cheap": ("mistralai/mistral-7b-chat", "zero-one-ai/Yi-34B-Chat", "claude-instant-v1"),
+    "smart": ("gpt-4-1106-preview", "claude-v2", "meta/llama-2-70b-chat"),
+}
+PRESETS = (None, "balanced", "quality", "cost", "speed")
+#: Marks the simulator's injected errors, so a caller can tell them from anything else.
+SIMULATED = "simulated by conduit"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SoakConfig:
+    seconds: float
+    concurrency: int = 8
+    error_rate: float = 0.05
+    sync_share: float = 0.3
+    feedback_share: float = 0.7
+    delayed_share: float = 0.3
+    max_delay: float = 2.0
+    outages: int = 1
+    outage_seconds: float = 5.0
+    latency_ms: float = 5.0
+    prompts: int = 500
+    backend: str = "hashing"
+    sync_interval: float = 0.5
+    cap: int = 1000
+    warmup: float = 0.3
+    memory_bound_mib: float = 32.0
+    objects_per_request: float = 0.05
+    objects_allowance: int = 2000
+    seed: int = 0
+
+
+class StoreServer(Protocol):
+    """A store server the soak can take down: a URL, and start/stop."""
+
+    url: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class RedisServer:
+    """A throw-away redis-server on a free loopback port (append-only file, so a restart
+    keeps the data); the same as tests/stores/test_redis.py's."""
+
+    def __init__(self, binary: str, port: int, directory: Path) -> None:
+        self.args = [
+            binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "yes", "--dir", str(directory), "--daemonize", "no",
+        ]  # fmt: skip
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redis
+
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- measuring in constant memory -----------------------------------------------------------------
+class Histogram:
+    """Durations in log-spaced buckets (1 µs to 100 s, 2 % apart): percentiles in O(1) memory,
+    so measuring a long soak does not itself grow."""
+
+    def __init__(self) -> None:
+        self.edges = [1e-6 * 1.02**i for i in range(931)]
+        self.counts = [0] * (len(self.edges) + 1)
+        self.n = 0
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self.counts[bisect.bisect_left(self.edges, seconds)] += 1
+            self.n += 1
+
+    def percentile(self, q: float) -> float:
+        """The bucket's upper edge (2 % resolution), in milliseconds."""
+        rank, seen = q * self.n, 0
+        for i, count in enumerate(self.counts):
+            seen += count
+            if count and seen >= rank:
+                return self.edges[min(i, len(self.edges) - 1)] * 1e3
+        return 0.0
+
+
+def rss_mib() -> float:
+    """Resident memory of this process (Linux /proc; elsewhere the peak from getrusage)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+class TimedStrategy(ConduitRoutingStrategy):
+    """The strategy, with the time spent in its routing hook (the latency it adds) measured."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.picks = Histogram()
+
+    async def async_get_available_deployment(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            return await super().async_get_available_deployment(*args, **kwargs)
+        finally:
+            self.picks.add(time.perf_counter() - started)
+
+    def get_available_deployment(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            return super().get_available_deployment(*args, **kwargs)
+        finally:
+            self.picks.add(time.perf_counter() - started)
+
+
+def model_list(sim: Simulator) -> list[dict[str, Any]]:
+    return [
+        {
+            "model_name": group,
+            "litellm_params": {
+                "model": f"openai/{model}",
+                "api_base": sim.base_url,
+                "api_key": "sk-dummy",
+                "max_retries": 0,  # the OpenAI client's own retries would hide injected errors
+                "input_cost_per_token": sim.price_per_token(model),
+                "output_cost_per_token": sim.price_per_token(model),
+            },
+            "model_info": {"id": model},
+        }
+        for group, models in GROUPS.items()
+        for model in models
+    ]
+
+
+# -- the traffic ---------------------------------------------------------------------------------
+@dataclass
+class Tally:
+    requests: int = 0
+    successes: int = 0
+    explicit: int = 0
+    provider_errors: Counter[int] = dataclasses.field(default_factory=Counter)
+    conduit_failures: Counter[str] = dataclasses.field(default_factory=Counter)
+    failure_examples: list[str] = dataclasses.field(default_factory=list)
+    requests_total: Histogram = dataclasses.field(default_factory=Histogram)
+
+
+def provider_status(exc: BaseException) -> int | None:
+    """The HTTP status of an error the simulator injected, or None for any other error."""
+    status = getattr(exc, "status_code", None)
+    if SIMULATED in str(exc) and status in (429, 500):
+        return int(status)
+    return None
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """A quiet point: nothing in flight, every feedback handled, the store synced, gc run."""
+
+    at: float
+    requests: int
+    rss_mib: float
+    objects: int
+    blocks: int
+    types: Counter[str]
+
+
+class Soak:
+    """One soak run against a store server (started, and left running)."""
+
+    def __init__(self, config: SoakConfig, server: StoreServer) -> None:
+        self.config = config
+        self.server = server
+        self.rng = random.Random(config.seed)
+        self.tally = Tally()
+        self.delayed: set[asyncio.Task[None]] = set()
+        self.outage_log: list[str] = []
+        self.rss: list[tuple[float, float]] = []
+        records = read_log(shipped_log())
+        self.prompts = list(dict.fromkeys(r.prompt for r in records))[: config.prompts]
+        namespace = f"soak{uuid.uuid4().hex[:8]}"
+        self.url = f"{server.url}?prefix={namespace}&namespace={namespace}"
+        self.start = time.monotonic()
+
+    async def run(self) -> dict[str, Any]:
+        c = self.config
+        with Simulator(
+            latency_ms=c.latency_ms, jitter_ms=c.latency_ms / 2, error_rate=c.error_rate,
+            seed=c.seed,
+        ) as sim:  # fmt: skip
+            self.router = litellm.Router(model_list=model_list(sim), num_retries=0)
+            self.strategy = TimedStrategy(
+                scope="group",
+                seed=c.seed,
+                embedding_backend=c.backend,  # type: ignore[arg-type]
+                max_responses=c.cap,
+                metrics=Metrics(tracked_decisions=c.cap),
+                router_options={
+                    "state_store": self.url,
+                    "sync_interval": c.sync_interval,
+                    "max_pending": c.cap,
+                    "max_explanations": c.cap,
+                },
+            )
+            ConduitRoutingStrategy.setup_strategy(self.router, self.strategy)
+            try:
+                self.start = time.monotonic()
+                end = self.start + c.seconds
+                # one call each way first: concurrent first calls race to create LiteLLM's
+                # cached client, and the losers' sockets are left open
+                await self.one(blocking=True)
+                await self.one(blocking=False)
+                await self.traffic(self.start + c.seconds * c.warmup)
+                first = await self.quiet()
+                measured = time.monotonic()
+                faults = asyncio.create_task(self.outages(measured, end))
+                sampler = asyncio.create_task(self.sample(end))
+                await self.traffic(end)
+                await faults
+                await sampler
+                last = await self.quiet()
+                wall = time.monotonic() - self.start
+                result = self.report(sim, first, last, wall)
+            finally:
+                self.strategy.cleanup()
+                with contextlib.suppress(ConduitError), open_store(self.url) as store:
+                    store.reset()
+            await litellm.close_litellm_async_clients()  # type: ignore[attr-defined,no-untyped-call]
+            close_sync_clients(sim.base_url)
+        return result
+
+    # -- traffic ---------------------------------------------------------------------------------
+    async def traffic(self, until: float) -> None:
+        await asyncio.gather(*(self.worker(until) for _ in range(self.config.concurrency)))
+
+    async def worker(self, until: float) -> None:
+        while time.monotonic() < until:
+            await self.one()
+
+    async def one(self, blocking: bool | None = None) -> None:
+        rng, tally = self.rng, self.tally
+        group = rng.choice(sorted(GROUPS))
+        preset = rng.choice(PRESETS)
+        kwargs: dict[str, Any] = {
+            "model": group,
+            "messages": [{"role": "user", "content": rng.choice(self.prompts)}],
+        }
+        if preset is not None:
+            kwargs["metadata"] = {"conduit_preferences": preset}
+        if blocking is None:
+            blocking = rng.random() < self.config.sync_share
+        tally.requests += 1
+        started = time.perf_counter()
+        try:
+            if blocking:
+                response = await asyncio.to_thread(self.router.completion, **kwargs)
+            else:
+                response = await self.router.acompletion(**kwargs)
+        except Exception as exc:  # the error budget: every failure is classified
+            status = provider_status(exc)
+            if status is not None:
+                tally.provider_errors[status] += 1
+            else:
+                tally.conduit_failures[type(exc).__name__] += 1
+                if len(tally.failure_examples) < 10:
+                    tally.failure_examples.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+            return
+        finally:
+            tally.requests_total.add(time.perf_counter() - started)
+        tally.successes += 1
+        if rng.random() >= self.config.feedback_share:
+            return
+        quality = quality_of(response)
+        if quality is None:
+            tally.conduit_failures["no logged quality"] += 1
+            return
+        tally.explicit += 1
+        if rng.random() < self.config.delayed_share:
+            task = asyncio.create_task(
+                self.later(response, quality, rng.random() * self.config.max_delay)
+            )
+            self.delayed.add(task)
+            task.add_done_callback(self.delayed.discard)
+        else:
+            self.feed(response, quality)
+
+    def feed(self, response: Any, quality: float) -> None:
+        try:
+            learned = self.strategy.record_feedback(response, quality=quality)
+        except ConduitError as exc:  # e.g. the decision expired: a lost feedback
+            self.tally.conduit_failures[f"feedback refused ({type(exc).__name__})"] += 1
+            return
+        if learned != {"quality"}:
+            self.tally.conduit_failures["feedback not learned"] += 1
+
+    async def later(self, response: Any, quality: float, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.feed(response, quality)
+
+    # -- faults and measurements -----------------------------------------------------------------
+    async def outages(self, begin: float, end: float) -> None:
+        """Stop and restart the store ``outages`` times in the first four fifths of the span."""
+        c = self.config
+        span = (end - begin) * 0.8
+        for i in range(c.outages):
+            at = begin + span * (i + 0.5) / c.outages - c.outage_seconds / 2
+            await asyncio.sleep(max(at - time.monotonic(), 0.0))
+            await asyncio.to_thread(self.server.stop)
+            self.outage_log.append(f"store down at {time.monotonic() - self.start:.1f} s")
+            await asyncio.sleep(c.outage_seconds)
+            await asyncio.to_thread(self.server.start)
+            self.outage_log.append(f"store up at {time.monotonic() - self.start:.1f} s")
+
+    async def sample(self, until: float) -> None:
+        """RSS once a second (a few thousand floats for an hour: a fixed cost)."""
+        while time.monotonic() < until:
+            self.rss.append((time.monotonic() - self.start, rss_mib()))
+            await asyncio.sleep(1.0)
+
+    async def quiet(self) -> Quiet:
+        while self.delayed:
+            await asyncio.gather(*list(self.delayed))
+        await settle(self.strategy, self.tally.requests)
+        engine = self.strategy.conduit_router
+        assert engine is not None and engine.store_sync is not None
+        await asyncio.to_thread(engine.store_sync.sync_now)
+        # The source lines an outage's traceback read are a cache, not traffic's growth.
+        linecache.clearcache()
+        gc.collect()
+        objects = gc.get_objects()
+        types = Counter(type(o).__name__ for o in objects)
+        count = len(objects)
+        del objects
+        return Quiet(
+            at=time.monotonic() - self.start,
+            requests=self.tally.requests,
+            rss_mib=rss_mib(),
+            objects=count,
+            blocks=sys.getallocatedblocks(),
+            types=types,
+        )
+
+    # -- the report ------------------------------------------------------------------------------
+    def report(self, sim: Simulator, first: Quiet, last: Quiet, wall: float) -> dict[str, Any]:
+        c, tally, strategy = self.config, self.tally, self.strategy
+        engine = strategy.conduit_router
+        assert engine is not None and engine.store_sync is not None
+        sync = engine.store_sync
+        local = outcome_counts(engine.state_dict()["outcomes"])
+        stored = store_counts(self.url)
+        events = strategy.feedback.stats()
+        fallbacks = strategy.stats().get("fallbacks", 0.0) if hasattr(strategy, "stats") else 0.0
+        assert strategy.metrics is not None
+        counted = strategy.metrics.registry.get_sample_value
+        metric_decisions = sum(
+            counted("conduit_decisions_total", {"model": m, "model_group": g, "preference": p})
+            or 0.0
+            for g, models in GROUPS.items()
+            for m in models
+            for p in ("balanced", "quality", "cost", "speed")
+        )
+        injected = Counter(sim.injected)
+        expected = {
+            "decisions": tally.requests,
+            "quality_n": tally.explicit + tally.provider_errors[500],
+            "cost_n": tally.successes,
+            "latency_n": tally.successes,
+        }
+        measured = last.requests - first.requests
+        objects_growth = last.objects - first.objects
+        blocks_growth = last.blocks - first.blocks
+        allowed = c.objects_allowance + c.objects_per_request * measured
+        grown = (last.types - first.types).most_common(8)
+        pending = engine.stats().pending
+        checks = {
+            "memory flat (live objects)": objects_growth <= allowed,
+            "memory flat (Python's allocated blocks)": blocks_growth <= allowed,
+            "memory flat (RSS)": last.rss_mib - first.rss_mib <= c.memory_bound_mib,
+            "bounded state within its caps": pending <= c.cap
+            and len(strategy.feedback.responses) <= c.cap,
+            "decisions = requests, outcomes = what was fed back": local == expected,
+            "every feedback event handled": events["errors"] == 0 and events["unmatched"] == 0,
+            "store caught up (state)": {k: stored[k] for k in expected} == local,
+            "store caught up (history)": stored["history_rows"] == local["decisions"]
+            and stored["history_with_quality"] == local["quality_n"],
+            "no history dropped": sync.dropped == 0,
+            "metrics counted every decision": metric_decisions == tally.requests,
+            "provider errors seen = injected": dict(tally.provider_errors) == dict(injected),
+            "requests failed by Conduit = 0": sum(tally.conduit_failures.values()) == 0,
+            "Conduit fallbacks = 0": fallbacks == 0,
+            "store outages noticed": c.outages == 0 or sync.failures > 0,
+        }
+        return {
+            "config": dataclasses.asdict(c),
+            "wall_s": wall,
+            "requests": tally.requests,
+            "requests_per_s": tally.requests / wall if wall else 0.0,
+            "measured_requests": measured,
+            "successes": tally.successes,
+            "explicit_feedback": tally.explicit,
+            "provider_errors_injected": {str(k): v for k, v in sorted(injected.items())},
+            "provider_errors_seen": {str(k): v for k, v in sorted(tally.provider_errors.items())},
+            "conduit_failures": dict(tally.conduit_failures),
+            "conduit_failure_examples": tally.failure_examples,
+            "conduit_fallbacks": fallbacks,
+            "store_sync_errors": sync.failures,
+            "store_syncs": sync.syncs,
+            "store_outages": self.outage_log,
+            "added_p50_ms": strategy.picks.percentile(0.5),
+            "added_p99_ms": strategy.picks.percentile(0.99),
+            "request_p50_ms": tally.requests_total.percentile(0.5),
+            "request_p99_ms": tally.requests_total.percentile(0.99),
+            "feedback_handling_mean_us": events["mean_handling_us"],
+            "local": local,
+            "expected": expected,
+            "store": stored,
+            "pending_decisions": pending,
+            "quiet_points": [
+                {
+                    "at_s": q.at,
+                    "requests": q.requests,
+                    "rss_mib": q.rss_mib,
+                    "objects": q.objects,
+                    "blocks": q.blocks,
+                }
+                for q in (first, last)
+            ],
+            "objects_growth": objects_growth,
+            "blocks_growth": blocks_growth,
+            "objects_grown_by_type": grown,
+            "rss_growth_mib": last.rss_mib - first.rss_mib,
+            "rss_max_mib": max((v for _, v in self.rss), default=last.rss_mib),
+            "rss_samples": [(round(t, 1), round(v, 2)) for t, v in self.rss],
+            "checks": checks,
+            "ok": all(checks.values()),
+        }
+
+
+def logger_handled(strategy: ConduitRoutingStrategy) -> float:
+    stats = strategy.feedback.stats()
+    return stats["learned"] + stats["rate_limited"] + stats["errors"] + stats["unmatched"]
+
+
+async def settle(strategy: ConduitRoutingStrategy, events: int, timeout: float = 60.0) -> None:
+    """Wait until the feedback logger has handled ``events`` events (LiteLLM queues them)."""
+    deadline = time.monotonic() + timeout
+    while logger_handled(strategy) < events and time.monotonic() < deadline:
+        await GLOBAL_LOGGING_WORKER.flush()
+        await asyncio.sleep(0.05)
+
+
+COUNTS = ("decisions", "quality_n", "cost_n", "latency_n")
+
+
+def outcome_sums(sums: dict[str, Any]) -> dict[str, int]:
+    """Decisions and learned parts, summed over models, from a store's summed state."""
+    return {k: round(sum(float(s[k]) for s in sums.values())) for k in COUNTS}
+
+
+def outcome_counts(state: dict[str, Any]) -> dict[str, int]:
+    """The same from a router's ``state_dict()["outcomes"]`` (a models x keys array)."""
+    keys, sums = list(state["keys"]), state["sums"]
+    return {k: round(float(sum(row[keys.index(k)] for row in sums))) for k in COUNTS}
+
+
+def store_counts(url: str) -> dict[str, int]:
+    with open_store(url) as store:
+        snapshot = store.pull()
+        out = outcome_sums(snapshot.sums["outcomes"] if snapshot is not None else {})
+        history = store.history(limit=10**7)
+    out["history_rows"] = len(history)
+    out["history_with_quality"] = sum(1 for h in history if h.quality is not None)
+    return out
+
+
+def close_sync_clients(base_url: str) -> None:
+    """Close LiteLLM's cached sync OpenAI clients of ``base_url`` (it closes only async ones)."""
+    import openai
+
+    cached = getattr(litellm.in_memory_llm_clients_cache, "cache_dict", {})
+    for client in list(cached.values()):
+        if isinstance(client, openai.OpenAI) and str(client.base_url).startswith(base_url):
+            client.close()
+
+
+async def soak(config: SoakConfig, server: StoreServer) -> dict[str, Any]:
+    """Run the soak against ``server`` (started, and left running); the report, with ``ok``."""
+    return await Soak(config, server).run()
+
+
+def print_report(r: dict[str, Any]) -> None:
+    c = r["config"]
+    first, last = r["quiet_points"]
+    rows = [
+        ("duration", f"{r['wall_s']:.0f} s, {c['concurrency']} workers"),
+        ("requests", f"{r['requests']} ({r['requests_per_s']:.0f}/s), {r['successes']} answered"),
+        ("provider errors injected", r["provider_errors_injected"]),
+        ("provider errors seen", r["provider_errors_seen"]),
+        ("requests failed by Conduit", sum(r["conduit_failures"].values())),
+        ("Conduit fallbacks", r["conduit_fallbacks"]),
+        ("store sync errors", f"{r['store_sync_errors']} ({len(r['store_outages']) // 2} outages)"),
+        ("explicit feedback", r["explicit_feedback"]),
+        ("learned (router)", r["local"]),
+        ("learned (store)", r["store"]),
+        ("added latency p50 / p99", f"{r['added_p50_ms']:.2f} / {r['added_p99_ms']:.2f} ms"),
+        ("request p50 / p99", f"{r['request_p50_ms']:.1f} / {r['request_p99_ms']:.1f} ms"),
+        (
+            "live objects (quiet points)",
+            f"{first['objects']} -> {last['objects']} ({r['objects_growth']:+d} over "
+            f"{r['measured_requests']} requests; bound {c['objects_allowance']} + "
+            f"{c['objects_per_request']:g}/request)",
+        ),
+        (
+            "allocated blocks",
+            f"{first['blocks']} -> {last['blocks']} ({r['blocks_growth']:+d}, same bound)",
+        ),
+        (
+            "RSS (quiet points)",
+            f"{first['rss_mib']:.1f} -> {last['rss_mib']:.1f} MiB ({r['rss_growth_mib']:+.1f}, "
+            f"bound {c['memory_bound_mib']:g}; peak {r['rss_max_mib']:.1f})",
+        ),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    for check, ok in r["checks"].items():
+        print(f"{'OK  ' if ok else 'FAIL'} {check}")
+    for example in r["conduit_failure_examples"]:
+        print(f"     {example}")
+    if not r["checks"]["memory flat (live objects)"]:
+        print(f"     objects grown most: {r['objects_grown_by_type']}")
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("the soak needs redis-server on PATH (it stops and restarts its own)")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(binary, free_port(), Path(tmp))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def quiet_logs() -> None:
+    logging.getLogger("LiteLLM").setLevel(logging.CRITICAL)
+    logging.getLogger("LiteLLM Router").setLevel(logging.CRITICAL)
+    litellm.suppress_debug_info = True
+    warnings.filterwarnings("ignore", message=".*ReadOnly.*")  # LiteLLM's TypedDicts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--error-rate", type=float, default=0.05)
+    parser.add_argument("--sync-share", type=float, default=0.3)
+    parser.add_argument("--feedback-share", type=float, default=0.7)
+    parser.add_argument("--outages", type=int, default=3)
+    parser.add_argument("--outage-seconds", type=float, default=30.0)
+    parser.add_argument("--latency-ms", type=float, default=5.0)
+    parser.add_argument("--prompts", type=int, default=2723, help="distinct prompts used")
+    parser.add_argument("--backend", default="auto", help="embedding backend")
+    parser.add_argument("--sync-interval", type=float, default=2.0)
+    parser.add_argument("--cap", type=int, default=10_000, help="pending decisions etc. kept")
+    parser.add_argument("--warmup", type=float, default=0.2, help="share of the run")
+    parser.add_argument("--memory-bound", type=float, default=64.0, help="MiB after warm-up")
+    parser.add_argument("--objects-per-request", type=float, default=0.05)
+    parser.add_argument("--objects-allowance", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the report here")
+    args = parser.parse_args(argv)
+    config = SoakConfig(
+        seconds=args.minutes * 60,
+        concurrency=args.concurrency,
+        error_rate=args.error_rate,
+        sync_share=args.sync_share,
+        feedback_share=args.feedback_share,
+        outages=args.outages,
+        outage_seconds=args.outage_seconds,
+        latency_ms=args.latency_ms,
+        prompts=args.prompts,
+        backend=args.backend,
+        sync_interval=args.sync_interval,
+        cap=args.cap,
+        warmup=args.warmup,
+        memory_bound_mib=args.memory_bound,
+        objects_per_request=args.objects_per_request,
+        objects_allowance=args.objects_allowance,
+        seed=args.seed,
+    )
+    quiet_logs()
+    gc.collect()
+    with redis_server() as server:
+        print(f"soak: {args.minutes:g} min against {server.url}, {config.outages} outages")
+        result = asyncio.run(soak(config, server))
+    print_report(result)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""What a store says about one router: the numbers behind ``conduit stats`` and the dashboard.
+
+Totals per model (traffic, mean quality, cost and latency) come from the learned
+state, which counts every decision of every replica; what happened *when* (traffic
+over time, savings over time, preferences and kinds of query, exploration, recent
+reasons) comes from the history's most recent ``history_limit`` records.
+
+Savings are measured against always sending every query to the strongest model:
+the one with the highest mean quality among models with at least
+:data:`MIN_FEEDBACK` quality feedbacks. Over the decisions whose cost is known,
+``savings = strongest's mean cost * decisions - actual cost``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from conduit.errors import ConfigurationError, StateError
+from conduit.stores import Store
+from conduit.stores.base import HistoryRecord
+from conduit.types import Explanation, Preferences
+
+__all__ = [
+    "HISTORY_LIMIT",
+    "MIN_FEEDBACK",
+    "ModelLine",
+    "RecentDecision",
+    "Savings",
+    "Summary",
+    "Timeline",
+    "format_summary",
+    "summarize",
+]
+
+#: History records a summary reads (the most recent ones).
+HISTORY_LIMIT = 5000
+#: Quality feedbacks a model needs before it can be "the strongest" for savings.
+MIN_FEEDBACK = 10
+#: Time bins of the traffic-over-time chart, and points of the savings curve at most.
+TIME_BINS = 40
+CURVE_POINTS = 200
+#: Characters of a prompt shown (only when the store keeps prompts, by opt-in).
+PROMPT_CHARS = 160
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLine:
+    """One model's totals, from the learned state (or the history, if there is no state)."""
+
+    model: str
+    decisions: int
+    share: float
+    feedback: int
+    mean_quality: float | None
+    mean_cost: float | None
+    mean_latency: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Savings:
+    """Cost against always sending every query to the strongest model."""
+
+    strongest: str
+    strongest_quality: float
+    strongest_mean_cost: float
+    decisions: int
+    """Decisions whose cost is known: the ones compared."""
+    actual_cost: float
+    baseline_cost: float
+    saved: float
+    percent: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Decisions per model in equal time bins; ``edges`` has one more entry than each row."""
+
+    edges: tuple[float, ...]
+    counts: dict[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class RecentDecision:
+    decision_id: str
+    time: float
+    model: str | None
+    reason: str | None
+    exploring: bool | None
+    preset: str | None
+    kind: str | None
+    quality: float | None
+    cost: float | None
+    latency: float | None
+    prompt: str | None
+    """The start of the prompt, only if the store keeps prompts (opt-in)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Everything ``conduit stats`` prints and the dashboard draws, for one namespace."""
+
+    store: str
+    namespace: str
+    namespaces: tuple[str, ...]
+    generated: float
+    algorithm: str | None
+    revision: int | None
+    models: tuple[ModelLine, ...]
+    total_decisions: int
+    total_feedback: int
+    total_cost: float
+    savings: Savings | None
+    savings_note: str
+    savings_curve: tuple[tuple[float, float], ...]
+    """(time, cumulative savings) over the history window, against the same strongest model."""
+    exploration_share: float | None
+    explained: int
+    """History records in the window that carry an explanation (the exploration share's base)."""
+    history_rows: int
+    timeline: Timeline
+    by_preference: dict[str, dict[str, int]]
+    by_kind: dict[str, dict[str, int]]
+    recent: tuple[RecentDecision, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types; every number finite (JSON has no NaN)."""
+        plain: dict[str, Any] = _finite(asdict(self))
+        return plain
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigurationError(f"{name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+def summarize(
+    store: Store,
+    *,
+    namespace: str | None = None,
+    history_limit: int = HISTORY_LIMIT,
+    recent: int = 20,
+    min_feedback: int = MIN_FEEDBACK,
+) -> Summary:
+    """Read the namespace's state and recent history from ``store`` and summarise them."""
+    history_limit = _check_int("history_limit", history_limit, 0)
+    recent = _check_int("recent", recent, 0)
+    min_feedback = _check_int("min_feedback", min_feedback, 1)
+    ns = namespace or store.namespace
+    snapshot = store.pull(ns)
+    history = store.history(namespace=ns, limit=history_limit)  # newest first
+    explained = [(r, _explanation(r)) for r in history]
+    state = None if snapshot is None else snapshot.summary()
+    models = _model_lines(state, history)
+    savings, note = _savings(state, models, min_feedback)
+    known = [e for _, e in explained if e is not None]
+    exploring = sum(e.exploring for e in known)
+    return Summary(
+        store=store.url,
+        namespace=ns,
+        namespaces=tuple(store.namespaces()),
+        generated=time.time(),
+        algorithm=None if state is None else str(state["algorithm"]),
+        revision=None if state is None else int(state["revision"]),
+        models=models,
+        total_decisions=sum(m.decisions for m in models),
+        total_feedback=sum(m.feedback for m in models),
+        total_cost=_total_cost(state, history),
+        savings=savings,
+        savings_note=note,
+        savings_curve=_savings_curve(history, savings),
+        exploration_share=exploring / len(known) if known else None,
+        explained=len(known),
+        history_rows=len(history),
+        timeline=_timeline(history),
+        by_preference=_groups(history, _preset_of),
+        by_kind=_groups(history, lambda r: r.kind or "unknown"),
+        recent=tuple(_recent(r, e) for r, e in explained[:recent]),
+    )
+
+
+def _explanation(record: HistoryRecord) -> Explanation | None:
+    try:
+        return record.explain()
+    except StateError:  # one malformed row must not hide the rest; it shows without a reason
+        return None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _model_lines(
+    state: dict[str, Any] | None, history: Sequence[HistoryRecord]
+) -> tuple[ModelLine, ...]:
+    rows: dict[str, dict[str, Any]]
+    if state is not None:
+        rows = state["models"]
+    else:  # history alone (a store that keeps history but no state yet)
+        rows = {}
+        for model in dict.fromkeys(r.model for r in history if r.model):
+            mine = [r for r in history if r.model == model]
+            qualities = [r.quality for r in mine if r.quality is not None]
+            rows[model] = {
+                "decisions": len(mine),
+                "feedback": len(qualities),
+                "mean_quality": _mean(qualities),
+                "mean_cost": _mean([r.cost for r in mine if r.cost is not None]),
+                "mean_latency": _mean([r.latency for r in mine if r.latency is not None]),
+            }
+    total = sum(int(v["decisions"]) for v in rows.values())
+    lines = [
+        ModelLine(
+            model=model,
+            decisions=int(v["decisions"]),
+            share=int(v["decisions"]) / total if total else 0.0,
+            feedback=int(v["feedback"]),
+            mean_quality=v["mean_quality"],
+            mean_cost=v["mean_cost"],
+            mean_latency=v["mean_latency"],
+        )
+        for model, v in rows.items()
+    ]
+    return tuple(sorted(lines, key=lambda m: (-m.decisions, m.model)))
+
+
+def _total_cost(state: dict[str, Any] | None, history: Sequence[HistoryRecord]) -> float:
+    if state is not None:
+        return float(sum(v.get("cost_sum", 0.0) for v in state["models"].values()))
+    return float(sum(r.cost for r in history if r.cost is not None))
+
+
+def _savings(
+    state: dict[str, Any] | None, models: Sequence[ModelLine], min_feedback: int
+) -> tuple[Savings | None, str]:
+    if state is None:
+        return None, "no learned state in this namespace yet"
+    able = [
+        (m.mean_quality, -m.mean_cost, m.model)
+        for m in models
+        if m.feedback >= min_feedback and m.mean_quality is not None and m.mean_cost is not None
+    ]
+    if not able:
+        return None, f"no model has {min_feedback} quality feedbacks and a known cost yet"
+    quality, minus_cost, strongest = max(able)
+    rows = state["models"].values()
+    n = int(sum(v.get("cost_n", 0) for v in rows))
+    actual = float(sum(v.get("cost_sum", 0.0) for v in rows))
+    baseline = -minus_cost * n
+    saved = baseline - actual
+    return (
+        Savings(
+            strongest=strongest,
+            strongest_quality=quality,
+            strongest_mean_cost=-minus_cost,
+            decisions=n,
+            actual_cost=actual,
+            baseline_cost=baseline,
+            saved=saved,
+            percent=100.0 * saved / baseline if baseline > 0 else None,
+        ),
+        f"against always {strongest} (the highest mean quality among models with "
+        f"{min_feedback}+ quality feedbacks)",
+    )
+
+
+def _savings_curve(
+    history: Sequence[HistoryRecord], savings: Savings | None
+) -> tuple[tuple[float, float], ...]:
+    if savings is None:
+        return ()
+    costed = sorted((r.time, r.cost) for r in history if r.cost is not None)
+    points: list[tuple[float, float]] = []
+    total = 0.0
+    for when, cost in costed:
+        total += savings.strongest_mean_cost - cost
+        points.append((when, total))
+    if len(points) > CURVE_POINTS:  # evenly thinned; the last point always kept
+        step = len(points) / CURVE_POINTS
+        points = [points[int(i * step)] for i in range(CURVE_POINTS - 1)] + [points[-1]]
+    return tuple(points)
+
+
+def _timeline(history: Sequence[HistoryRecord]) -> Timeline:
+    dated = [(r.time, r.model) for r in history if r.model]
+    if not dated:
+        return Timeline(edges=(), counts={})
+    first, last = min(t for t, _ in dated), max(t for t, _ in dated)
+    bins = max(1, min(TIME_BINS, len(dated) // 5))
+    width = (last - first) / bins or 1.0
+    edges = tuple(first + i * width for i in range(bins + 1))
+    counts: dict[str, list[int]] = {}
+    for when, model in dated:
+        row = counts.setdefault(str(model), [0] * bins)
+        row[min(int((when - first) / width), bins - 1)] += 1
+    return Timeline(edges=edges, counts={m: tuple(c) for m, c in sorted(counts.items())})
+
+
+def _preset_of(record: HistoryRecord) -> str:
+    weights = (record.pref_quality, record.pref_cost, record.pref_latency)
+    if any(w is None for w in weights):
+        return "unknown"
+    try:
+        preset = Preferences(
+            quality=record.pref_quality or 0.0,
+            cost=record.pref_cost or 0.0,
+            latency=record.pref_latency or 0.0,
+        ).preset
+    except ValueError:  # weights no Preferences accepts (written by something else)
+        return "custom"
+    return preset or "custom"
+
+
+def _groups(history: Sequence[HistoryRecord], key: Any) -> dict[str, dict[str, int]]:
+    """Decisions per model within each group (preference preset or kind of query)."""
+    groups: dict[str, Counter[str]] = {}
+    for record in history:
+        if record.model:
+            groups.setdefault(key(record), Counter())[record.model] += 1
+    return {g: dict(c.most_common()) for g, c in sorted(groups.items())}
+
+
+def _recent(record: HistoryRecord, explanation: Explanation | None) -> RecentDecision:
+    prompt = record.prompt
+    if prompt is not None and len(prompt) > PROMPT_CHARS:
+        prompt = prompt[: PROMPT_CHARS - 1] + "…"
+    return RecentDecision(
+        decision_id=record.decision_id,
+        time=record.time,
+        model=record.model,
+        reason=None if explanation is None else explanation.reason,
+        exploring=None if explanation is None else explanation.exploring,
+        preset=_preset_of(record),
+        kind=record.kind,
+        quality=record.quality,
+        cost=record.cost,
+        latency=record.latency,
+        prompt=prompt,
+    )
+
+
+# -- the terminal ------------------------------------------------------------------------------
+def _num(value: float | None, spec: str, prefix: str = "") -> str:
+    return "-" if value is None or not math.isfinite(value) else prefix + format(value, spec)
+
+
+def format_summary(summary: Summary) -> str:
+    """The summary as ``conduit stats`` prints it."""
+    s = summary
+    head = f"{s.store} namespace {s.namespace!r}"
+    if s.algorithm is None and not s.history_rows:
+        return f"{head}: nothing learned or recorded yet"
+    lines = [
+        f"{head}: {s.algorithm or 'no learned state'}, {s.total_decisions} decisions, "
+        f"{s.total_feedback} quality feedbacks, total cost {_num(s.total_cost, '.4f', '$')}",
+        "",
+        f"  {'model':<32} {'share':>6} {'decisions':>9} {'feedback':>8} {'quality':>7} "
+        f"{'mean cost':>10} {'latency':>7}",
+    ]
+    for m in s.models:
+        lines.append(
+            f"  {m.model:<32} {100 * m.share:>5.1f}% {m.decisions:>9} {m.feedback:>8} "
+            f"{_num(m.mean_quality, '.3f'):>7} {_num(m.mean_cost, '.6f', '$'):>10} "
+            f"{_num(m.mean_latency, '.2f'):>7}"
+        )
+    lines.append("")
+    if s.savings is None:
+        lines.append(f"savings: not yet ({s.savings_note})")
+    else:
+        v = s.savings
+        lines.append(
+            f"savings: {_num(v.saved, '.4f', '$')} ({_num(v.percent, '.1f')}%) against always "
+            f"{v.strongest} (quality {v.strongest_quality:.3f}, "
+            f"{_num(v.strongest_mean_cost, '.6f', '$')} a query): "
+            f"{_num(v.actual_cost, '.4f', '$')} spent instead of "
+            f"{_num(v.baseline_cost, '.4f', '$')} over {v.decisions} decisions with a known cost"
+        )
+    if s.exploration_share is None:
+        lines.append("exploration: no explained decisions in the history")
+    else:
+        lines.append(
+            f"exploration: {100 * s.exploration_share:.1f}% of the last {s.explained} "
+            "explained decisions chose a model for its exploration bonus"
+        )
+    if s.recent:
+        lines += ["", "recent decisions:"]
+        for r in s.recent:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.time))
+            outcome = f"quality {_num(r.quality, '.2f')}, cost {_num(r.cost, '.6f', '$')}"
+            lines.append(f"  {when} {r.decision_id[:12]} {r.model or '-'} ({outcome})")
+            lines.append(f"      {r.reason or '(no explanation recorded)'}")
+            if r.prompt is not None:
+                lines.append(f"      prompt: {r.prompt!r}")
+    return "\n".join(lines)
