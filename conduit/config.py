@@ -2,8 +2,9 @@
 
 ``CONDUIT_STATE_URL`` chooses the state store for ``conduit state`` and for
 anything that asks for the default store; without it, state lives in an SQLite
-file in the user's data directory. ``CONDUIT_METRICS*`` turn on the proxy
-plugin's Prometheus metrics (:func:`metrics_settings`).
+file in the user's data directory. The proxy plugin is configured by
+``CONDUIT_*`` variables (:func:`plugin_settings`), ``CONDUIT_METRICS*`` among them
+(:func:`metrics_settings`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ __all__ = [
     "METRICS_PORT_ENV",
     "STATE_URL_ENV",
     "MetricsSettings",
+    "PluginSettings",
     "dashboard_token",
     "data_dir",
     "default_state_url",
     "metrics_settings",
+    "plugin_settings",
     "state_url",
 ]
 
@@ -98,4 +101,57 @@ def metrics_settings(environ: Mapping[str, str] | None = None) -> MetricsSetting
         enabled=flag in _TRUE or port is not None,
         port=port,
         host=env.get(METRICS_HOST_ENV, "").strip() or "127.0.0.1",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PluginSettings:
+    """The proxy plugin's configuration (``conduit_litellm.plugin.from_env``)."""
+
+    preferences: str = "balanced"
+    bandit_algorithm: str | None = None
+    embedding_backend: str = "auto"
+    state_path: str | None = None
+    seed: int | None = None
+    save_interval: float = 30.0
+    feedback_port: int | None = None
+    feedback_host: str = "127.0.0.1"
+    feedback_token: str | None = None
+    metrics: MetricsSettings = MetricsSettings()
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+
+
+def plugin_settings(environ: Mapping[str, str] | None = None) -> PluginSettings:
+    """``CONDUIT_PREFERENCES`` (balanced), ``CONDUIT_BANDIT_ALGORITHM`` (hybrid),
+    ``CONDUIT_EMBEDDING_BACKEND`` (auto), ``CONDUIT_STATE_PATH``, ``CONDUIT_SEED``,
+    ``CONDUIT_SAVE_INTERVAL`` (30 seconds), ``CONDUIT_FEEDBACK_PORT`` with
+    ``CONDUIT_FEEDBACK_TOKEN`` and ``CONDUIT_FEEDBACK_HOST``, and the metrics
+    variables of :func:`metrics_settings`. Values are checked by the plugin itself.
+
+    >>> plugin_settings({"CONDUIT_PREFERENCES": "cost", "CONDUIT_SEED": "7"}).seed
+    7
+    """
+    env = os.environ if environ is None else environ
+    seed, port = _number(env, "CONDUIT_SEED", int), _number(env, "CONDUIT_FEEDBACK_PORT", int)
+    interval = _number(env, "CONDUIT_SAVE_INTERVAL", float)
+    return PluginSettings(
+        preferences=env.get("CONDUIT_PREFERENCES") or "balanced",
+        bandit_algorithm=env.get("CONDUIT_BANDIT_ALGORITHM") or None,
+        embedding_backend=env.get("CONDUIT_EMBEDDING_BACKEND") or "auto",
+        state_path=env.get("CONDUIT_STATE_PATH") or None,
+        seed=None if seed is None else int(seed),
+        save_interval=30.0 if interval is None else interval,
+        feedback_port=None if port is None else int(port),
+        feedback_host=env.get("CONDUIT_FEEDBACK_HOST") or "127.0.0.1",
+        feedback_token=env.get("CONDUIT_FEEDBACK_TOKEN") or None,
+        metrics=metrics_settings(env),
     )

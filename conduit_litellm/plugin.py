@@ -24,14 +24,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conduit.config import metrics_settings
+from conduit.config import plugin_settings
 from conduit.engines.features.extractor import Backend
 from conduit.engines.router import Router
 from conduit.errors import ConduitError, ConfigurationError
@@ -382,39 +381,29 @@ def _as_messages(messages: object) -> list[Mapping[str, Any]]:
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> ConduitRoutingPlugin:
-    """A plugin configured by environment variables, read once, here.
-
-    ``CONDUIT_PREFERENCES`` (balanced), ``CONDUIT_BANDIT_ALGORITHM`` (hybrid),
-    ``CONDUIT_EMBEDDING_BACKEND`` (auto), ``CONDUIT_STATE_PATH``, ``CONDUIT_SEED``,
-    ``CONDUIT_SAVE_INTERVAL`` (30 seconds), ``CONDUIT_FEEDBACK_PORT`` with
-    ``CONDUIT_FEEDBACK_TOKEN``, ``CONDUIT_FEEDBACK_HOST``, and ``CONDUIT_METRICS``,
-    ``CONDUIT_METRICS_PORT``, ``CONDUIT_METRICS_HOST`` (read by
-    :func:`conduit.config.metrics_settings`).
+    """A plugin configured by the ``CONDUIT_*`` environment variables, read once by
+    :func:`conduit.config.plugin_settings` (which lists them).
 
     >>> plugin = from_env({"CONDUIT_PREFERENCES": "cost", "CONDUIT_EMBEDDING_BACKEND": "hashing"})
     >>> plugin.preferences.cost
     2.0
     >>> plugin.cleanup()
     """
-    env = os.environ if environ is None else environ
-    port = env.get("CONDUIT_FEEDBACK_PORT")
-    observe = metrics_settings(env)
-    seed = env.get("CONDUIT_SEED")
-    interval = env.get("CONDUIT_SAVE_INTERVAL")
+    settings = plugin_settings(environ)
     try:
         return ConduitRoutingPlugin(
-            bandit_algorithm=env.get("CONDUIT_BANDIT_ALGORITHM") or None,
-            embedding_backend=env.get("CONDUIT_EMBEDDING_BACKEND", "auto"),  # type: ignore[arg-type]
-            preferences=env.get("CONDUIT_PREFERENCES", "balanced"),
-            state_path=env.get("CONDUIT_STATE_PATH") or None,
-            seed=int(seed) if seed else None,
-            save_interval=float(interval) if interval else 30.0,
-            feedback_port=int(port) if port else None,
-            feedback_host=env.get("CONDUIT_FEEDBACK_HOST", "127.0.0.1"),
-            feedback_token=env.get("CONDUIT_FEEDBACK_TOKEN") or None,
-            metrics=observe.enabled,
-            metrics_port=observe.port,
-            metrics_host=observe.host,
+            bandit_algorithm=settings.bandit_algorithm,
+            embedding_backend=settings.embedding_backend,  # type: ignore[arg-type]
+            preferences=settings.preferences,
+            state_path=settings.state_path,
+            seed=settings.seed,
+            save_interval=settings.save_interval,
+            feedback_port=settings.feedback_port,
+            feedback_host=settings.feedback_host,
+            feedback_token=settings.feedback_token,
+            metrics=settings.metrics.enabled,
+            metrics_port=settings.metrics.port,
+            metrics_host=settings.metrics.host,
         )
     except ValueError as exc:
         if isinstance(exc, ConfigurationError):

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports LiteLLM or Hugging Face code: LiteLLM's bundled cost map (no
+# fetch of the remote one) and no hub downloads. scripts/test exports both as well.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 from collections.abc import Callable, Mapping
 from typing import Any
 

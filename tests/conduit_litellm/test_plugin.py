@@ -162,10 +162,10 @@ def test_default_instance_loads_like_the_proxy_does(monkeypatch: pytest.MonkeyPa
     ("environ", "pattern"),
     [
         ({"CONDUIT_FEEDBACK_PORT": "9000"}, "feedback_port needs feedback_token"),
-        ({"CONDUIT_FEEDBACK_PORT": "nine"}, "invalid CONDUIT_"),
+        ({"CONDUIT_FEEDBACK_PORT": "nine"}, "CONDUIT_FEEDBACK_PORT must be a number"),
         ({"CONDUIT_PREFERENCES": "cheapest"}, "unknown preference"),
-        ({"CONDUIT_SEED": "x"}, "invalid CONDUIT_"),
-        ({"CONDUIT_SAVE_INTERVAL": "soon"}, "invalid CONDUIT_"),
+        ({"CONDUIT_SEED": "x"}, "CONDUIT_SEED must be a number"),
+        ({"CONDUIT_SAVE_INTERVAL": "soon"}, "CONDUIT_SAVE_INTERVAL must be a number"),
         ({"CONDUIT_SAVE_INTERVAL": "0"}, "save_interval must be > 0"),
     ],
 )
