@@ -89,6 +89,11 @@ def _as_price(model: str, value: PriceLike) -> Price:
     return price
 
 
+def _known(value: float) -> float | None:
+    """A learned or predicted number, or None where it is not known yet (NaN)."""
+    return None if math.isnan(value) else float(value)
+
+
 def _shares(values: FloatArray) -> FloatArray:
     """Each value as a fraction of the largest known one.
 
@@ -140,10 +145,6 @@ class _Reasons:
 
     def decision(self, decision_id: str) -> RoutingDecision:
         utility, mean, bonus, costs, latency = self.numbers
-
-        def known(value: float) -> float | None:
-            return None if math.isnan(value) else float(value)
-
         return RoutingDecision(
             decision_id=decision_id,
             selected_model=self.model,
@@ -154,8 +155,8 @@ class _Reasons:
                     utility=float(utility[j]),
                     quality=float(mean[j]),
                     bonus=float(bonus[j]),
-                    cost=known(costs[j]),
-                    latency=known(latency[j]),
+                    cost=_known(costs[j]),
+                    latency=_known(latency[j]),
                 )
                 for j, name in enumerate(self.names)
             },
@@ -598,17 +599,13 @@ class Router:
             o = self._outcomes
             decisions, feedback = o.column("decisions"), o.column("quality_n")
             q, c, lat = o.mean("quality"), o.mean("cost"), o.mean("latency")
-
-            def num(v: float) -> float | None:
-                return None if math.isnan(v) else float(v)
-
             models = {
                 m: ModelStats(
                     pulls=int(decisions[i]),
                     feedback=int(feedback[i]),
-                    mean_quality=num(q[i]),
-                    mean_cost=num(c[i]),
-                    mean_latency=num(lat[i]),
+                    mean_quality=_known(q[i]),
+                    mean_cost=_known(c[i]),
+                    mean_latency=_known(lat[i]),
                 )
                 for i, m in enumerate(o.models)
             }
