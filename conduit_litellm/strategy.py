@@ -680,10 +680,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     ) -> dict[str, Any]:
         """A deployment as ``simple-shuffle`` picks it, with no Conduit decision attached."""
         self._fallbacks.record(exc)
-        healthy = [d for d in pool if deployment_id(d) not in cooling] or pool
         if request_kwargs is not None:
             _unstamp(request_kwargs)
-        return _shuffle(healthy, self._shuffle)
+        return _shuffle(self._healthy(pool, cooling), self._shuffle)
 
     def stats(self) -> dict[str, float]:
         """The feedback logger's event counts and the requests LiteLLM routed because Conduit
