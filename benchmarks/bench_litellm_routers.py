@@ -170,7 +170,7 @@ def conduit_points(data: ReplayData, seed: int, strong: int) -> tuple[Point, lis
 
 # -- summaries --------------------------------------------------------------------------------
 def best_within(curve: Sequence[Point], cap: float, reference: float) -> float | None:
-    """The best quality a curve reaches at a mean cost of at most ``cap`` × ``reference``."""
+    """The best quality a curve reaches at a mean cost of at most ``cap`` times ``reference``."""
     ok = [p.quality for p in curve if p.cost is not None and p.cost <= cap * reference]
     return max(ok) if ok else None
 
