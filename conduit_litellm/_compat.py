@@ -20,6 +20,7 @@ __all__ = [
     "active_cooldowns",
     "add_callback",
     "async_active_cooldowns",
+    "call_families",
     "deployments",
     "group_deployments",
     "has_registry",
@@ -168,3 +169,34 @@ def remove_callback(callback: object) -> None:
 def metadata_key(request_kwargs: Mapping[str, Any]) -> str:
     """Where LiteLLM keeps a request's metadata: ``litellm_metadata`` for some endpoints."""
     return "litellm_metadata" if "litellm_metadata" in request_kwargs else "metadata"
+
+
+def call_families(
+    messages: object, input: object, request_kwargs: Mapping[str, Any] | None
+) -> frozenset[str]:
+    """The kinds of deployment (see :func:`conduit_litellm.utils.mode_family`) that can serve a
+    pick, read from what LiteLLM's router hands a custom strategy for each call type.
+
+    LiteLLM passes no call type, only the call's arguments: ``file`` (transcription),
+    ``voice`` (speech), ``query`` and ``documents`` (rerank), ``prompt`` (text completion or
+    image generation: both pass it alone), ``input`` without messages (embedding or
+    moderation), and ``messages`` for chat. Where two kinds are possible the caller narrows
+    them by the requested group.
+
+    >>> sorted(call_families(None, ["a"], {"input": ["a"]}))
+    ['embedding', 'moderation']
+    >>> sorted(call_families([{"role": "user", "content": "hi"}], None, {}))
+    ['chat']
+    """
+    kwargs: Mapping[str, Any] = request_kwargs if isinstance(request_kwargs, Mapping) else {}
+    if "file" in kwargs:
+        return frozenset({"audio_transcription"})
+    if "voice" in kwargs:
+        return frozenset({"audio_speech"})
+    if "documents" in kwargs and "query" in kwargs:
+        return frozenset({"rerank"})
+    if "prompt" in kwargs and "messages" not in kwargs:
+        return frozenset({"chat", "image_generation"})
+    if messages is None and (input is not None or "input" in kwargs):
+        return frozenset({"embedding", "moderation"})
+    return frozenset({"chat"})

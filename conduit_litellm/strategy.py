@@ -31,6 +31,7 @@ from litellm.exceptions import BadRequestError, ContextWindowExceededError
 from litellm.types.router import CustomRoutingStrategyBase
 
 from conduit._redact import describe_error
+from conduit.engines.bandits import ALGORITHMS
 from conduit.engines.features.extractor import Backend
 from conduit.engines.features.redis_cache import RedisFeatureCache
 from conduit.engines.router import Router
@@ -54,6 +55,7 @@ from conduit_litellm.utils import (
     deployment_id,
     deployment_model,
     deployment_price,
+    mode_family,
     model_group,
     query_text,
     request_needs,
@@ -63,7 +65,7 @@ __all__ = ["PREFERENCES_KEY", "ConduitRoutingStrategy"]
 
 logger = logging.getLogger("conduit_litellm")
 
-Scope = Literal["all", "group"]
+Scope = Literal["all", "group"] | Sequence[str]
 #: Request-metadata key a caller may set to route one request with other preferences.
 PREFERENCES_KEY = "conduit_preferences"
 #: Where ``cache_enabled=True`` looks for Redis without a ``redis_url`` (the usage guide's).
@@ -92,17 +94,26 @@ class _Plan:
 class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     """Route LiteLLM requests with a Conduit router that learns from every outcome.
 
-    ``scope="all"`` lets every deployment of the model list compete for every
-    request (the model group named in the call is only checked to exist);
-    ``scope="group"`` keeps the choice inside the requested group.
+    ``scope="all"`` (the default) lets every deployment of the model list that can
+    serve the call compete for every request (the model group named in the call is
+    only checked to exist); ``scope="group"`` keeps the choice inside the requested
+    group; ``scope=["a", "b"]`` lets the deployments of groups a and b compete for a
+    request naming either, while requests for other groups stay in their group.
+    Which deployments compete for which group is logged once at setup
+    (:meth:`competitors`). Whatever the scope, a deployment that cannot serve the
+    call is never picked: a chat call never goes to an embedding, image, audio,
+    rerank or moderation model (LiteLLM's ``mode``, from ``model_info.mode`` or the
+    cost map), nor to one whose context window, tools, vision or structured output
+    (as LiteLLM's ``supports_*`` helpers read them) fall short.
     ``conduit_router`` supplies a ready router whose model names match
     deployments by ``model_info.id``, ``litellm_params.model`` or model group;
     otherwise one is built from ``use_hybrid``/``bandit_algorithm``,
     ``embedding_model``/``embedding_backend``, ``seed``, ``state_path`` and
     ``router_options`` (any other :class:`conduit.Router` argument).
-    ``use_hybrid`` goes to :class:`conduit.Router` as given: True (the default)
-    runs UCB1 then LinUCB, False Thompson sampling, None the engine's default;
-    with ``bandit_algorithm`` pass ``use_hybrid=None``.
+    ``bandit_algorithm`` names the policy (see :data:`conduit.engines.bandits.ALGORITHMS`);
+    without it ``use_hybrid`` chooses: None (the default) or True run UCB1 then LinUCB,
+    False Thompson sampling. Only an explicit ``use_hybrid`` that contradicts the named
+    algorithm is an error.
 
     Features are cached in process (``router_options={"feature_cache_size": ...}``)
     and, with ``cache_enabled``, in Redis at ``redis_url`` (default
@@ -124,7 +135,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     def __init__(
         self,
         conduit_router: Router | None = None,
-        use_hybrid: bool | None = True,
+        use_hybrid: bool | None = None,
         embedding_model: str = "all-MiniLM-L6-v2",
         cache_enabled: bool = False,
         redis_url: str | None = None,
@@ -146,8 +157,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             raise ConfigurationError(
                 f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
             )
-        if scope not in ("all", "group"):
-            raise ConfigurationError(f"scope must be 'all' or 'group', got {scope!r}")
+        self._scope_groups = _scope_groups(scope)
         try:
             self.preferences = Preferences.of(preferences)
         except ValueError as exc:
@@ -158,6 +168,10 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             )
         if use_hybrid is not None and not isinstance(use_hybrid, bool):
             raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
+        if bandit_algorithm is not None and bandit_algorithm not in ALGORITHMS:
+            raise ConfigurationError(
+                f"bandit_algorithm must be one of {sorted(ALGORITHMS)}, got {bandit_algorithm!r}"
+            )
         if conduit_router is None and (
             (use_hybrid and bandit_algorithm not in (None, "hybrid"))
             or (use_hybrid is False and bandit_algorithm == "hybrid")
@@ -166,7 +180,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
                 f"use_hybrid={use_hybrid} contradicts bandit_algorithm={bandit_algorithm!r}: "
                 "pass use_hybrid=None with bandit_algorithm"
             )
-        self.scope: Scope = scope
+        self.scope: Scope = scope if isinstance(scope, str) else tuple(scope)
         self.use_hybrid = use_hybrid
         self.bandit_algorithm = bandit_algorithm
         self.embedding_model = embedding_model
@@ -221,6 +235,22 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         if self._litellm_router is not None and self._litellm_router is not router:
             raise ConfigurationError("this strategy already routes for another litellm.Router")
         self._litellm_router = router
+        if self._scope_groups:
+            known = {model_group(d) for d in _compat.deployments(router)}
+            missing = sorted(set(self._scope_groups) - known)
+            if missing:
+                self._litellm_router = None
+                raise ConfigurationError(
+                    f"scope names model groups the router does not have: {missing}; "
+                    f"its groups are {sorted(known)}"
+                )
+        if _compat.deployments(router):
+            try:  # built now, so a store or embedding model that cannot work fails setup
+                self._refresh()
+            except Exception:
+                self._litellm_router = None
+                raise
+            self._log_competitors()
         how = _compat.register_strategy(router, self)
         _compat.add_callback(self.feedback)
         logger.debug("Conduit strategy registered through Router.%s", how)
@@ -316,6 +346,61 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         if self._metrics_server is None:
             self._metrics_server = self.metrics.serve(host=host, port=port)
         return self._metrics_server
+
+    def competitors(self) -> dict[str, list[str]]:
+        """For each model group, the ids of the deployments that compete for a request naming
+        it under this scope: those of its own kind (chat with chat, embedding with embedding)."""
+        snap = self._refresh()
+        out: dict[str, list[str]] = {}
+        for group in dict.fromkeys(model_group(d) for d in snap.deployments):
+            members = self._members(group)
+            own = {deployment_id(d) for d in members}
+            kinds = {self._family(snap, d) or "chat" for d in members}
+            out[group] = [
+                deployment_id(d)
+                for d in self._pool(snap, group, members)
+                if deployment_id(d) in own or (self._family(snap, d) or "chat") in kinds
+            ]
+        return out
+
+    def _log_competitors(self) -> None:
+        competing = self.competitors()
+        lines = [
+            f"{group!r} <- {', '.join(ids)}"
+            for group, ids in competing.items()
+            if set(ids) != {deployment_id(d) for d in self._members(group)}
+        ]
+        if lines:
+            logger.info(
+                "Conduit scope=%r: requests for one model group may be served by deployments "
+                "of other groups (set scope='group' or scope=[...] to narrow): %s",
+                self.scope,
+                "; ".join(lines),
+            )
+        else:
+            logger.info("Conduit scope=%r: every request stays in its model group", self.scope)
+
+    def _members(self, group: str) -> list[dict[str, Any]]:
+        return _compat.group_deployments(self._litellm_router, group)
+
+    def _pool(
+        self, snap: _Snapshot, model: str, group: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The deployments in scope for a request naming ``model`` (group ``group``)."""
+        if self.scope == "all":
+            pool: Sequence[dict[str, Any]] = snap.deployments
+        elif self._scope_groups and (
+            model in self._scope_groups or any(model_group(d) in self._scope_groups for d in group)
+        ):
+            pool = [*group, *(d for d in snap.deployments if model_group(d) in self._scope_groups)]
+        else:
+            pool = group
+        return [
+            snap.by_id[i] for i in dict.fromkeys(deployment_id(d) for d in pool) if i in snap.by_id
+        ]
+
+    def _family(self, snap: _Snapshot, deployment: Mapping[str, Any]) -> str | None:
+        return mode_family(self._capabilities(snap, deployment).mode)
 
     # -- deployments and arms ----------------------------------------------------------------
     def _router_or_raise(self) -> Any:
@@ -430,10 +515,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             raise self._error(
                 model, f"no deployment serves model group {model!r}; groups are {groups}"
             )
-        pool = group if self.scope == "group" else snap.deployments
-        candidates = [
-            snap.by_id[i] for i in dict.fromkeys(deployment_id(d) for d in pool) if i in snap.by_id
-        ]
+        candidates = self._servable(
+            snap, self._pool(snap, model, group), group, messages, input, request_kwargs, model
+        )
         routable = [d for d in candidates if deployment_id(d) in snap.arm_of]
         if not routable:
             # Conduit's configuration, not the request, is at fault: LiteLLM's choice serves it
@@ -458,6 +542,43 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             raise self._error(
                 "", f"metadata {PREFERENCES_KEY}={wanted!r} is invalid: {exc}"
             ) from exc
+
+    def _servable(
+        self,
+        snap: _Snapshot,
+        pool: list[dict[str, Any]],
+        group: Sequence[Mapping[str, Any]],
+        messages: object,
+        input: object,
+        request_kwargs: Mapping[str, Any] | None,
+        model: str,
+    ) -> list[dict[str, Any]]:
+        """The deployments of ``pool`` whose kind (LiteLLM's ``mode``) serves this call.
+
+        Where the call's arguments fit two kinds (``prompt``: text completion or image
+        generation; ``input``: embedding or moderation), the requested group's kind decides.
+        A deployment whose mode nobody states counts as chat (LiteLLM's default), and
+        always as fit for its own group.
+        """
+        families = _compat.call_families(messages, input, request_kwargs)
+        own = {deployment_id(d) for d in group}
+        if len(families) > 1:
+            narrowed = families & {self._family(snap, d) or "chat" for d in group}
+            families = frozenset(narrowed) or families
+        keep = []
+        for d in pool:
+            family = self._family(snap, d)
+            if family in families or (
+                family is None and (deployment_id(d) in own or "chat" in families)
+            ):
+                keep.append(d)
+        if not keep:
+            kinds = " or ".join(sorted(families))
+            found = sorted({str(self._capabilities(snap, d).mode) for d in group})
+            raise self._error(
+                model, f"no deployment for {model!r} serves a {kinds} call (its modes: {found})"
+            )
+        return keep
 
     def _capable(
         self,
@@ -691,6 +812,20 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
 
     def __repr__(self) -> str:
         return f"ConduitRoutingStrategy(scope={self.scope!r}, router={self._conduit!r})"
+
+
+def _scope_groups(scope: object) -> tuple[str, ...]:
+    """The groups of a list scope (empty for "all" and "group"); refuses anything else."""
+    if scope in ("all", "group"):
+        return ()
+    if isinstance(scope, (str, bytes)) or not isinstance(scope, Sequence) or not scope:
+        raise ConfigurationError(
+            f"scope must be 'all', 'group' or a non-empty list of model group names, got {scope!r}"
+        )
+    for name in scope:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"scope lists model group names (str), got {name!r}")
+    return tuple(dict.fromkeys(scope))
 
 
 def _unstamp(request_kwargs: dict[str, Any]) -> None:
