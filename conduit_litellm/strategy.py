@@ -31,14 +31,21 @@ from litellm.exceptions import BadRequestError, ContextWindowExceededError
 from litellm.types.router import CustomRoutingStrategyBase
 
 from conduit._redact import describe_error
-from conduit.engines.bandits import ALGORITHMS
+from conduit.config import load_settings
 from conduit.engines.features.extractor import Backend
 from conduit.engines.features.redis_cache import RedisFeatureCache
 from conduit.engines.router import Router
-from conduit.errors import ConfigurationError, UnknownDecisionError
+from conduit.errors import ConfigurationError, InvalidQueryError, UnknownDecisionError
 from conduit.metrics import Metrics, MetricsServer, as_metrics
 from conduit.types import Constraints, Explanation, Preferences, RoutingDecision
 from conduit_litellm import _compat
+from conduit_litellm._core import (
+    PREFERENCES_KEY,
+    build_router,
+    check_router_options,
+    request_preferences,
+    settings_preferences,
+)
 from conduit_litellm._fallback import Fallbacks
 from conduit_litellm.feedback import (
     CALL_PREFIX,
@@ -66,8 +73,6 @@ __all__ = ["PREFERENCES_KEY", "ConduitRoutingStrategy"]
 logger = logging.getLogger("conduit_litellm")
 
 Scope = Literal["all", "group"] | Sequence[str]
-#: Request-metadata key a caller may set to route one request with other preferences.
-PREFERENCES_KEY = "conduit_preferences"
 #: Where ``cache_enabled=True`` looks for Redis without a ``redis_url`` (the usage guide's).
 DEFAULT_REDIS_URL = "redis://localhost:6379"
 
@@ -136,16 +141,17 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         self,
         conduit_router: Router | None = None,
         use_hybrid: bool | None = None,
-        embedding_model: str = "all-MiniLM-L6-v2",
+        embedding_model: str | None = None,
         cache_enabled: bool = False,
         redis_url: str | None = None,
         cache_ttl: int = 3600,
         *,
-        scope: Scope = "all",
-        preferences: Preferences | str = "balanced",
+        scope: Scope | None = None,
+        preferences: Preferences | str | Mapping[str, float] | None = None,
         seed: int | None = None,
-        embedding_backend: Backend = "auto",
+        embedding_backend: Backend | None = None,
         bandit_algorithm: str | None = None,
+        state_store: str | None = None,
         state_path: str | Path | None = None,
         router_options: Mapping[str, Any] | None = None,
         response_ttl: float = 24 * 3600.0,
@@ -157,37 +163,39 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             raise ConfigurationError(
                 f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
             )
-        self._scope_groups = _scope_groups(scope)
-        try:
-            self.preferences = Preferences.of(preferences)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from exc
+        if scope is not None:
+            _scope_groups(scope)
+        if use_hybrid is not None and not isinstance(use_hybrid, bool):
+            raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
         if isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int) or cache_ttl <= 0:
             raise ConfigurationError(
                 f"cache_ttl must be a positive int of seconds, got {cache_ttl!r}"
             )
-        if use_hybrid is not None and not isinstance(use_hybrid, bool):
-            raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
-        if bandit_algorithm is not None and bandit_algorithm not in ALGORITHMS:
-            raise ConfigurationError(
-                f"bandit_algorithm must be one of {sorted(ALGORITHMS)}, got {bandit_algorithm!r}"
-            )
-        if conduit_router is None and (
-            (use_hybrid and bandit_algorithm not in (None, "hybrid"))
-            or (use_hybrid is False and bandit_algorithm == "hybrid")
-        ):
-            raise ConfigurationError(
-                f"use_hybrid={use_hybrid} contradicts bandit_algorithm={bandit_algorithm!r}: "
-                "pass use_hybrid=None with bandit_algorithm"
-            )
-        self.scope: Scope = scope if isinstance(scope, str) else tuple(scope)
+        #: The validated settings (keywords, else CONDUIT_* variables): see conduit.config.
+        self.settings = load_settings(
+            preferences=_as_weights(preferences),
+            bandit_algorithm=bandit_algorithm,
+            use_hybrid=use_hybrid if conduit_router is None else None,
+            embedding_model=embedding_model,
+            embedding_backend=embedding_backend,
+            seed=seed,
+            scope=list(scope) if scope is not None and not isinstance(scope, str) else scope,
+            state_store=state_store,
+            state_path=None if state_path is None else str(state_path),
+        )
+        settings = self.settings
+        self._scope_groups = _scope_groups(settings.scope)
+        self.preferences = settings_preferences(settings)
+        self.scope: Scope = (
+            settings.scope if isinstance(settings.scope, str) else tuple(settings.scope)
+        )
         self.use_hybrid = use_hybrid
-        self.bandit_algorithm = bandit_algorithm
-        self.embedding_model = embedding_model
-        self.embedding_backend: Backend = embedding_backend
-        self.seed = seed
+        self.bandit_algorithm = settings.bandit_algorithm
+        self.embedding_model = settings.embedding_model
+        self.embedding_backend: Backend = settings.embedding_backend
+        self.seed = settings.seed
         self.state_path = state_path
-        self.router_options = dict(router_options or {})
+        self.router_options = check_router_options(router_options or {})
         self.cache_enabled = bool(cache_enabled)
         self.redis_url = redis_url
         self.cache_ttl = cache_ttl
@@ -441,19 +449,11 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         if self._conduit is None:
             if not ids:
                 raise ConfigurationError("the litellm.Router has no deployments to route between")
-            self._conduit = Router(
+            self._conduit = build_router(
                 list(dict.fromkeys(ids)),
-                bandit_algorithm=self.bandit_algorithm,
-                use_hybrid=self.use_hybrid,
-                embedding_model=self.embedding_model,
-                embedding_backend=self.embedding_backend,
-                seed=self.seed,
-                prices={i: p for i, p in self._prices.items() if i in ids},
-                state_path=self.state_path,
-                **self.router_options,
-            )
-            logger.info(
-                "Conduit router built: %d deployments, %s", len(set(ids)), self._conduit.algorithm
+                settings=self.settings,
+                prices=self._prices,
+                router_options=self.router_options,
             )
             extractor = self._conduit.extractor
             if self._feature_cache is not None and extractor is not None:
@@ -528,20 +528,10 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     def _request_preferences(self, request_kwargs: Mapping[str, Any] | None) -> Preferences | None:
         if not request_kwargs:
             return None
-        meta = request_kwargs.get(_compat.metadata_key(request_kwargs))
-        wanted = meta.get(PREFERENCES_KEY) if isinstance(meta, Mapping) else None
-        if wanted is None:
-            return None
         try:
-            return (
-                Preferences.of(wanted)
-                if isinstance(wanted, (str, Preferences))
-                else Preferences(**wanted)
-            )
-        except (ValueError, TypeError) as exc:
-            raise self._error(
-                "", f"metadata {PREFERENCES_KEY}={wanted!r} is invalid: {exc}"
-            ) from exc
+            return request_preferences(request_kwargs.get(_compat.metadata_key(request_kwargs)))
+        except InvalidQueryError as exc:
+            raise self._error("", str(exc)) from None
 
     def _servable(
         self,
@@ -812,6 +802,13 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
 
     def __repr__(self) -> str:
         return f"ConduitRoutingStrategy(scope={self.scope!r}, router={self._conduit!r})"
+
+
+def _as_weights(preferences: object) -> object:
+    """Preferences as the settings model takes them: a name or a dict of weights."""
+    if isinstance(preferences, Preferences):
+        return preferences.preset or preferences.model_dump()
+    return dict(preferences) if isinstance(preferences, Mapping) else preferences
 
 
 def _scope_groups(scope: object) -> tuple[str, ...]:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Before anything imports LiteLLM or Hugging Face code: LiteLLM's bundled cost map (no
 # fetch of the remote one) and no hub downloads. scripts/test exports both as well.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Learning is persisted by default (an SQLite file in the user data dir): tests keep it in
+# memory, and anything that still asks for the data dir gets a throwaway one, never the
+# developer's. A test of the default store sets both back itself.
+os.environ["CONDUIT_STATE_URL"] = "memory://"
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="conduit-test-data-")
 
 from collections.abc import Callable, Mapping
 from typing import Any
