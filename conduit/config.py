@@ -40,7 +40,6 @@ __all__ = [
     "STATE_URL_ENV",
     "ConduitSettings",
     "MetricsSettings",
-    "PluginSettings",
     "check_state_url",
     "choose_namespace",
     "dashboard_token",
@@ -49,7 +48,6 @@ __all__ = [
     "load_settings",
     "metrics_settings",
     "model_list_namespace",
-    "plugin_settings",
     "resolve_state_url",
     "state_url",
 ]
@@ -196,59 +194,6 @@ def metrics_settings(environ: Mapping[str, str] | None = None) -> MetricsSetting
     )
 
 
-@dataclass(frozen=True, kw_only=True)
-class PluginSettings:
-    """The proxy plugin's configuration (``conduit_litellm.plugin.from_env``)."""
-
-    preferences: str = "balanced"
-    bandit_algorithm: str | None = None
-    embedding_backend: str = "auto"
-    state_path: str | None = None
-    seed: int | None = None
-    save_interval: float = 30.0
-    feedback_port: int | None = None
-    feedback_host: str = "127.0.0.1"
-    feedback_token: str | None = None
-    metrics: MetricsSettings = MetricsSettings()
-
-
-def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> float | None:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-
-
-def plugin_settings(environ: Mapping[str, str] | None = None) -> PluginSettings:
-    """``CONDUIT_PREFERENCES`` (balanced), ``CONDUIT_BANDIT_ALGORITHM`` (hybrid),
-    ``CONDUIT_EMBEDDING_BACKEND`` (auto), ``CONDUIT_STATE_PATH``, ``CONDUIT_SEED``,
-    ``CONDUIT_SAVE_INTERVAL`` (30 seconds), ``CONDUIT_FEEDBACK_PORT`` with
-    ``CONDUIT_FEEDBACK_TOKEN`` and ``CONDUIT_FEEDBACK_HOST``, and the metrics
-    variables of :func:`metrics_settings`. Values are checked by the plugin itself.
-
-    >>> plugin_settings({"CONDUIT_PREFERENCES": "cost", "CONDUIT_SEED": "7"}).seed
-    7
-    """
-    env = os.environ if environ is None else environ
-    seed, port = _number(env, "CONDUIT_SEED", int), _number(env, "CONDUIT_FEEDBACK_PORT", int)
-    interval = _number(env, "CONDUIT_SAVE_INTERVAL", float)
-    return PluginSettings(
-        preferences=env.get("CONDUIT_PREFERENCES") or "balanced",
-        bandit_algorithm=env.get("CONDUIT_BANDIT_ALGORITHM") or None,
-        embedding_backend=env.get("CONDUIT_EMBEDDING_BACKEND") or "auto",
-        state_path=env.get("CONDUIT_STATE_PATH") or None,
-        seed=None if seed is None else int(seed),
-        save_interval=30.0 if interval is None else interval,
-        feedback_port=None if port is None else int(port),
-        feedback_host=env.get("CONDUIT_FEEDBACK_HOST") or "127.0.0.1",
-        feedback_token=env.get("CONDUIT_FEEDBACK_TOKEN") or None,
-        metrics=metrics_settings(env),
-    )
-
-
 Backend = Literal["auto", "onnx", "sentence-transformers", "hashing"]
 
 
@@ -282,6 +227,11 @@ class ConduitSettings(BaseSettings):
     state_path: str | None = None
     save_interval: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     feedback_token: str | None = None
+    feedback_port: int | None = Field(default=None, ge=0, le=65535)
+    feedback_host: str = "127.0.0.1"
+    metrics: bool = False
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     response_ttl: float = Field(default=24 * 3600.0, gt=0)
     max_responses: int = Field(default=100_000, gt=0)
     signal_grace: float = Field(default=300.0, ge=0, allow_inf_nan=False)

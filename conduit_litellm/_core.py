@@ -30,6 +30,7 @@ from conduit.types import Preferences
 
 __all__ = [
     "PREFERENCES_KEY",
+    "as_weights",
     "build_router",
     "check_router_options",
     "parse_preferences",
@@ -106,6 +107,13 @@ def request_preferences(metadata: object) -> Preferences | None:
         return None
     wanted = metadata.get(PREFERENCES_KEY)
     return None if wanted is None else parse_preferences(wanted)
+
+
+def as_weights(preferences: object) -> object:
+    """Preferences as the settings model takes them: a preset name or a dict of weights."""
+    if isinstance(preferences, Preferences):
+        return preferences.preset or preferences.model_dump()
+    return dict(preferences) if isinstance(preferences, Mapping) else preferences
 
 
 def settings_preferences(settings: ConduitSettings) -> Preferences:

@@ -30,13 +30,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conduit.config import plugin_settings
+from litellm.exceptions import BadRequestError
+
+from conduit.config import load_settings
 from conduit.engines.features.extractor import Backend
 from conduit.engines.router import Router
-from conduit.errors import ConduitError, ConfigurationError
+from conduit.errors import ConduitError, ConfigurationError, InvalidQueryError
 from conduit.metrics import Metrics, MetricsServer, as_metrics
 from conduit.types import Constraints, Preferences
 from conduit_litellm import _compat
+from conduit_litellm._core import (
+    as_weights,
+    build_router,
+    check_router_options,
+    request_preferences,
+    settings_preferences,
+)
 from conduit_litellm._fallback import Fallbacks
 from conduit_litellm.feedback import (
     DECISION_KEY,
@@ -78,53 +87,68 @@ class ConduitRoutingPlugin:
         self,
         *,
         conduit_router: Router | None = None,
-        use_hybrid: bool = True,
+        use_hybrid: bool | None = None,
         bandit_algorithm: str | None = None,
-        embedding_model: str = "all-MiniLM-L6-v2",
-        embedding_backend: Backend = "auto",
+        embedding_model: str | None = None,
+        embedding_backend: Backend | None = None,
         seed: int | None = None,
-        preferences: Preferences | str = "balanced",
+        preferences: Preferences | str | Mapping[str, float] | None = None,
+        state_store: str | None = None,
         state_path: str | Path | None = None,
         router_options: Mapping[str, Any] | None = None,
         feedback_port: int | None = None,
-        feedback_host: str = "127.0.0.1",
+        feedback_host: str | None = None,
         feedback_token: str | None = None,
         response_ttl: float = 24 * 3600.0,
         max_responses: int = 100_000,
-        save_interval: float = 30.0,
+        save_interval: float | None = None,
         metrics: bool | Metrics | None = None,
         metrics_port: int | None = None,
-        metrics_host: str = "127.0.0.1",
+        metrics_host: str | None = None,
     ) -> None:
         if conduit_router is not None and not isinstance(conduit_router, Router):
             raise ConfigurationError(
                 f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
             )
-        try:
-            self.preferences = Preferences.of(preferences)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from exc
+        if use_hybrid is not None and not isinstance(use_hybrid, bool):
+            raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
+        if isinstance(save_interval, bool):
+            raise ConfigurationError(f"save_interval must be a number, got {save_interval!r}")
+        #: The validated settings (keywords, else CONDUIT_* variables): see conduit.config.
+        self.settings = load_settings(
+            preferences=as_weights(preferences),
+            bandit_algorithm=bandit_algorithm,
+            use_hybrid=use_hybrid if conduit_router is None else None,
+            embedding_model=embedding_model,
+            embedding_backend=embedding_backend,
+            seed=seed,
+            state_store=state_store,
+            state_path=None if state_path is None else str(state_path),
+            save_interval=save_interval,
+            feedback_token=feedback_token,
+            feedback_port=feedback_port,
+            feedback_host=feedback_host,
+            metrics=metrics if isinstance(metrics, bool) else None,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+        )
+        settings = self.settings
+        self.preferences = settings_preferences(self.settings)
         self._conduit = conduit_router
         self._owns_router = conduit_router is None
-        if isinstance(save_interval, bool) or not isinstance(save_interval, (int, float)):
-            raise ConfigurationError(f"save_interval must be a number, got {save_interval!r}")
-        if not 0 < save_interval < float("inf"):
-            raise ConfigurationError(f"save_interval must be > 0 seconds, got {save_interval!r}")
-        self.save_interval = float(save_interval)
+        self.save_interval = self.settings.save_interval
         self._stop = threading.Event()
         self._saver: threading.Thread | None = None
-        self._options: dict[str, Any] = {
-            "bandit_algorithm": bandit_algorithm or ("hybrid" if use_hybrid else None),
-            "embedding_model": embedding_model,
-            "embedding_backend": embedding_backend,
-            "seed": seed,
-            "state_path": state_path,
-            **dict(router_options or {}),
-        }
+        self._options = check_router_options(router_options or {})
         self._prices: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         self._fallbacks = Fallbacks(logger, "LiteLLM's own choice among the candidates")
-        self.metrics = as_metrics(True if metrics is None and metrics_port is not None else metrics)
+        wanted: bool | Metrics = (
+            metrics
+            if isinstance(metrics, Metrics)
+            else settings.metrics or settings.metrics_port is not None
+        )
+        self.metrics = as_metrics(wanted)
         self.feedback = ConduitFeedbackLogger(
             router=lambda: self._conduit,
             price=self._prices.get,
@@ -140,12 +164,15 @@ class ConduitRoutingPlugin:
         self.server: FeedbackServer | None = None
         self.metrics_server: MetricsServer | None = None
         if self.metrics is not None:
-            self._start_metrics(self.metrics, metrics_port, metrics_host)
-        if feedback_port is not None:
-            if feedback_token is None:
+            self._start_metrics(self.metrics, settings.metrics_port, settings.metrics_host)
+        if settings.feedback_port is not None:
+            if settings.feedback_token is None:
                 raise ConfigurationError("feedback_port needs feedback_token (a shared secret)")
             self.server = FeedbackServer(
-                self.feedback, token=feedback_token, host=feedback_host, port=feedback_port
+                self.feedback,
+                token=settings.feedback_token,
+                host=settings.feedback_host,
+                port=settings.feedback_port,
             ).start()
 
     @property
@@ -276,13 +303,11 @@ class ConduitRoutingPlugin:
                         self._prices[model] = price
                         break
             if self._conduit is None:
-                self._conduit = Router(
+                self._conduit = build_router(
                     list(models),
-                    prices={m: self._prices[m] for m in models if m in self._prices},
-                    **self._options,
-                )
-                logger.info(
-                    "Conduit router built: %d models, %s", len(models), self._conduit.algorithm
+                    settings=self.settings,
+                    prices=self._prices,
+                    router_options=self._options,
                 )
                 if self._owns_router:
                     self._start_saving(self._conduit)
@@ -304,6 +329,10 @@ class ConduitRoutingPlugin:
         candidates = getattr(context, "candidate_models", None)
         try:
             return await self._run(context)
+        except InvalidQueryError as exc:  # the request is at fault: a 400, as the strategy's
+            raise BadRequestError(
+                message=f"Conduit: {exc}", model=_group(context) or "", llm_provider=""
+            ) from None
         except Exception as exc:  # a failure inside Conduit must not fail the request
             self._fallbacks.record(exc)
             if candidates is not None:
@@ -337,7 +366,7 @@ class ConduitRoutingPlugin:
         if cooling and cooling != allowed:
             logger.debug("Skipping models in cooldown: %s", sorted(cooling))
             allowed = allowed - cooling
-        prefs = self._preferences(context.metadata)
+        prefs = request_preferences(context.metadata) or self.preferences
         decision = await conduit.route(
             query_text(_as_messages(context.structured_messages)),
             preferences=prefs,
@@ -345,9 +374,7 @@ class ConduitRoutingPlugin:
         )
         context.candidate_models = [decision.selected_model]
         if self.metrics is not None:
-            group = context.metadata.get("model_group")
-            group = group if isinstance(group, str) else None
-            self.metrics.decision(decision, model_group=group, preferences=prefs)
+            self.metrics.decision(decision, model_group=_group(context), preferences=prefs)
         context.signals[SIGNALS_KEY] = {
             DECISION_KEY: decision.decision_id,
             MODEL_KEY: decision.selected_model,
@@ -358,16 +385,11 @@ class ConduitRoutingPlugin:
         )
         return context
 
-    def _preferences(self, metadata: Mapping[str, object]) -> Preferences:
-        wanted = metadata.get("conduit_preferences")
-        if isinstance(wanted, str):
-            try:
-                return Preferences.of(wanted)
-            except ValueError:
-                logger.warning(
-                    "Unknown conduit_preferences %r in request metadata: using defaults", wanted
-                )
-        return self.preferences
+
+def _group(context: object) -> str | None:
+    metadata = getattr(context, "metadata", None)
+    group = metadata.get("model_group") if isinstance(metadata, Mapping) else None
+    return group if isinstance(group, str) else None
 
 
 def _proxy_router() -> Any:
@@ -380,35 +402,11 @@ def _as_messages(messages: object) -> list[Mapping[str, Any]]:
     return [m for m in messages if isinstance(m, Mapping)] if isinstance(messages, list) else []
 
 
-def from_env(environ: Mapping[str, str] | None = None) -> ConduitRoutingPlugin:
-    """A plugin configured by the ``CONDUIT_*`` environment variables, read once by
-    :func:`conduit.config.plugin_settings` (which lists them).
-
-    >>> plugin = from_env({"CONDUIT_PREFERENCES": "cost", "CONDUIT_EMBEDDING_BACKEND": "hashing"})
-    >>> plugin.preferences.cost
-    2.0
-    >>> plugin.cleanup()
-    """
-    settings = plugin_settings(environ)
-    try:
-        return ConduitRoutingPlugin(
-            bandit_algorithm=settings.bandit_algorithm,
-            embedding_backend=settings.embedding_backend,  # type: ignore[arg-type]
-            preferences=settings.preferences,
-            state_path=settings.state_path,
-            seed=settings.seed,
-            save_interval=settings.save_interval,
-            feedback_port=settings.feedback_port,
-            feedback_host=settings.feedback_host,
-            feedback_token=settings.feedback_token,
-            metrics=settings.metrics.enabled,
-            metrics_port=settings.metrics.port,
-            metrics_host=settings.metrics.host,
-        )
-    except ValueError as exc:
-        if isinstance(exc, ConfigurationError):
-            raise
-        raise ConfigurationError(f"invalid CONDUIT_* environment variable: {exc}") from exc
+def from_env() -> ConduitRoutingPlugin:
+    """A plugin configured by the ``CONDUIT_*`` environment variables alone (the fields of
+    :class:`conduit.config.ConduitSettings`); a bad value raises ConfigurationError, which
+    fails the proxy's start with its message."""
+    return ConduitRoutingPlugin()
 
 
 _default: ConduitRoutingPlugin | None = None

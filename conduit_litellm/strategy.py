@@ -41,6 +41,7 @@ from conduit.types import Constraints, Explanation, Preferences, RoutingDecision
 from conduit_litellm import _compat
 from conduit_litellm._core import (
     PREFERENCES_KEY,
+    as_weights,
     build_router,
     check_router_options,
     request_preferences,
@@ -173,7 +174,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             )
         #: The validated settings (keywords, else CONDUIT_* variables): see conduit.config.
         self.settings = load_settings(
-            preferences=_as_weights(preferences),
+            preferences=as_weights(preferences),
             bandit_algorithm=bandit_algorithm,
             use_hybrid=use_hybrid if conduit_router is None else None,
             embedding_model=embedding_model,
@@ -802,13 +803,6 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
 
     def __repr__(self) -> str:
         return f"ConduitRoutingStrategy(scope={self.scope!r}, router={self._conduit!r})"
-
-
-def _as_weights(preferences: object) -> object:
-    """Preferences as the settings model takes them: a name or a dict of weights."""
-    if isinstance(preferences, Preferences):
-        return preferences.preset or preferences.model_dump()
-    return dict(preferences) if isinstance(preferences, Mapping) else preferences
 
 
 def _scope_groups(scope: object) -> tuple[str, ...]:
