@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from litellm.exceptions import BadRequestError
 
 from conduit.config import load_settings
-from conduit.engines.features.extractor import Backend
+from conduit.engines.bandits import ALGORITHMS
+from conduit.engines.features.extractor import Backend, make_embedder
 from conduit.engines.router import Router
 from conduit.errors import ConduitError, ConfigurationError, InvalidQueryError
 from conduit.metrics import Metrics, MetricsServer, as_metrics
@@ -174,6 +175,13 @@ class ConduitRoutingPlugin:
                 host=settings.feedback_host,
                 port=settings.feedback_port,
             ).start()
+
+    def check(self) -> ConduitRoutingPlugin:
+        """Load the embedding model now, so one that cannot be loaded fails the proxy's start
+        (:func:`from_env` calls it) rather than every request; returns the plugin."""
+        if self._conduit is None and self.settings.algorithm not in _CONTEXT_FREE:
+            make_embedder(self.settings.embedding_model, self.settings.embedding_backend)
+        return self
 
     @property
     def conduit_router(self) -> Router | None:
@@ -386,6 +394,10 @@ class ConduitRoutingPlugin:
         return context
 
 
+#: Algorithms that route without query features: no embedding model to check.
+_CONTEXT_FREE = frozenset(name for name, cls in ALGORITHMS.items() if not cls.contextual)
+
+
 def _group(context: object) -> str | None:
     metadata = getattr(context, "metadata", None)
     group = metadata.get("model_group") if isinstance(metadata, Mapping) else None
@@ -406,7 +418,7 @@ def from_env() -> ConduitRoutingPlugin:
     """A plugin configured by the ``CONDUIT_*`` environment variables alone (the fields of
     :class:`conduit.config.ConduitSettings`); a bad value raises ConfigurationError, which
     fails the proxy's start with its message."""
-    return ConduitRoutingPlugin()
+    return ConduitRoutingPlugin().check()
 
 
 _default: ConduitRoutingPlugin | None = None

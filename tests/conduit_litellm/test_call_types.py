@@ -1,4 +1,4 @@
-"""Routing never picks a deployment that cannot serve the call: its kind, its capabilities, scope."""
+"""Routing never picks a deployment that cannot serve the call: its kind, capabilities, scope."""
 
 from __future__ import annotations
 

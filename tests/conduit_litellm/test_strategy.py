@@ -788,7 +788,7 @@ async def test_held_signal_is_learned_at_cleanup(attach: Any) -> None:
 def test_use_hybrid_reaches_the_router(
     attach: Any, kwargs: dict[str, Any], algorithm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import conduit_litellm.strategy as module
+    import conduit_litellm._core as module
 
     given: list[Any] = []
     real = module.Router
