@@ -10,7 +10,10 @@ instead of comparing version strings, so a release in between works too.
 
 from __future__ import annotations
 
+import inspect
 import logging
+import math
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,10 +27,15 @@ __all__ = [
     "deployments",
     "group_deployments",
     "has_registry",
+    "hidden_param",
+    "logging_object",
     "metadata_key",
+    "plugin_signals",
+    "proxy_router",
     "register_strategy",
     "registry_version",
     "remove_callback",
+    "simple_shuffle",
     "unregister_strategy",
 ]
 
@@ -200,3 +208,69 @@ def call_families(
     if messages is None and (input is not None or "input" in kwargs):
         return frozenset({"embedding", "moderation"})
     return frozenset({"chat"})
+
+
+def hidden_param(response: object, name: str) -> object:
+    """A field of LiteLLM's ``response._hidden_params`` (a dict, or a HiddenParams object)."""
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, Mapping):
+        return hidden.get(name)
+    return getattr(hidden, name, None)
+
+
+def logging_object(event_kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """LiteLLM's ``standard_logging_object`` of a logged event ({} where it has none)."""
+    found = event_kwargs.get("standard_logging_object")
+    return found if isinstance(found, Mapping) else {}
+
+
+def plugin_signals(metadata: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """What routing plugin ``name`` returned as signals, as LiteLLM keeps them in the request
+    metadata (``routing_plugin_signals``; {} where there are none)."""
+    signals = metadata.get("routing_plugin_signals")
+    found = signals.get(name) if isinstance(signals, Mapping) else None
+    return found if isinstance(found, Mapping) else {}
+
+
+def proxy_router() -> Any:
+    """The LiteLLM proxy's router, if this process is a proxy that has built one (None else)."""
+    import sys
+
+    proxy = sys.modules.get("litellm.proxy.proxy_server")
+    return getattr(proxy, "llm_router", None) if proxy is not None else None
+
+
+def simple_shuffle(
+    router: Any,
+    deployments: Sequence[dict[str, Any]],
+    model: str,
+    request_kwargs: Mapping[str, Any] | None,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """A deployment as LiteLLM's own ``simple-shuffle`` picks it.
+
+    LiteLLM 1.110's takes a model-alias resolver and the request (it honours per-request
+    ``_router_weights`` too); older releases take the router; where neither is found, the
+    same rule by hand: weighted by ``weight``, else ``rpm``, else ``tpm``, else uniform.
+    """
+    listed = list(deployments)
+    theirs: Any = None
+    try:
+        from litellm.router_strategy import simple_shuffle as module
+
+        theirs = module.simple_shuffle
+    except ImportError:  # pragma: no cover - every supported LiteLLM has the module
+        pass
+    params = list(inspect.signature(theirs).parameters) if callable(theirs) else []
+    if params[:1] == ["resolve_model_alias"]:  # 1.110: the group name is already resolved
+        return dict(theirs(lambda _name: None, listed, model, request_kwargs))
+    if params[:1] == ["llm_router_instance"]:
+        return dict(theirs(router, listed, model))
+    for metric in ("weight", "rpm", "tpm"):
+        weights = [
+            float(w) if isinstance(w, (int, float)) and 0 < w < math.inf else 0.0
+            for w in ((d.get("litellm_params") or {}).get(metric) for d in listed)
+        ]
+        if sum(weights) > 0:
+            return rng.choices(listed, weights=weights)[0]
+    return rng.choice(listed)

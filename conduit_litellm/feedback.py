@@ -57,7 +57,7 @@ from conduit.errors import (
     UnknownModelError,
 )
 from conduit.metrics import Metrics
-from conduit_litellm import signals
+from conduit_litellm import _compat, signals
 
 __all__ = [
     "CALL_PREFIX",
@@ -216,18 +216,10 @@ def _metadata(kwargs: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str
             continue
         if DECISION_KEY in bucket:
             return bucket, bucket
-        from_plugin = _mapping(bucket.get("routing_plugin_signals")).get(SIGNALS_KEY)
-        if isinstance(from_plugin, Mapping) and DECISION_KEY in from_plugin:
+        from_plugin = _compat.plugin_signals(bucket, SIGNALS_KEY)
+        if DECISION_KEY in from_plugin:
             return from_plugin, bucket
     return {}, {}
-
-
-def _hidden(response: object, name: str) -> object:
-    """A field of LiteLLM's ``response._hidden_params`` (a dict or a HiddenParams object)."""
-    hidden = getattr(response, "_hidden_params", None)
-    if isinstance(hidden, Mapping):
-        return hidden.get(name)
-    return getattr(hidden, name, None)
 
 
 def _tokens(response_obj: Any, slo: Mapping[str, Any]) -> tuple[float, float] | None:
@@ -423,7 +415,7 @@ class ConduitFeedbackLogger(CustomLogger):
                 expected,
             )
             return "unmatched"
-        slo = _mapping(kwargs.get("standard_logging_object"))
+        slo = _compat.logging_object(kwargs)
         latency = _seconds(start, end)
         if latency is None:
             latency = _usable(slo.get("response_time"), MAX_LATENCY)
@@ -562,7 +554,7 @@ class ConduitFeedbackLogger(CustomLogger):
     def decision_for(self, response_or_id: object) -> str:
         """The decision id behind a LiteLLM response (object or id) or a decision id."""
         if not isinstance(response_or_id, str):
-            call_id = _hidden(response_or_id, "litellm_call_id")
+            call_id = _compat.hidden_param(response_or_id, "litellm_call_id")
             if isinstance(call_id, str) and call_id.startswith(CALL_PREFIX):
                 return call_id.removeprefix(CALL_PREFIX)
             if isinstance(call_id, str) and (mapped := self.calls.get(call_id)) is not None:

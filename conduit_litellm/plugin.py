@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -195,7 +194,7 @@ class ConduitRoutingPlugin:
         self, models: Sequence[str], deployments: Sequence[Mapping[str, Any]]
     ) -> set[str]:
         """The models whose every deployment LiteLLM has in cooldown."""
-        router = self.litellm_router or _proxy_router()
+        router = self.litellm_router or _compat.proxy_router()
         if router is None:
             return set()
         ids: dict[str, list[str]] = {}
@@ -283,7 +282,7 @@ class ConduitRoutingPlugin:
 
     def _deployments(self, metadata: Mapping[str, object]) -> list[dict[str, Any]]:
         """The deployments of the requested model name, read from LiteLLM's router."""
-        router = self.litellm_router or _proxy_router()
+        router = self.litellm_router or _compat.proxy_router()
         if router is None:
             return []
         group = metadata.get("model_group")
@@ -402,12 +401,6 @@ def _group(context: object) -> str | None:
     metadata = getattr(context, "metadata", None)
     group = metadata.get("model_group") if isinstance(metadata, Mapping) else None
     return group if isinstance(group, str) else None
-
-
-def _proxy_router() -> Any:
-    """The proxy's router, if this process is a LiteLLM proxy that has built one."""
-    proxy = sys.modules.get("litellm.proxy.proxy_server")
-    return getattr(proxy, "llm_router", None) if proxy is not None else None
 
 
 def _as_messages(messages: object) -> list[Mapping[str, Any]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import threading
 import uuid
@@ -699,7 +698,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             cooling = await _compat.async_active_cooldowns(
                 self._litellm_router, [deployment_id(d) for d in pool]
             )
-            return self._fallback(exc, pool, cooling, request_kwargs)
+            return self._fallback(exc, model, pool, cooling, request_kwargs)
 
     def get_available_deployment(  # type: ignore[override]
         self,
@@ -719,7 +718,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             cooling = _compat.active_cooldowns(
                 self._litellm_router, [deployment_id(d) for d in pool]
             )
-            return self._fallback(exc, pool, cooling, request_kwargs)
+            return self._fallback(exc, model, pool, cooling, request_kwargs)
 
     async def _apick(
         self,
@@ -786,6 +785,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     def _fallback(
         self,
         exc: Exception,
+        model: str,
         pool: list[dict[str, Any]],
         cooling: set[str],
         request_kwargs: dict[str, Any] | None,
@@ -794,7 +794,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         self._fallbacks.record(exc)
         if request_kwargs is not None:
             _unstamp(request_kwargs)
-        return _shuffle(self._healthy(pool, cooling), self._shuffle)
+        return _compat.simple_shuffle(
+            self._litellm_router, self._healthy(pool, cooling), model, request_kwargs, self._shuffle
+        )
 
     def stats(self) -> dict[str, float]:
         """The feedback logger's event counts and the requests LiteLLM routed because Conduit
@@ -830,19 +832,6 @@ def _unstamp(request_kwargs: dict[str, Any]) -> None:
     request_kwargs[key] = {k: v for k, v in old.items() if k not in stale}
     if request_kwargs.get("litellm_call_id") == f"{CALL_PREFIX}{old[DECISION_KEY]}":
         request_kwargs["litellm_call_id"] = str(uuid.uuid4())
-
-
-def _shuffle(deployments: Sequence[dict[str, Any]], rng: random.Random) -> dict[str, Any]:
-    """LiteLLM's ``simple-shuffle``: weighted by ``weight``, else ``rpm``, else ``tpm``, else
-    uniformly at random."""
-    for metric in ("weight", "rpm", "tpm"):
-        weights = [
-            float(w) if isinstance(w, (int, float)) and 0 < w < math.inf else 0.0
-            for w in ((d.get("litellm_params") or {}).get(metric) for d in deployments)
-        ]
-        if sum(weights) > 0:
-            return rng.choices(list(deployments), weights=weights)[0]
-    return rng.choice(list(deployments))
 
 
 def _unfit(cap: Capabilities, needs: RequestNeeds, tokens: int | None) -> str | None:
