@@ -45,6 +45,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from cachetools import TTLCache
 from litellm.integrations.custom_logger import CustomLogger
 
 from conduit._redact import describe_error, redact_text
@@ -109,33 +110,22 @@ class ResponseMap:
             )
         self.ttl = float(ttl)
         self.maxsize = int(maxsize)
-        self._clock = clock
-        self._items: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        # cachetools' TTLCache: the project's one bounded map (least recently used goes first)
+        self._items: TTLCache[str, str] = TTLCache(maxsize=self.maxsize, ttl=self.ttl, timer=clock)
         self._lock = threading.Lock()
 
     def put(self, response_id: str, decision_id: str) -> None:
         with self._lock:
-            self._items[response_id] = (decision_id, self._clock())
-            self._items.move_to_end(response_id)
-            self._evict()
+            self._items[response_id] = decision_id
 
     def get(self, response_id: str) -> str | None:
         with self._lock:
-            self._evict()
-            found = self._items.get(response_id)
-            return found[0] if found is not None else None
-
-    def _evict(self) -> None:
-        now = self._clock()
-        while self._items:
-            _, (_, created) = next(iter(self._items.items()))
-            if len(self._items) > self.maxsize or now - created > self.ttl:
-                self._items.popitem(last=False)
-            else:
-                break
+            return self._items.get(response_id)
 
     def __len__(self) -> int:
-        return len(self._items)
+        with self._lock:
+            self._items.expire()
+            return len(self._items)
 
 
 def explicit_quality(
