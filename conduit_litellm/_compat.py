@@ -14,7 +14,7 @@ import inspect
 import logging
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import litellm
@@ -30,6 +30,7 @@ __all__ = [
     "hidden_param",
     "logging_object",
     "metadata_key",
+    "mount_on_proxy",
     "plugin_signals",
     "proxy_router",
     "register_strategy",
@@ -274,3 +275,41 @@ def simple_shuffle(
         if sum(weights) > 0:
             return rng.choices(listed, weights=weights)[0]
     return rng.choice(listed)
+
+
+def mount_on_proxy(
+    path: str, answer: Callable[[bytes], Awaitable[tuple[int, dict[str, Any]]]]
+) -> bool:
+    """Serve ``POST path`` on the LiteLLM proxy's own FastAPI app, behind the proxy's key auth
+    (``user_api_key_auth``: the master key or a virtual key), if this process is a proxy.
+
+    ``answer`` maps a request body to (status, JSON body). The route goes first in the
+    app's routes, so none of the proxy's catch-all routes shadows it. Returns whether it was
+    mounted (False outside a proxy, or when the route is there already).
+    """
+    import sys
+
+    proxy = sys.modules.get("litellm.proxy.proxy_server")
+    app = getattr(proxy, "app", None) if proxy is not None else None
+    if app is None:
+        return False
+    if any(getattr(route, "path", None) == path for route in app.router.routes):
+        return False
+    from fastapi import Depends, Request
+    from fastapi.responses import JSONResponse
+    from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
+
+    async def endpoint(request: Request) -> JSONResponse:
+        status, body = await answer(await request.body())
+        return JSONResponse(body, status_code=status)
+
+    app.add_api_route(
+        path,
+        endpoint,
+        methods=["POST"],
+        dependencies=[Depends(user_api_key_auth)],
+        include_in_schema=False,
+    )
+    app.router.routes.insert(0, app.router.routes.pop())
+    logger.info("Conduit feedback endpoint mounted on the proxy: POST %s", path)
+    return True

@@ -70,6 +70,7 @@ __all__ = [
     "ConduitFeedbackLogger",
     "FeedbackServer",
     "ResponseMap",
+    "answer_feedback",
     "explicit_quality",
 ]
 
@@ -625,6 +626,36 @@ class ConduitFeedbackLogger(CustomLogger):
             return out
 
 
+def answer_feedback(feedback: ConduitFeedbackLogger, data: bytes) -> tuple[int, dict[str, Any]]:
+    """The HTTP answer (status, JSON body) to one explicit-feedback request body: 200
+    ``{"learned": [...]}``, 400 bad body or feedback, 404 unknown id, 500 a bug (logged).
+    Shared by :class:`FeedbackServer` and the route the plugin mounts on the proxy's app."""
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested absurdly deep
+        return 400, {"error": "body is not JSON"}
+    if not isinstance(body, dict):
+        return 400, {"error": "body must be a JSON object"}
+    target = body.get("response_id") or body.get("decision_id")
+    if not isinstance(target, str):
+        return 400, {"error": "give response_id (or decision_id)"}
+    try:
+        learned = feedback.record_feedback(
+            target,
+            quality=body.get("quality"),
+            thumbs=body.get("thumbs"),
+            rating=body.get("rating"),
+        )
+    except UnknownDecisionError as exc:
+        return 404, {"error": str(exc)}
+    except ConduitError as exc:
+        return 400, {"error": str(exc)}
+    except Exception as exc:  # a bug must answer 500, not drop the connection
+        logger.warning("Feedback endpoint failed: %s", describe_error(exc))
+        return 500, {"error": "internal error; see the server's log"}
+    return 200, {"learned": sorted(learned)}
+
+
 class FeedbackServer:
     """A small HTTP endpoint for explicit feedback from outside the process.
 
@@ -719,30 +750,7 @@ class FeedbackServer:
             data = stream.read(size)
         except OSError:  # the client stopped sending before Content-Length bytes came
             return 408, {"error": "the body did not arrive in time"}
-        try:
-            body = json.loads(data)
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested absurdly deep
-            return 400, {"error": "body is not JSON"}
-        if not isinstance(body, dict):
-            return 400, {"error": "body must be a JSON object"}
-        target = body.get("response_id") or body.get("decision_id")
-        if not isinstance(target, str):
-            return 400, {"error": "give response_id (or decision_id)"}
-        try:
-            learned = self.feedback.record_feedback(
-                target,
-                quality=body.get("quality"),
-                thumbs=body.get("thumbs"),
-                rating=body.get("rating"),
-            )
-        except UnknownDecisionError as exc:
-            return 404, {"error": str(exc)}
-        except ConduitError as exc:
-            return 400, {"error": str(exc)}
-        except Exception as exc:  # a bug must answer 500, not drop the connection
-            logger.warning("Feedback endpoint failed: %s", describe_error(exc))
-            return 500, {"error": "internal error; see the server's log"}
-        return 200, {"learned": sorted(learned)}
+        return answer_feedback(self.feedback, data)
 
     def start(self) -> FeedbackServer:
         self._thread.start()

@@ -53,15 +53,19 @@ from conduit_litellm.feedback import (
     SIGNALS_KEY,
     ConduitFeedbackLogger,
     FeedbackServer,
+    answer_feedback,
 )
 from conduit_litellm.utils import deployment_id, deployment_model, deployment_price, query_text
 
 if TYPE_CHECKING:
     from litellm.types.router import RoutingContext
 
-__all__ = ["ConduitRoutingPlugin", "from_env"]
+__all__ = ["FEEDBACK_PATH", "ConduitRoutingPlugin", "from_env"]
 
 logger = logging.getLogger("conduit_litellm")
+
+#: Where the plugin serves explicit feedback on the proxy's own app.
+FEEDBACK_PATH = "/conduit/feedback"
 
 
 class ConduitRoutingPlugin:
@@ -177,10 +181,23 @@ class ConduitRoutingPlugin:
 
     def check(self) -> ConduitRoutingPlugin:
         """Load the embedding model now, so one that cannot be loaded fails the proxy's start
-        (:func:`from_env` calls it) rather than every request; returns the plugin."""
+        (:func:`from_env` calls it) rather than every request; then, inside a LiteLLM proxy,
+        mount the feedback endpoint on its app (:meth:`mount_feedback`). Returns the plugin."""
         if self._conduit is None and self.settings.algorithm not in _CONTEXT_FREE:
             make_embedder(self.settings.embedding_model, self.settings.embedding_backend)
+        self.mount_feedback()
         return self
+
+    def mount_feedback(self, path: str = FEEDBACK_PATH) -> bool:
+        """Serve explicit feedback as ``POST <path>`` on the LiteLLM proxy's own app: the
+        proxy's port and its key auth (master key or a virtual key). Whether it was mounted
+        (False outside a proxy)."""
+        feedback = self.feedback
+
+        async def answer(body: bytes) -> tuple[int, dict[str, Any]]:
+            return answer_feedback(feedback, body)
+
+        return _compat.mount_on_proxy(path, answer)
 
     @property
     def conduit_router(self) -> Router | None:
