@@ -303,6 +303,10 @@ def mount_on_proxy(
         status, body = await answer(await request.body())
         return JSONResponse(body, status_code=status)
 
+    # FastAPI reads the annotations; under postponed evaluation they are strings naming
+    # this function's local imports, which it cannot resolve: give it the classes.
+    endpoint.__annotations__ = {"request": Request, "return": JSONResponse}
+
     app.add_api_route(
         path,
         endpoint,
