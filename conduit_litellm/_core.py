@@ -123,7 +123,7 @@ def settings_preferences(settings: ConduitSettings) -> Preferences:
 def store_for(
     settings: ConduitSettings,
     router_options: Mapping[str, Any],
-    arms: Collection[str],
+    names: Collection[str],
 ) -> str | Store | None:
     """Where the router keeps its learning.
 
@@ -131,7 +131,8 @@ def store_for(
     else the embedded SQLite store (:func:`conduit.config.resolve_state_url`); ``memory://``
     (without a name) keeps it in the process only, and so does ``state_path`` (its JSON file)
     unless a store is named too. A URL without ``?namespace=`` gets the model list's
-    (:func:`conduit.config.model_list_namespace`).
+    (:func:`conduit.config.model_list_namespace` of ``names``: every deployment id, or for
+    the plugin every provider model, of the model list).
     """
     given = router_options.get("state_store")
     if isinstance(given, Store):
@@ -143,7 +144,7 @@ def store_for(
         return None
     if "namespace=" in url:
         return url
-    return open_store(url, namespace=model_list_namespace(arms))
+    return open_store(url, namespace=model_list_namespace(names))
 
 
 def check_router_options(router_options: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,6 +162,7 @@ def build_router(
     settings: ConduitSettings,
     prices: Mapping[str, tuple[float, float]],
     router_options: Mapping[str, Any],
+    model_list: Collection[str] | None = None,
 ) -> Router:
     """The Conduit router over ``arms``, with its store and what it learned before.
 
@@ -168,7 +170,7 @@ def build_router(
     ``start()``, call it on the router built here, once, before returning it.
     """
     options = {k: v for k, v in router_options.items() if k != "state_store"}
-    store = store_for(settings, router_options, arms)
+    store = store_for(settings, router_options, arms if model_list is None else model_list)
     router = Router(
         list(arms),
         bandit_algorithm=settings.bandit_algorithm,

@@ -327,11 +327,16 @@ class ConduitRoutingPlugin:
                         self._prices[model] = price
                         break
             if self._conduit is None:
+                router = self.litellm_router or _compat.proxy_router()
+                listed = _compat.deployments(router) if router is not None else deployments
                 self._conduit = build_router(
                     list(models),
                     settings=self.settings,
                     prices=self._prices,
                     router_options=self._options,
+                    # the namespace: every provider model of the model list, not just the
+                    # first request's group, so a restart finds its learning whatever comes first
+                    model_list=sorted({deployment_model(d) for d in listed} | set(models)),
                 )
                 if self._owns_router:
                     self._start_saving(self._conduit)
