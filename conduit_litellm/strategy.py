@@ -112,9 +112,17 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     (as LiteLLM's ``supports_*`` helpers read them) fall short.
     ``conduit_router`` supplies a ready router whose model names match
     deployments by ``model_info.id``, ``litellm_params.model`` or model group;
-    otherwise one is built from ``use_hybrid``/``bandit_algorithm``,
-    ``embedding_model``/``embedding_backend``, ``seed``, ``state_path`` and
-    ``router_options`` (any other :class:`conduit.Router` argument).
+    otherwise one is built at ``setup_strategy`` from ``use_hybrid``/``bandit_algorithm``,
+    ``embedding_model``/``embedding_backend``, ``seed``, ``state_store``, ``state_path``
+    and ``router_options`` (any other :class:`conduit.Router` argument). Each of these
+    settings not given comes from its ``CONDUIT_*`` variable (:class:`conduit.config.
+    ConduitSettings`); a bad one raises :class:`~conduit.errors.ConfigurationError` here,
+    one that needs I/O (an embedding model, a state file) at ``setup_strategy``.
+
+    What the router learns is kept by default in the embedded store (an SQLite file in
+    the user data directory, or ``$CONDUIT_STATE_URL``), in a namespace derived from the
+    deployment ids, so the next process with the same model list starts from it;
+    ``state_store="memory://"`` keeps it in memory only.
     ``bandit_algorithm`` names the policy (see :data:`conduit.engines.bandits.ALGORITHMS`);
     without it ``use_hybrid`` chooses: None (the default) or True run UCB1 then LinUCB,
     False Thompson sampling. Only an explicit ``use_hybrid`` that contradicts the named

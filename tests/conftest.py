@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Before anything imports LiteLLM or Hugging Face code: LiteLLM's bundled cost map (no
@@ -22,6 +24,8 @@ import numpy as np
 import pytest
 
 from conduit import Router
+
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
 
 StateCheck = Callable[[Any, Any], None]
 
