@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import litellm
 import pytest
 
 from conduit_litellm import _compat
@@ -105,17 +106,18 @@ def test_the_fallback_is_litellms_own_simple_shuffle(monkeypatch: pytest.MonkeyP
     deployments = [
         {
             "model_name": "g",
-            "litellm_params": {"model": "a", "weight": 1},
+            "litellm_params": {"model": "openai/a", "weight": 1},
             "model_info": {"id": "a"},
         },
         {
             "model_name": "g",
-            "litellm_params": {"model": "b", "weight": 0},
+            "litellm_params": {"model": "openai/b", "weight": 0},
             "model_info": {"id": "b"},
         },
     ]
+    router = litellm.Router(model_list=[dict(d) for d in deployments])  # 1.74.9 logs through it
     picks = {
-        _compat.simple_shuffle(None, deployments, "g", {}, random.Random(0))["model_info"]["id"]
+        _compat.simple_shuffle(router, deployments, "g", {}, random.Random(0))["model_info"]["id"]
         for _ in range(20)
     }
     assert picks == {"a"}  # weights honoured
