@@ -111,8 +111,11 @@ def _cost_map_entry(deployment: Mapping[str, Any]) -> dict[str, Any] | None:
             continue
         for key in (name, name.split("/", 1)[-1]):
             entry = litellm.model_cost.get(key)
-            # a router registers an all-None entry for a model it does not know: not knowledge
-            if isinstance(entry, Mapping) and any(v is not None for v in entry.values()):
+            # A router registers an entry for a model it does not know, holding only the
+            # deployment's model_info (all None in 1.110, the id in 1.74.9): not knowledge.
+            if isinstance(entry, Mapping) and (
+                entry.get("litellm_provider") is not None or entry.get("mode") is not None
+            ):
                 return dict(entry)
     return None
 
