@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conduit import __version__
-from conduit.config import state_url
+from conduit.config import choose_namespace, state_url
 from conduit.engines.bandits import ALGORITHMS
 from conduit.errors import ConduitError, ValidationError
 from conduit.stores.cli import add_state_commands, run_state
@@ -310,6 +310,8 @@ def _run_stats(args: argparse.Namespace) -> int:
     if args.recent < 0:
         raise ValidationError(f"--recent must be >= 0, got {args.recent}")
     with open_store(args.store, namespace=args.namespace) as store:
+        explicit = args.namespace is not None or "namespace=" in (args.store or state_url())
+        store.namespace = choose_namespace(store.namespace, store.namespaces(), explicit=explicit)
         summary = summarize(store, recent=args.recent)
     print(json.dumps(summary.to_json()) if args.json else format_summary(summary))
     return 0

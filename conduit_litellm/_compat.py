@@ -10,8 +10,11 @@ instead of comparing version strings, so a release in between works too.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Mapping, Sequence
+import math
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import litellm
@@ -20,13 +23,20 @@ __all__ = [
     "active_cooldowns",
     "add_callback",
     "async_active_cooldowns",
+    "call_families",
     "deployments",
     "group_deployments",
     "has_registry",
+    "hidden_param",
+    "logging_object",
     "metadata_key",
+    "mount_on_proxy",
+    "plugin_signals",
+    "proxy_router",
     "register_strategy",
     "registry_version",
     "remove_callback",
+    "simple_shuffle",
     "unregister_strategy",
 ]
 
@@ -168,3 +178,142 @@ def remove_callback(callback: object) -> None:
 def metadata_key(request_kwargs: Mapping[str, Any]) -> str:
     """Where LiteLLM keeps a request's metadata: ``litellm_metadata`` for some endpoints."""
     return "litellm_metadata" if "litellm_metadata" in request_kwargs else "metadata"
+
+
+def call_families(
+    messages: object, input: object, request_kwargs: Mapping[str, Any] | None
+) -> frozenset[str]:
+    """The kinds of deployment (see :func:`conduit_litellm.utils.mode_family`) that can serve a
+    pick, read from what LiteLLM's router hands a custom strategy for each call type.
+
+    LiteLLM passes no call type, only the call's arguments: ``file`` (transcription),
+    ``voice`` (speech), ``query`` and ``documents`` (rerank), ``prompt`` (text completion or
+    image generation: both pass it alone), ``input`` without messages (embedding or
+    moderation), and ``messages`` for chat. Where two kinds are possible the caller narrows
+    them by the requested group.
+
+    >>> sorted(call_families(None, ["a"], {"input": ["a"]}))
+    ['embedding', 'moderation']
+    >>> sorted(call_families([{"role": "user", "content": "hi"}], None, {}))
+    ['chat']
+    """
+    kwargs: Mapping[str, Any] = request_kwargs if isinstance(request_kwargs, Mapping) else {}
+    if "file" in kwargs:
+        return frozenset({"audio_transcription"})
+    if "voice" in kwargs:
+        return frozenset({"audio_speech"})
+    if "documents" in kwargs and "query" in kwargs:
+        return frozenset({"rerank"})
+    if "prompt" in kwargs and "messages" not in kwargs:
+        return frozenset({"chat", "image_generation"})
+    if messages is None and (input is not None or "input" in kwargs):
+        return frozenset({"embedding", "moderation"})
+    return frozenset({"chat"})
+
+
+def hidden_param(response: object, name: str) -> object:
+    """A field of LiteLLM's ``response._hidden_params`` (a dict, or a HiddenParams object)."""
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, Mapping):
+        return hidden.get(name)
+    return getattr(hidden, name, None)
+
+
+def logging_object(event_kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """LiteLLM's ``standard_logging_object`` of a logged event ({} where it has none)."""
+    found = event_kwargs.get("standard_logging_object")
+    return found if isinstance(found, Mapping) else {}
+
+
+def plugin_signals(metadata: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """What routing plugin ``name`` returned as signals, as LiteLLM keeps them in the request
+    metadata (``routing_plugin_signals``; {} where there are none)."""
+    signals = metadata.get("routing_plugin_signals")
+    found = signals.get(name) if isinstance(signals, Mapping) else None
+    return found if isinstance(found, Mapping) else {}
+
+
+def proxy_router() -> Any:
+    """The LiteLLM proxy's router, if this process is a proxy that has built one (None else)."""
+    import sys
+
+    proxy = sys.modules.get("litellm.proxy.proxy_server")
+    return getattr(proxy, "llm_router", None) if proxy is not None else None
+
+
+def simple_shuffle(
+    router: Any,
+    deployments: Sequence[dict[str, Any]],
+    model: str,
+    request_kwargs: Mapping[str, Any] | None,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """A deployment as LiteLLM's own ``simple-shuffle`` picks it.
+
+    LiteLLM 1.110's takes a model-alias resolver and the request (it honours per-request
+    ``_router_weights`` too); older releases take the router; where neither is found, the
+    same rule by hand: weighted by ``weight``, else ``rpm``, else ``tpm``, else uniform.
+    """
+    listed = list(deployments)
+    theirs: Any = None
+    try:
+        from litellm.router_strategy import simple_shuffle as module
+
+        theirs = module.simple_shuffle
+    except ImportError:  # pragma: no cover - every supported LiteLLM has the module
+        pass
+    params = list(inspect.signature(theirs).parameters) if callable(theirs) else []
+    if params[:1] == ["resolve_model_alias"]:  # 1.110: the group name is already resolved
+        return dict(theirs(lambda _name: None, listed, model, request_kwargs))
+    if params[:1] == ["llm_router_instance"]:
+        return dict(theirs(router, listed, model))
+    for metric in ("weight", "rpm", "tpm"):
+        weights = [
+            float(w) if isinstance(w, (int, float)) and 0 < w < math.inf else 0.0
+            for w in ((d.get("litellm_params") or {}).get(metric) for d in listed)
+        ]
+        if sum(weights) > 0:
+            return rng.choices(listed, weights=weights)[0]
+    return rng.choice(listed)
+
+
+def mount_on_proxy(
+    path: str, answer: Callable[[bytes], Awaitable[tuple[int, dict[str, Any]]]]
+) -> bool:
+    """Serve ``POST path`` on the LiteLLM proxy's own FastAPI app, behind the proxy's key auth
+    (``user_api_key_auth``: the master key or a virtual key), if this process is a proxy.
+
+    ``answer`` maps a request body to (status, JSON body). The route goes first in the
+    app's routes, so none of the proxy's catch-all routes shadows it. Returns whether it was
+    mounted (False outside a proxy, or when the route is there already).
+    """
+    import sys
+
+    proxy = sys.modules.get("litellm.proxy.proxy_server")
+    app = getattr(proxy, "app", None) if proxy is not None else None
+    if app is None:
+        return False
+    if any(getattr(route, "path", None) == path for route in app.router.routes):
+        return False
+    from fastapi import Depends, Request
+    from fastapi.responses import JSONResponse
+    from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
+
+    async def endpoint(request: Request) -> JSONResponse:
+        status, body = await answer(await request.body())
+        return JSONResponse(body, status_code=status)
+
+    # FastAPI reads the annotations; under postponed evaluation they are strings naming
+    # this function's local imports, which it cannot resolve: give it the classes.
+    endpoint.__annotations__ = {"request": Request, "return": JSONResponse}
+
+    app.add_api_route(
+        path,
+        endpoint,
+        methods=["POST"],
+        dependencies=[Depends(user_api_key_auth)],
+        include_in_schema=False,
+    )
+    app.router.routes.insert(0, app.router.routes.pop())
+    logger.info("Conduit feedback endpoint mounted on the proxy: POST %s", path)
+    return True

@@ -45,6 +45,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from cachetools import TTLCache
 from litellm.integrations.custom_logger import CustomLogger
 
 from conduit._redact import describe_error, redact_text
@@ -57,7 +58,7 @@ from conduit.errors import (
     UnknownModelError,
 )
 from conduit.metrics import Metrics
-from conduit_litellm import signals
+from conduit_litellm import _compat, signals
 
 __all__ = [
     "CALL_PREFIX",
@@ -69,6 +70,7 @@ __all__ = [
     "ConduitFeedbackLogger",
     "FeedbackServer",
     "ResponseMap",
+    "answer_feedback",
     "explicit_quality",
 ]
 
@@ -109,33 +111,22 @@ class ResponseMap:
             )
         self.ttl = float(ttl)
         self.maxsize = int(maxsize)
-        self._clock = clock
-        self._items: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        # cachetools' TTLCache: the project's one bounded map (least recently used goes first)
+        self._items: TTLCache[str, str] = TTLCache(maxsize=self.maxsize, ttl=self.ttl, timer=clock)
         self._lock = threading.Lock()
 
     def put(self, response_id: str, decision_id: str) -> None:
         with self._lock:
-            self._items[response_id] = (decision_id, self._clock())
-            self._items.move_to_end(response_id)
-            self._evict()
+            self._items[response_id] = decision_id
 
     def get(self, response_id: str) -> str | None:
         with self._lock:
-            self._evict()
-            found = self._items.get(response_id)
-            return found[0] if found is not None else None
-
-    def _evict(self) -> None:
-        now = self._clock()
-        while self._items:
-            _, (_, created) = next(iter(self._items.items()))
-            if len(self._items) > self.maxsize or now - created > self.ttl:
-                self._items.popitem(last=False)
-            else:
-                break
+            return self._items.get(response_id)
 
     def __len__(self) -> int:
-        return len(self._items)
+        with self._lock:
+            self._items.expire()
+            return len(self._items)
 
 
 def explicit_quality(
@@ -216,18 +207,10 @@ def _metadata(kwargs: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str
             continue
         if DECISION_KEY in bucket:
             return bucket, bucket
-        from_plugin = _mapping(bucket.get("routing_plugin_signals")).get(SIGNALS_KEY)
-        if isinstance(from_plugin, Mapping) and DECISION_KEY in from_plugin:
+        from_plugin = _compat.plugin_signals(bucket, SIGNALS_KEY)
+        if DECISION_KEY in from_plugin:
             return from_plugin, bucket
     return {}, {}
-
-
-def _hidden(response: object, name: str) -> object:
-    """A field of LiteLLM's ``response._hidden_params`` (a dict or a HiddenParams object)."""
-    hidden = getattr(response, "_hidden_params", None)
-    if isinstance(hidden, Mapping):
-        return hidden.get(name)
-    return getattr(hidden, name, None)
 
 
 def _tokens(response_obj: Any, slo: Mapping[str, Any]) -> tuple[float, float] | None:
@@ -423,7 +406,7 @@ class ConduitFeedbackLogger(CustomLogger):
                 expected,
             )
             return "unmatched"
-        slo = _mapping(kwargs.get("standard_logging_object"))
+        slo = _compat.logging_object(kwargs)
         latency = _seconds(start, end)
         if latency is None:
             latency = _usable(slo.get("response_time"), MAX_LATENCY)
@@ -562,7 +545,7 @@ class ConduitFeedbackLogger(CustomLogger):
     def decision_for(self, response_or_id: object) -> str:
         """The decision id behind a LiteLLM response (object or id) or a decision id."""
         if not isinstance(response_or_id, str):
-            call_id = _hidden(response_or_id, "litellm_call_id")
+            call_id = _compat.hidden_param(response_or_id, "litellm_call_id")
             if isinstance(call_id, str) and call_id.startswith(CALL_PREFIX):
                 return call_id.removeprefix(CALL_PREFIX)
             if isinstance(call_id, str) and (mapped := self.calls.get(call_id)) is not None:
@@ -641,6 +624,36 @@ class ConduitFeedbackLogger(CustomLogger):
             out["mean_handling_us"] = self._handling_ns / handled / 1000.0
             out["max_handling_us"] = self._handling_max_ns / 1000.0
             return out
+
+
+def answer_feedback(feedback: ConduitFeedbackLogger, data: bytes) -> tuple[int, dict[str, Any]]:
+    """The HTTP answer (status, JSON body) to one explicit-feedback request body: 200
+    ``{"learned": [...]}``, 400 bad body or feedback, 404 unknown id, 500 a bug (logged).
+    Shared by :class:`FeedbackServer` and the route the plugin mounts on the proxy's app."""
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested absurdly deep
+        return 400, {"error": "body is not JSON"}
+    if not isinstance(body, dict):
+        return 400, {"error": "body must be a JSON object"}
+    target = body.get("response_id") or body.get("decision_id")
+    if not isinstance(target, str):
+        return 400, {"error": "give response_id (or decision_id)"}
+    try:
+        learned = feedback.record_feedback(
+            target,
+            quality=body.get("quality"),
+            thumbs=body.get("thumbs"),
+            rating=body.get("rating"),
+        )
+    except UnknownDecisionError as exc:
+        return 404, {"error": str(exc)}
+    except ConduitError as exc:
+        return 400, {"error": str(exc)}
+    except Exception as exc:  # a bug must answer 500, not drop the connection
+        logger.warning("Feedback endpoint failed: %s", describe_error(exc))
+        return 500, {"error": "internal error; see the server's log"}
+    return 200, {"learned": sorted(learned)}
 
 
 class FeedbackServer:
@@ -737,30 +750,7 @@ class FeedbackServer:
             data = stream.read(size)
         except OSError:  # the client stopped sending before Content-Length bytes came
             return 408, {"error": "the body did not arrive in time"}
-        try:
-            body = json.loads(data)
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested absurdly deep
-            return 400, {"error": "body is not JSON"}
-        if not isinstance(body, dict):
-            return 400, {"error": "body must be a JSON object"}
-        target = body.get("response_id") or body.get("decision_id")
-        if not isinstance(target, str):
-            return 400, {"error": "give response_id (or decision_id)"}
-        try:
-            learned = self.feedback.record_feedback(
-                target,
-                quality=body.get("quality"),
-                thumbs=body.get("thumbs"),
-                rating=body.get("rating"),
-            )
-        except UnknownDecisionError as exc:
-            return 404, {"error": str(exc)}
-        except ConduitError as exc:
-            return 400, {"error": str(exc)}
-        except Exception as exc:  # a bug must answer 500, not drop the connection
-            logger.warning("Feedback endpoint failed: %s", describe_error(exc))
-            return 500, {"error": "internal error; see the server's log"}
-        return 200, {"learned": sorted(learned)}
+        return answer_feedback(self.feedback, data)
 
     def start(self) -> FeedbackServer:
         self._thread.start()

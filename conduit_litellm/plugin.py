@@ -24,19 +24,28 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conduit.config import plugin_settings
-from conduit.engines.features.extractor import Backend
+from litellm.exceptions import BadRequestError
+
+from conduit.config import load_settings
+from conduit.engines.bandits import ALGORITHMS
+from conduit.engines.features.extractor import Backend, make_embedder
 from conduit.engines.router import Router
-from conduit.errors import ConduitError, ConfigurationError
+from conduit.errors import ConduitError, ConfigurationError, InvalidQueryError
 from conduit.metrics import Metrics, MetricsServer, as_metrics
 from conduit.types import Constraints, Preferences
 from conduit_litellm import _compat
+from conduit_litellm._core import (
+    as_weights,
+    build_router,
+    check_router_options,
+    request_preferences,
+    settings_preferences,
+)
 from conduit_litellm._fallback import Fallbacks
 from conduit_litellm.feedback import (
     DECISION_KEY,
@@ -44,15 +53,19 @@ from conduit_litellm.feedback import (
     SIGNALS_KEY,
     ConduitFeedbackLogger,
     FeedbackServer,
+    answer_feedback,
 )
 from conduit_litellm.utils import deployment_id, deployment_model, deployment_price, query_text
 
 if TYPE_CHECKING:
     from litellm.types.router import RoutingContext
 
-__all__ = ["ConduitRoutingPlugin", "from_env"]
+__all__ = ["FEEDBACK_PATH", "ConduitRoutingPlugin", "from_env"]
 
 logger = logging.getLogger("conduit_litellm")
+
+#: Where the plugin serves explicit feedback on the proxy's own app.
+FEEDBACK_PATH = "/conduit/feedback"
 
 
 class ConduitRoutingPlugin:
@@ -78,53 +91,68 @@ class ConduitRoutingPlugin:
         self,
         *,
         conduit_router: Router | None = None,
-        use_hybrid: bool = True,
+        use_hybrid: bool | None = None,
         bandit_algorithm: str | None = None,
-        embedding_model: str = "all-MiniLM-L6-v2",
-        embedding_backend: Backend = "auto",
+        embedding_model: str | None = None,
+        embedding_backend: Backend | None = None,
         seed: int | None = None,
-        preferences: Preferences | str = "balanced",
+        preferences: Preferences | str | Mapping[str, float] | None = None,
+        state_store: str | None = None,
         state_path: str | Path | None = None,
         router_options: Mapping[str, Any] | None = None,
         feedback_port: int | None = None,
-        feedback_host: str = "127.0.0.1",
+        feedback_host: str | None = None,
         feedback_token: str | None = None,
         response_ttl: float = 24 * 3600.0,
         max_responses: int = 100_000,
-        save_interval: float = 30.0,
+        save_interval: float | None = None,
         metrics: bool | Metrics | None = None,
         metrics_port: int | None = None,
-        metrics_host: str = "127.0.0.1",
+        metrics_host: str | None = None,
     ) -> None:
         if conduit_router is not None and not isinstance(conduit_router, Router):
             raise ConfigurationError(
                 f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
             )
-        try:
-            self.preferences = Preferences.of(preferences)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from exc
+        if use_hybrid is not None and not isinstance(use_hybrid, bool):
+            raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
+        if isinstance(save_interval, bool):
+            raise ConfigurationError(f"save_interval must be a number, got {save_interval!r}")
+        #: The validated settings (keywords, else CONDUIT_* variables): see conduit.config.
+        self.settings = load_settings(
+            preferences=as_weights(preferences),
+            bandit_algorithm=bandit_algorithm,
+            use_hybrid=use_hybrid if conduit_router is None else None,
+            embedding_model=embedding_model,
+            embedding_backend=embedding_backend,
+            seed=seed,
+            state_store=state_store,
+            state_path=None if state_path is None else str(state_path),
+            save_interval=save_interval,
+            feedback_token=feedback_token,
+            feedback_port=feedback_port,
+            feedback_host=feedback_host,
+            metrics=metrics if isinstance(metrics, bool) else None,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+        )
+        settings = self.settings
+        self.preferences = settings_preferences(self.settings)
         self._conduit = conduit_router
         self._owns_router = conduit_router is None
-        if isinstance(save_interval, bool) or not isinstance(save_interval, (int, float)):
-            raise ConfigurationError(f"save_interval must be a number, got {save_interval!r}")
-        if not 0 < save_interval < float("inf"):
-            raise ConfigurationError(f"save_interval must be > 0 seconds, got {save_interval!r}")
-        self.save_interval = float(save_interval)
+        self.save_interval = self.settings.save_interval
         self._stop = threading.Event()
         self._saver: threading.Thread | None = None
-        self._options: dict[str, Any] = {
-            "bandit_algorithm": bandit_algorithm or ("hybrid" if use_hybrid else None),
-            "embedding_model": embedding_model,
-            "embedding_backend": embedding_backend,
-            "seed": seed,
-            "state_path": state_path,
-            **dict(router_options or {}),
-        }
+        self._options = check_router_options(router_options or {})
         self._prices: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         self._fallbacks = Fallbacks(logger, "LiteLLM's own choice among the candidates")
-        self.metrics = as_metrics(True if metrics is None and metrics_port is not None else metrics)
+        wanted: bool | Metrics = (
+            metrics
+            if isinstance(metrics, Metrics)
+            else settings.metrics or settings.metrics_port is not None
+        )
+        self.metrics = as_metrics(wanted)
         self.feedback = ConduitFeedbackLogger(
             router=lambda: self._conduit,
             price=self._prices.get,
@@ -140,13 +168,36 @@ class ConduitRoutingPlugin:
         self.server: FeedbackServer | None = None
         self.metrics_server: MetricsServer | None = None
         if self.metrics is not None:
-            self._start_metrics(self.metrics, metrics_port, metrics_host)
-        if feedback_port is not None:
-            if feedback_token is None:
+            self._start_metrics(self.metrics, settings.metrics_port, settings.metrics_host)
+        if settings.feedback_port is not None:
+            if settings.feedback_token is None:
                 raise ConfigurationError("feedback_port needs feedback_token (a shared secret)")
             self.server = FeedbackServer(
-                self.feedback, token=feedback_token, host=feedback_host, port=feedback_port
+                self.feedback,
+                token=settings.feedback_token,
+                host=settings.feedback_host,
+                port=settings.feedback_port,
             ).start()
+
+    def check(self) -> ConduitRoutingPlugin:
+        """Load the embedding model now, so one that cannot be loaded fails the proxy's start
+        (:func:`from_env` calls it) rather than every request; then, inside a LiteLLM proxy,
+        mount the feedback endpoint on its app (:meth:`mount_feedback`). Returns the plugin."""
+        if self._conduit is None and self.settings.algorithm not in _CONTEXT_FREE:
+            make_embedder(self.settings.embedding_model, self.settings.embedding_backend)
+        self.mount_feedback()
+        return self
+
+    def mount_feedback(self, path: str = FEEDBACK_PATH) -> bool:
+        """Serve explicit feedback as ``POST <path>`` on the LiteLLM proxy's own app: the
+        proxy's port and its key auth (master key or a virtual key). Whether it was mounted
+        (False outside a proxy)."""
+        feedback = self.feedback
+
+        async def answer(body: bytes) -> tuple[int, dict[str, Any]]:
+            return answer_feedback(feedback, body)
+
+        return _compat.mount_on_proxy(path, answer)
 
     @property
     def conduit_router(self) -> Router | None:
@@ -160,7 +211,7 @@ class ConduitRoutingPlugin:
         self, models: Sequence[str], deployments: Sequence[Mapping[str, Any]]
     ) -> set[str]:
         """The models whose every deployment LiteLLM has in cooldown."""
-        router = self.litellm_router or _proxy_router()
+        router = self.litellm_router or _compat.proxy_router()
         if router is None:
             return set()
         ids: dict[str, list[str]] = {}
@@ -248,7 +299,7 @@ class ConduitRoutingPlugin:
 
     def _deployments(self, metadata: Mapping[str, object]) -> list[dict[str, Any]]:
         """The deployments of the requested model name, read from LiteLLM's router."""
-        router = self.litellm_router or _proxy_router()
+        router = self.litellm_router or _compat.proxy_router()
         if router is None:
             return []
         group = metadata.get("model_group")
@@ -276,13 +327,16 @@ class ConduitRoutingPlugin:
                         self._prices[model] = price
                         break
             if self._conduit is None:
-                self._conduit = Router(
+                router = self.litellm_router or _compat.proxy_router()
+                listed = _compat.deployments(router) if router is not None else deployments
+                self._conduit = build_router(
                     list(models),
-                    prices={m: self._prices[m] for m in models if m in self._prices},
-                    **self._options,
-                )
-                logger.info(
-                    "Conduit router built: %d models, %s", len(models), self._conduit.algorithm
+                    settings=self.settings,
+                    prices=self._prices,
+                    router_options=self._options,
+                    # the namespace: every provider model of the model list, not just the
+                    # first request's group, so a restart finds its learning whatever comes first
+                    model_list=sorted({deployment_model(d) for d in listed} | set(models)),
                 )
                 if self._owns_router:
                     self._start_saving(self._conduit)
@@ -304,6 +358,10 @@ class ConduitRoutingPlugin:
         candidates = getattr(context, "candidate_models", None)
         try:
             return await self._run(context)
+        except InvalidQueryError as exc:  # the request is at fault: a 400, as the strategy's
+            raise BadRequestError(
+                message=f"Conduit: {exc}", model=_group(context) or "", llm_provider=""
+            ) from None
         except Exception as exc:  # a failure inside Conduit must not fail the request
             self._fallbacks.record(exc)
             if candidates is not None:
@@ -337,7 +395,7 @@ class ConduitRoutingPlugin:
         if cooling and cooling != allowed:
             logger.debug("Skipping models in cooldown: %s", sorted(cooling))
             allowed = allowed - cooling
-        prefs = self._preferences(context.metadata)
+        prefs = request_preferences(context.metadata) or self.preferences
         decision = await conduit.route(
             query_text(_as_messages(context.structured_messages)),
             preferences=prefs,
@@ -345,9 +403,7 @@ class ConduitRoutingPlugin:
         )
         context.candidate_models = [decision.selected_model]
         if self.metrics is not None:
-            group = context.metadata.get("model_group")
-            group = group if isinstance(group, str) else None
-            self.metrics.decision(decision, model_group=group, preferences=prefs)
+            self.metrics.decision(decision, model_group=_group(context), preferences=prefs)
         context.signals[SIGNALS_KEY] = {
             DECISION_KEY: decision.decision_id,
             MODEL_KEY: decision.selected_model,
@@ -358,57 +414,26 @@ class ConduitRoutingPlugin:
         )
         return context
 
-    def _preferences(self, metadata: Mapping[str, object]) -> Preferences:
-        wanted = metadata.get("conduit_preferences")
-        if isinstance(wanted, str):
-            try:
-                return Preferences.of(wanted)
-            except ValueError:
-                logger.warning(
-                    "Unknown conduit_preferences %r in request metadata: using defaults", wanted
-                )
-        return self.preferences
+
+#: Algorithms that route without query features: no embedding model to check.
+_CONTEXT_FREE = frozenset(name for name, cls in ALGORITHMS.items() if not cls.contextual)
 
 
-def _proxy_router() -> Any:
-    """The proxy's router, if this process is a LiteLLM proxy that has built one."""
-    proxy = sys.modules.get("litellm.proxy.proxy_server")
-    return getattr(proxy, "llm_router", None) if proxy is not None else None
+def _group(context: object) -> str | None:
+    metadata = getattr(context, "metadata", None)
+    group = metadata.get("model_group") if isinstance(metadata, Mapping) else None
+    return group if isinstance(group, str) else None
 
 
 def _as_messages(messages: object) -> list[Mapping[str, Any]]:
     return [m for m in messages if isinstance(m, Mapping)] if isinstance(messages, list) else []
 
 
-def from_env(environ: Mapping[str, str] | None = None) -> ConduitRoutingPlugin:
-    """A plugin configured by the ``CONDUIT_*`` environment variables, read once by
-    :func:`conduit.config.plugin_settings` (which lists them).
-
-    >>> plugin = from_env({"CONDUIT_PREFERENCES": "cost", "CONDUIT_EMBEDDING_BACKEND": "hashing"})
-    >>> plugin.preferences.cost
-    2.0
-    >>> plugin.cleanup()
-    """
-    settings = plugin_settings(environ)
-    try:
-        return ConduitRoutingPlugin(
-            bandit_algorithm=settings.bandit_algorithm,
-            embedding_backend=settings.embedding_backend,  # type: ignore[arg-type]
-            preferences=settings.preferences,
-            state_path=settings.state_path,
-            seed=settings.seed,
-            save_interval=settings.save_interval,
-            feedback_port=settings.feedback_port,
-            feedback_host=settings.feedback_host,
-            feedback_token=settings.feedback_token,
-            metrics=settings.metrics.enabled,
-            metrics_port=settings.metrics.port,
-            metrics_host=settings.metrics.host,
-        )
-    except ValueError as exc:
-        if isinstance(exc, ConfigurationError):
-            raise
-        raise ConfigurationError(f"invalid CONDUIT_* environment variable: {exc}") from exc
+def from_env() -> ConduitRoutingPlugin:
+    """A plugin configured by the ``CONDUIT_*`` environment variables alone (the fields of
+    :class:`conduit.config.ConduitSettings`); a bad value raises ConfigurationError, which
+    fails the proxy's start with its message."""
+    return ConduitRoutingPlugin().check()
 
 
 _default: ConduitRoutingPlugin | None = None

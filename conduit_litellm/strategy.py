@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import threading
 import uuid
@@ -31,13 +30,22 @@ from litellm.exceptions import BadRequestError, ContextWindowExceededError
 from litellm.types.router import CustomRoutingStrategyBase
 
 from conduit._redact import describe_error
+from conduit.config import load_settings
 from conduit.engines.features.extractor import Backend
 from conduit.engines.features.redis_cache import RedisFeatureCache
 from conduit.engines.router import Router
-from conduit.errors import ConfigurationError, UnknownDecisionError
+from conduit.errors import ConfigurationError, InvalidQueryError, UnknownDecisionError
 from conduit.metrics import Metrics, MetricsServer, as_metrics
 from conduit.types import Constraints, Explanation, Preferences, RoutingDecision
 from conduit_litellm import _compat
+from conduit_litellm._core import (
+    PREFERENCES_KEY,
+    as_weights,
+    build_router,
+    check_router_options,
+    request_preferences,
+    settings_preferences,
+)
 from conduit_litellm._fallback import Fallbacks
 from conduit_litellm.feedback import (
     CALL_PREFIX,
@@ -54,6 +62,7 @@ from conduit_litellm.utils import (
     deployment_id,
     deployment_model,
     deployment_price,
+    mode_family,
     model_group,
     query_text,
     request_needs,
@@ -63,9 +72,7 @@ __all__ = ["PREFERENCES_KEY", "ConduitRoutingStrategy"]
 
 logger = logging.getLogger("conduit_litellm")
 
-Scope = Literal["all", "group"]
-#: Request-metadata key a caller may set to route one request with other preferences.
-PREFERENCES_KEY = "conduit_preferences"
+Scope = Literal["all", "group"] | Sequence[str]
 #: Where ``cache_enabled=True`` looks for Redis without a ``redis_url`` (the usage guide's).
 DEFAULT_REDIS_URL = "redis://localhost:6379"
 
@@ -92,17 +99,34 @@ class _Plan:
 class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     """Route LiteLLM requests with a Conduit router that learns from every outcome.
 
-    ``scope="all"`` lets every deployment of the model list compete for every
-    request (the model group named in the call is only checked to exist);
-    ``scope="group"`` keeps the choice inside the requested group.
+    ``scope="all"`` (the default) lets every deployment of the model list that can
+    serve the call compete for every request (the model group named in the call is
+    only checked to exist); ``scope="group"`` keeps the choice inside the requested
+    group; ``scope=["a", "b"]`` lets the deployments of groups a and b compete for a
+    request naming either, while requests for other groups stay in their group.
+    Which deployments compete for which group is logged once at setup
+    (:meth:`competitors`). Whatever the scope, a deployment that cannot serve the
+    call is never picked: a chat call never goes to an embedding, image, audio,
+    rerank or moderation model (LiteLLM's ``mode``, from ``model_info.mode`` or the
+    cost map), nor to one whose context window, tools, vision or structured output
+    (as LiteLLM's ``supports_*`` helpers read them) fall short.
     ``conduit_router`` supplies a ready router whose model names match
     deployments by ``model_info.id``, ``litellm_params.model`` or model group;
-    otherwise one is built from ``use_hybrid``/``bandit_algorithm``,
-    ``embedding_model``/``embedding_backend``, ``seed``, ``state_path`` and
-    ``router_options`` (any other :class:`conduit.Router` argument).
-    ``use_hybrid`` goes to :class:`conduit.Router` as given: True (the default)
-    runs UCB1 then LinUCB, False Thompson sampling, None the engine's default;
-    with ``bandit_algorithm`` pass ``use_hybrid=None``.
+    otherwise one is built at ``setup_strategy`` from ``use_hybrid``/``bandit_algorithm``,
+    ``embedding_model``/``embedding_backend``, ``seed``, ``state_store``, ``state_path``
+    and ``router_options`` (any other :class:`conduit.Router` argument). Each of these
+    settings not given comes from its ``CONDUIT_*`` variable (:class:`conduit.config.
+    ConduitSettings`); a bad one raises :class:`~conduit.errors.ConfigurationError` here,
+    one that needs I/O (an embedding model, a state file) at ``setup_strategy``.
+
+    What the router learns is kept by default in the embedded store (an SQLite file in
+    the user data directory, or ``$CONDUIT_STATE_URL``), in a namespace derived from the
+    deployment ids, so the next process with the same model list starts from it;
+    ``state_store="memory://"`` keeps it in memory only.
+    ``bandit_algorithm`` names the policy (see :data:`conduit.engines.bandits.ALGORITHMS`);
+    without it ``use_hybrid`` chooses: None (the default) or True run UCB1 then LinUCB,
+    False Thompson sampling. Only an explicit ``use_hybrid`` that contradicts the named
+    algorithm is an error.
 
     Features are cached in process (``router_options={"feature_cache_size": ...}``)
     and, with ``cache_enabled``, in Redis at ``redis_url`` (default
@@ -124,17 +148,18 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     def __init__(
         self,
         conduit_router: Router | None = None,
-        use_hybrid: bool | None = True,
-        embedding_model: str = "all-MiniLM-L6-v2",
+        use_hybrid: bool | None = None,
+        embedding_model: str | None = None,
         cache_enabled: bool = False,
         redis_url: str | None = None,
         cache_ttl: int = 3600,
         *,
-        scope: Scope = "all",
-        preferences: Preferences | str = "balanced",
+        scope: Scope | None = None,
+        preferences: Preferences | str | Mapping[str, float] | None = None,
         seed: int | None = None,
-        embedding_backend: Backend = "auto",
+        embedding_backend: Backend | None = None,
         bandit_algorithm: str | None = None,
+        state_store: str | None = None,
         state_path: str | Path | None = None,
         router_options: Mapping[str, Any] | None = None,
         response_ttl: float = 24 * 3600.0,
@@ -146,34 +171,39 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             raise ConfigurationError(
                 f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
             )
-        if scope not in ("all", "group"):
-            raise ConfigurationError(f"scope must be 'all' or 'group', got {scope!r}")
-        try:
-            self.preferences = Preferences.of(preferences)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from exc
+        if scope is not None:
+            _scope_groups(scope)
+        if use_hybrid is not None and not isinstance(use_hybrid, bool):
+            raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
         if isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int) or cache_ttl <= 0:
             raise ConfigurationError(
                 f"cache_ttl must be a positive int of seconds, got {cache_ttl!r}"
             )
-        if use_hybrid is not None and not isinstance(use_hybrid, bool):
-            raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
-        if conduit_router is None and (
-            (use_hybrid and bandit_algorithm not in (None, "hybrid"))
-            or (use_hybrid is False and bandit_algorithm == "hybrid")
-        ):
-            raise ConfigurationError(
-                f"use_hybrid={use_hybrid} contradicts bandit_algorithm={bandit_algorithm!r}: "
-                "pass use_hybrid=None with bandit_algorithm"
-            )
-        self.scope: Scope = scope
+        #: The validated settings (keywords, else CONDUIT_* variables): see conduit.config.
+        self.settings = load_settings(
+            preferences=as_weights(preferences),
+            bandit_algorithm=bandit_algorithm,
+            use_hybrid=use_hybrid if conduit_router is None else None,
+            embedding_model=embedding_model,
+            embedding_backend=embedding_backend,
+            seed=seed,
+            scope=list(scope) if scope is not None and not isinstance(scope, str) else scope,
+            state_store=state_store,
+            state_path=None if state_path is None else str(state_path),
+        )
+        settings = self.settings
+        self._scope_groups = _scope_groups(settings.scope)
+        self.preferences = settings_preferences(settings)
+        self.scope: Scope = (
+            settings.scope if isinstance(settings.scope, str) else tuple(settings.scope)
+        )
         self.use_hybrid = use_hybrid
-        self.bandit_algorithm = bandit_algorithm
-        self.embedding_model = embedding_model
-        self.embedding_backend: Backend = embedding_backend
-        self.seed = seed
+        self.bandit_algorithm = settings.bandit_algorithm
+        self.embedding_model = settings.embedding_model
+        self.embedding_backend: Backend = settings.embedding_backend
+        self.seed = settings.seed
         self.state_path = state_path
-        self.router_options = dict(router_options or {})
+        self.router_options = check_router_options(router_options or {})
         self.cache_enabled = bool(cache_enabled)
         self.redis_url = redis_url
         self.cache_ttl = cache_ttl
@@ -221,6 +251,22 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         if self._litellm_router is not None and self._litellm_router is not router:
             raise ConfigurationError("this strategy already routes for another litellm.Router")
         self._litellm_router = router
+        if self._scope_groups:
+            known = {model_group(d) for d in _compat.deployments(router)}
+            missing = sorted(set(self._scope_groups) - known)
+            if missing:
+                self._litellm_router = None
+                raise ConfigurationError(
+                    f"scope names model groups the router does not have: {missing}; "
+                    f"its groups are {sorted(known)}"
+                )
+        if _compat.deployments(router):
+            try:  # built now, so a store or embedding model that cannot work fails setup
+                self._refresh()
+            except Exception:
+                self._litellm_router = None
+                raise
+            self._log_competitors()
         how = _compat.register_strategy(router, self)
         _compat.add_callback(self.feedback)
         logger.debug("Conduit strategy registered through Router.%s", how)
@@ -317,6 +363,61 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             self._metrics_server = self.metrics.serve(host=host, port=port)
         return self._metrics_server
 
+    def competitors(self) -> dict[str, list[str]]:
+        """For each model group, the ids of the deployments that compete for a request naming
+        it under this scope: those of its own kind (chat with chat, embedding with embedding)."""
+        snap = self._refresh()
+        out: dict[str, list[str]] = {}
+        for group in dict.fromkeys(model_group(d) for d in snap.deployments):
+            members = self._members(group)
+            own = {deployment_id(d) for d in members}
+            kinds = {self._family(snap, d) or "chat" for d in members}
+            out[group] = [
+                deployment_id(d)
+                for d in self._pool(snap, group, members)
+                if deployment_id(d) in own or (self._family(snap, d) or "chat") in kinds
+            ]
+        return out
+
+    def _log_competitors(self) -> None:
+        competing = self.competitors()
+        lines = [
+            f"{group!r} <- {', '.join(ids)}"
+            for group, ids in competing.items()
+            if set(ids) != {deployment_id(d) for d in self._members(group)}
+        ]
+        if lines:
+            logger.info(
+                "Conduit scope=%r: requests for one model group may be served by deployments "
+                "of other groups (set scope='group' or scope=[...] to narrow): %s",
+                self.scope,
+                "; ".join(lines),
+            )
+        else:
+            logger.info("Conduit scope=%r: every request stays in its model group", self.scope)
+
+    def _members(self, group: str) -> list[dict[str, Any]]:
+        return _compat.group_deployments(self._litellm_router, group)
+
+    def _pool(
+        self, snap: _Snapshot, model: str, group: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The deployments in scope for a request naming ``model`` (group ``group``)."""
+        if self.scope == "all":
+            pool: Sequence[dict[str, Any]] = snap.deployments
+        elif self._scope_groups and (
+            model in self._scope_groups or any(model_group(d) in self._scope_groups for d in group)
+        ):
+            pool = [*group, *(d for d in snap.deployments if model_group(d) in self._scope_groups)]
+        else:
+            pool = group
+        return [
+            snap.by_id[i] for i in dict.fromkeys(deployment_id(d) for d in pool) if i in snap.by_id
+        ]
+
+    def _family(self, snap: _Snapshot, deployment: Mapping[str, Any]) -> str | None:
+        return mode_family(self._capabilities(snap, deployment).mode)
+
     # -- deployments and arms ----------------------------------------------------------------
     def _router_or_raise(self) -> Any:
         if self._litellm_router is None:
@@ -356,19 +457,11 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         if self._conduit is None:
             if not ids:
                 raise ConfigurationError("the litellm.Router has no deployments to route between")
-            self._conduit = Router(
+            self._conduit = build_router(
                 list(dict.fromkeys(ids)),
-                bandit_algorithm=self.bandit_algorithm,
-                use_hybrid=self.use_hybrid,
-                embedding_model=self.embedding_model,
-                embedding_backend=self.embedding_backend,
-                seed=self.seed,
-                prices={i: p for i, p in self._prices.items() if i in ids},
-                state_path=self.state_path,
-                **self.router_options,
-            )
-            logger.info(
-                "Conduit router built: %d deployments, %s", len(set(ids)), self._conduit.algorithm
+                settings=self.settings,
+                prices=self._prices,
+                router_options=self.router_options,
             )
             extractor = self._conduit.extractor
             if self._feature_cache is not None and extractor is not None:
@@ -430,10 +523,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             raise self._error(
                 model, f"no deployment serves model group {model!r}; groups are {groups}"
             )
-        pool = group if self.scope == "group" else snap.deployments
-        candidates = [
-            snap.by_id[i] for i in dict.fromkeys(deployment_id(d) for d in pool) if i in snap.by_id
-        ]
+        candidates = self._servable(
+            snap, self._pool(snap, model, group), group, messages, input, request_kwargs, model
+        )
         routable = [d for d in candidates if deployment_id(d) in snap.arm_of]
         if not routable:
             # Conduit's configuration, not the request, is at fault: LiteLLM's choice serves it
@@ -444,20 +536,47 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     def _request_preferences(self, request_kwargs: Mapping[str, Any] | None) -> Preferences | None:
         if not request_kwargs:
             return None
-        meta = request_kwargs.get(_compat.metadata_key(request_kwargs))
-        wanted = meta.get(PREFERENCES_KEY) if isinstance(meta, Mapping) else None
-        if wanted is None:
-            return None
         try:
-            return (
-                Preferences.of(wanted)
-                if isinstance(wanted, (str, Preferences))
-                else Preferences(**wanted)
-            )
-        except (ValueError, TypeError) as exc:
+            return request_preferences(request_kwargs.get(_compat.metadata_key(request_kwargs)))
+        except InvalidQueryError as exc:
+            raise self._error("", str(exc)) from None
+
+    def _servable(
+        self,
+        snap: _Snapshot,
+        pool: list[dict[str, Any]],
+        group: Sequence[Mapping[str, Any]],
+        messages: object,
+        input: object,
+        request_kwargs: Mapping[str, Any] | None,
+        model: str,
+    ) -> list[dict[str, Any]]:
+        """The deployments of ``pool`` whose kind (LiteLLM's ``mode``) serves this call.
+
+        Where the call's arguments fit two kinds (``prompt``: text completion or image
+        generation; ``input``: embedding or moderation), the requested group's kind decides.
+        A deployment whose mode nobody states counts as chat (LiteLLM's default), and
+        always as fit for its own group.
+        """
+        families = _compat.call_families(messages, input, request_kwargs)
+        own = {deployment_id(d) for d in group}
+        if len(families) > 1:
+            narrowed = families & {self._family(snap, d) or "chat" for d in group}
+            families = frozenset(narrowed) or families
+        keep = []
+        for d in pool:
+            family = self._family(snap, d)
+            if family in families or (
+                family is None and (deployment_id(d) in own or "chat" in families)
+            ):
+                keep.append(d)
+        if not keep:
+            kinds = " or ".join(sorted(families))
+            found = sorted({str(self._capabilities(snap, d).mode) for d in group})
             raise self._error(
-                "", f"metadata {PREFERENCES_KEY}={wanted!r} is invalid: {exc}"
-            ) from exc
+                model, f"no deployment for {model!r} serves a {kinds} call (its modes: {found})"
+            )
+        return keep
 
     def _capable(
         self,
@@ -587,7 +706,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             cooling = await _compat.async_active_cooldowns(
                 self._litellm_router, [deployment_id(d) for d in pool]
             )
-            return self._fallback(exc, pool, cooling, request_kwargs)
+            return self._fallback(exc, model, pool, cooling, request_kwargs)
 
     def get_available_deployment(  # type: ignore[override]
         self,
@@ -607,7 +726,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             cooling = _compat.active_cooldowns(
                 self._litellm_router, [deployment_id(d) for d in pool]
             )
-            return self._fallback(exc, pool, cooling, request_kwargs)
+            return self._fallback(exc, model, pool, cooling, request_kwargs)
 
     async def _apick(
         self,
@@ -674,6 +793,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     def _fallback(
         self,
         exc: Exception,
+        model: str,
         pool: list[dict[str, Any]],
         cooling: set[str],
         request_kwargs: dict[str, Any] | None,
@@ -682,7 +802,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         self._fallbacks.record(exc)
         if request_kwargs is not None:
             _unstamp(request_kwargs)
-        return _shuffle(self._healthy(pool, cooling), self._shuffle)
+        return _compat.simple_shuffle(
+            self._litellm_router, self._healthy(pool, cooling), model, request_kwargs, self._shuffle
+        )
 
     def stats(self) -> dict[str, float]:
         """The feedback logger's event counts and the requests LiteLLM routed because Conduit
@@ -691,6 +813,20 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
 
     def __repr__(self) -> str:
         return f"ConduitRoutingStrategy(scope={self.scope!r}, router={self._conduit!r})"
+
+
+def _scope_groups(scope: object) -> tuple[str, ...]:
+    """The groups of a list scope (empty for "all" and "group"); refuses anything else."""
+    if scope in ("all", "group"):
+        return ()
+    if isinstance(scope, (str, bytes)) or not isinstance(scope, Sequence) or not scope:
+        raise ConfigurationError(
+            f"scope must be 'all', 'group' or a non-empty list of model group names, got {scope!r}"
+        )
+    for name in scope:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"scope lists model group names (str), got {name!r}")
+    return tuple(dict.fromkeys(scope))
 
 
 def _unstamp(request_kwargs: dict[str, Any]) -> None:
@@ -704,19 +840,6 @@ def _unstamp(request_kwargs: dict[str, Any]) -> None:
     request_kwargs[key] = {k: v for k, v in old.items() if k not in stale}
     if request_kwargs.get("litellm_call_id") == f"{CALL_PREFIX}{old[DECISION_KEY]}":
         request_kwargs["litellm_call_id"] = str(uuid.uuid4())
-
-
-def _shuffle(deployments: Sequence[dict[str, Any]], rng: random.Random) -> dict[str, Any]:
-    """LiteLLM's ``simple-shuffle``: weighted by ``weight``, else ``rpm``, else ``tpm``, else
-    uniformly at random."""
-    for metric in ("weight", "rpm", "tpm"):
-        weights = [
-            float(w) if isinstance(w, (int, float)) and 0 < w < math.inf else 0.0
-            for w in ((d.get("litellm_params") or {}).get(metric) for d in deployments)
-        ]
-        if sum(weights) > 0:
-            return rng.choices(list(deployments), weights=weights)[0]
-    return rng.choice(list(deployments))
 
 
 def _unfit(cap: Capabilities, needs: RequestNeeds, tokens: int | None) -> str | None:

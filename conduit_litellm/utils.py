@@ -32,10 +32,12 @@ __all__ = [
     "RequestNeeds",
     "capabilities",
     "deployment_id",
+    "deployment_mode",
     "deployment_model",
     "deployment_price",
     "extract_model_ids",
     "get_deployments",
+    "mode_family",
     "model_group",
     "query_text",
     "request_needs",
@@ -96,8 +98,9 @@ def model_group(deployment: Mapping[str, Any]) -> str:
     return str(deployment.get("model_name", ""))
 
 
-def _cost_map_entry(deployment: Mapping[str, Any]) -> dict[str, Any]:
-    """LiteLLM's cost-map entry for the deployment's model (or its ``base_model``), or {}."""
+def _cost_map_entry(deployment: Mapping[str, Any]) -> dict[str, Any] | None:
+    """LiteLLM's cost-map entry for the deployment's model (or its ``base_model``), or None
+    when LiteLLM does not know the model."""
     import litellm
 
     params = deployment.get("litellm_params") or {}
@@ -108,43 +111,115 @@ def _cost_map_entry(deployment: Mapping[str, Any]) -> dict[str, Any]:
             continue
         for key in (name, name.split("/", 1)[-1]):
             entry = litellm.model_cost.get(key)
-            if isinstance(entry, Mapping):
+            # A router registers an entry for a model it does not know, holding only the
+            # deployment's model_info (all None in 1.110, the id in 1.74.9): not knowledge.
+            if isinstance(entry, Mapping) and (
+                entry.get("litellm_provider") is not None or entry.get("mode") is not None
+            ):
                 return dict(entry)
-    return {}
+    return None
+
+
+#: LiteLLM modes that answer the same calls: a chat request can go to any of them.
+_CHAT_MODES = frozenset({"chat", "completion", "responses"})
+
+
+def mode_family(mode: str | None) -> str | None:
+    """The kind of call a LiteLLM ``mode`` serves: ``chat`` for chat/completion/responses,
+    else the mode itself (``embedding``, ``image_generation``, ``audio_transcription``, ...).
+
+    >>> mode_family("completion"), mode_family("embedding"), mode_family(None)
+    ('chat', 'embedding', None)
+    """
+    if mode is None:
+        return None
+    return "chat" if mode in _CHAT_MODES else mode
+
+
+def _mode_by_suffix(model: str) -> str | None:
+    """The mode of every cost-map entry named ``<prefix>/<model>``, when they all agree.
+
+    LiteLLM maps some models only under provider or size prefixes (``dall-e-3`` as
+    ``azure/standard/1024-x-1024/dall-e-3``, ...): they still tell what the model does.
+    """
+    import litellm
+
+    bare = model.split("/", 1)[-1]
+    if not bare:
+        return None
+    tail = "/" + bare
+    modes = {
+        entry.get("mode")
+        for key, entry in litellm.model_cost.items()
+        if key.endswith(tail) and isinstance(entry, Mapping) and entry.get("mode") is not None
+    }
+    return str(modes.pop()) if len(modes) == 1 else None
+
+
+def deployment_mode(deployment: Mapping[str, Any]) -> str | None:
+    """LiteLLM's ``mode`` of the deployment (``chat``, ``embedding``, ``image_generation``,
+    ``audio_transcription``, ``audio_speech``, ``rerank``, ``moderation``, ...): its own
+    ``model_info.mode``, else the cost map's; None when neither says.
+
+    >>> deployment_mode({"litellm_params": {"model": "openai/text-embedding-3-small"}})
+    'embedding'
+    >>> deployment_mode({"litellm_params": {"model": "openai/dall-e-3"}})
+    'image_generation'
+    >>> deployment_mode({"litellm_params": {"model": "my/own"}, "model_info": {"mode": "rerank"}})
+    'rerank'
+    """
+    info = deployment.get("model_info") or {}
+    own = info.get("mode") if isinstance(info, Mapping) else None
+    if isinstance(own, str) and own:
+        return own
+    entry = _cost_map_entry(deployment)
+    if entry is not None:
+        mode = entry.get("mode")
+        return mode if isinstance(mode, str) and mode else None
+    return _mode_by_suffix(deployment_model(deployment))
 
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a deployment is known to accept; None means the cost map does not say."""
+    """What a deployment accepts, as LiteLLM's ``supports_*`` helpers read it: a model LiteLLM
+    knows without the flag does not support it (False); None only for a model LiteLLM does
+    not know at all and whose ``model_info`` does not say."""
 
     max_input_tokens: int | None
     function_calling: bool | None
     vision: bool | None
     response_schema: bool | None
-
-
-def _flag(value: object) -> bool | None:
-    return value if isinstance(value, bool) else None
+    mode: str | None = None
 
 
 def capabilities(deployment: Mapping[str, Any]) -> Capabilities:
     """The deployment's limits: its own ``model_info`` first, then LiteLLM's cost map."""
-    merged = _cost_map_entry(deployment)
+    entry = _cost_map_entry(deployment)
+    known = entry is not None
+    merged = dict(entry or {})
     own = deployment.get("model_info") or {}
     merged.update({k: v for k, v in own.items() if v is not None})
     limit = merged.get("max_input_tokens") or merged.get("max_tokens")
+
+    def flag(name: str) -> bool | None:
+        value = merged.get(name)
+        if isinstance(value, bool):
+            return value
+        return False if known else None
+
     return Capabilities(
         max_input_tokens=int(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
-        function_calling=_flag(merged.get("supports_function_calling")),
-        vision=_flag(merged.get("supports_vision")),
-        response_schema=_flag(merged.get("supports_response_schema")),
+        function_calling=flag("supports_function_calling"),
+        vision=flag("supports_vision"),
+        response_schema=flag("supports_response_schema"),
+        mode=deployment_mode(deployment),
     )
 
 
 def deployment_price(deployment: Mapping[str, Any]) -> tuple[float, float] | None:
     """USD per (input, output) token: ``litellm_params`` overrides, else the cost map."""
     params = deployment.get("litellm_params") or {}
-    entry = _cost_map_entry(deployment)
+    entry = _cost_map_entry(deployment) or {}
     prices = []
     for key in ("input_cost_per_token", "output_cost_per_token"):
         value = params.get(key, entry.get(key))

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Before anything imports LiteLLM or Hugging Face code: LiteLLM's bundled cost map (no
 # fetch of the remote one) and no hub downloads. scripts/test exports both as well.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Learning is persisted by default (an SQLite file in the user data dir): tests keep it in
+# memory, and anything that still asks for the data dir gets a throwaway one, never the
+# developer's. A test of the default store sets both back itself.
+os.environ["CONDUIT_STATE_URL"] = "memory://"
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="conduit-test-data-")
 
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,6 +24,8 @@ import numpy as np
 import pytest
 
 from conduit import Router
+
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
 
 StateCheck = Callable[[Any, Any], None]
 

@@ -162,25 +162,30 @@ def test_default_instance_loads_like_the_proxy_does(monkeypatch: pytest.MonkeyPa
     ("environ", "pattern"),
     [
         ({"CONDUIT_FEEDBACK_PORT": "9000"}, "feedback_port needs feedback_token"),
-        ({"CONDUIT_FEEDBACK_PORT": "nine"}, "CONDUIT_FEEDBACK_PORT must be a number"),
-        ({"CONDUIT_PREFERENCES": "cheapest"}, "unknown preference"),
-        ({"CONDUIT_SEED": "x"}, "CONDUIT_SEED must be a number"),
-        ({"CONDUIT_SAVE_INTERVAL": "soon"}, "CONDUIT_SAVE_INTERVAL must be a number"),
-        ({"CONDUIT_SAVE_INTERVAL": "0"}, "save_interval must be > 0"),
+        ({"CONDUIT_FEEDBACK_PORT": "nine"}, "feedback_port: Input should be a valid integer"),
+        ({"CONDUIT_PREFERENCES": "cheapest"}, "preferences: unknown preference 'cheapest'"),
+        ({"CONDUIT_SEED": "x"}, "seed: Input should be a valid integer"),
+        ({"CONDUIT_SAVE_INTERVAL": "soon"}, "save_interval: Input should be a valid number"),
+        ({"CONDUIT_SAVE_INTERVAL": "0"}, "save_interval: Input should be greater than 0"),
+        ({"CONDUIT_BANDIT_ALGORITHM": "linucbb"}, r"bandit_algorithm must be one of \["),
+        ({"CONDUIT_STATE_URL": "sqlit:///x.db"}, "state_store: unknown scheme 'sqlit'"),
     ],
 )
-def test_from_env_rejects(environ: dict[str, str], pattern: str) -> None:
+def test_from_env_rejects(
+    environ: dict[str, str], pattern: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError, match=pattern):
-        from_env(environ)
+        from_env()
 
 
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
         ({"conduit_router": "gpt-4o"}, r"must be a conduit\.Router"),
-        ({"save_interval": 0}, r"save_interval must be > 0"),
-        ({"save_interval": float("inf")}, r"save_interval must be > 0"),
-        ({"save_interval": "30"}, r"save_interval must be a number"),
+        ({"save_interval": 0}, r"save_interval: Input should be greater than 0"),
+        ({"save_interval": float("inf")}, r"save_interval: Input should be a finite number"),
         ({"save_interval": True}, r"save_interval must be a number"),
     ],
 )
@@ -260,11 +265,15 @@ async def test_preferences_from_request_metadata(
         return await route(*args, **kwargs)
 
     monkeypatch.setattr(conduit, "route", spy)
-    for wanted in ("cost", "no-such-preset"):
+    for wanted in ("cost", {"quality": 1.0, "cost": 3.0, "latency": 0.0}):
         await router.acompletion(
             model="chat", messages=MESSAGES, metadata={"conduit_preferences": wanted}
         )
-    assert [p.cost for p in asked] == [2.0, plugin.preferences.cost]
+    assert [p.cost for p in asked] == [2.0, 3.0]
+    with pytest.raises(litellm.BadRequestError, match="unknown preference 'no-such-preset'"):
+        await router.acompletion(
+            model="chat", messages=MESSAGES, metadata={"conduit_preferences": "no-such-preset"}
+        )
 
 
 async def test_models_in_cooldown_are_skipped(plugin: ConduitRoutingPlugin) -> None:

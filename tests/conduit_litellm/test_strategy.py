@@ -203,7 +203,7 @@ async def test_context_managers_clean_up() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "exception", "pattern"),
     [
-        ({"scope": "team"}, ConfigurationError, "scope must be 'all' or 'group'"),
+        ({"scope": "team"}, ConfigurationError, "scope must be 'all', 'group' or a non-empty list"),
         ({"preferences": "cheapest"}, ConfigurationError, "unknown preference"),
         ({"cache_ttl": 0}, ConfigurationError, "cache_ttl must be a positive int"),
         ({"conduit_router": "gpt-4o"}, ConfigurationError, "must be a conduit.Router"),
@@ -330,11 +330,20 @@ async def test_cooling_deployment_is_never_picked(attach: Any) -> None:
 # -- capability filters ---------------------------------------------------------------------------
 # Distinct provider models: LiteLLM copies a deployment's model_info flags into its global
 # cost map under the provider model's name, so deployments sharing one would share them.
+# A model LiteLLM knows (its model_info flags make it known) without a flag lacks it, as
+# litellm.supports_*() says: each deployment states every flag.
+ABLE = {
+    "supports_function_calling": True,
+    "supports_vision": True,
+    "supports_response_schema": True,
+}
 CAPABLE = [
-    deployment("g", "openai/cap-window", "tiny-window", max_input_tokens=20),
-    deployment("g", "openai/cap-tools", "no-tools", supports_function_calling=False),
-    deployment("g", "openai/cap-vision", "no-vision", supports_vision=False),
-    deployment("g", "openai/cap-schema", "no-schema", supports_response_schema=False),
+    deployment("g", "openai/cap-window", "tiny-window", **ABLE, max_input_tokens=20),
+    deployment("g", "openai/cap-tools", "no-tools", **{**ABLE, "supports_function_calling": False}),
+    deployment("g", "openai/cap-vision", "no-vision", **{**ABLE, "supports_vision": False}),
+    deployment(
+        "g", "openai/cap-schema", "no-schema", **{**ABLE, "supports_response_schema": False}
+    ),
 ]
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
 IMAGE = [
@@ -469,7 +478,7 @@ async def test_record_feedback_by_object_and_id_learns_once(attach: Any) -> None
 async def test_explain_says_why_a_response_went_where_it_went(attach: Any) -> None:
     router = make(THREE)
     strategy = attach(router, scope="group")
-    with pytest.raises(UnknownDecisionError, match="nothing has been routed yet"):
+    with pytest.raises(UnknownDecisionError, match="no explanation for decision 'some-id'"):
         strategy.explain("some-id")
     response = await router.acompletion(model="fast", messages=MESSAGES)
     explanation = strategy.explain(response)
@@ -779,7 +788,7 @@ async def test_held_signal_is_learned_at_cleanup(attach: Any) -> None:
 def test_use_hybrid_reaches_the_router(
     attach: Any, kwargs: dict[str, Any], algorithm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import conduit_litellm.strategy as module
+    import conduit_litellm._core as module
 
     given: list[Any] = []
     real = module.Router
@@ -792,13 +801,20 @@ def test_use_hybrid_reaches_the_router(
     strategy = attach(make(THREE), **kwargs)
     strategy.get_available_deployment("fast", MESSAGES)
     assert strategy.conduit_router.algorithm == algorithm
-    assert given == [kwargs.get("use_hybrid", True)]
+    assert given == [kwargs.get("use_hybrid")]
 
 
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"bandit_algorithm": "linucb"}, "use_hybrid=True contradicts bandit_algorithm='linucb'"),
+        (
+            {"use_hybrid": True, "bandit_algorithm": "linucb"},
+            "use_hybrid=True contradicts bandit_algorithm='linucb'",
+        ),
+        (
+            {"use_hybrid": None, "bandit_algorithm": "linucbb"},
+            r"bandit_algorithm must be one of \[.*'linucb'",
+        ),
         ({"use_hybrid": False, "bandit_algorithm": "hybrid"}, "use_hybrid=False contradicts"),
         ({"use_hybrid": "yes"}, "use_hybrid must be True, False or None"),
         ({"signal_grace": -1.0}, "signal_grace must be"),
@@ -807,6 +823,16 @@ def test_use_hybrid_reaches_the_router(
 def test_invalid_algorithm_arguments(kwargs: dict[str, Any], pattern: str) -> None:
     with pytest.raises(ConfigurationError, match=pattern):
         ConduitRoutingStrategy(**kwargs)
+
+
+def test_a_named_algorithm_wins_over_the_default_use_hybrid(attach: Any) -> None:
+    strategy = ConduitRoutingStrategy(bandit_algorithm="linucb", embedding_backend="hashing")
+    try:
+        ConduitRoutingStrategy.setup_strategy(make(THREE), strategy)
+        assert strategy.conduit_router is not None
+        assert strategy.conduit_router.algorithm == "linucb"
+    finally:
+        strategy.cleanup()
 
 
 # -- the usage guide's log lines ------------------------------------------------------------------
