@@ -287,13 +287,19 @@ def _add_stats(subparsers: Subparsers) -> None:
         help="what a router learned and did, from its store: traffic, quality, cost, savings",
         description=(
             "Per model: share of traffic, mean quality, cost and latency (from the learned "
-            "state); savings against always the strongest model; the share of exploring "
+            "state); savings against always the dearest model (or --baseline-model); the share "
+            "of exploring "
             "decisions and the most recent decisions with their reasons (from the history)."
         ),
     )
     add_store_arguments(p)
     p.add_argument(
         "--recent", type=int, default=10, metavar="N", help="recent decisions shown (default: 10)"
+    )
+    p.add_argument(
+        "--baseline-model",
+        metavar="MODEL",
+        help="measure savings against always this model (default: the dearest one)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -304,7 +310,7 @@ def _run_stats(args: argparse.Namespace) -> int:
     if args.recent < 0:
         raise ValidationError(f"--recent must be >= 0, got {args.recent}")
     with open_from_args(args, must_exist=True) as store:
-        summary = summarize(store, recent=args.recent)
+        summary = summarize(store, recent=args.recent, baseline_model=args.baseline_model)
     print(json.dumps(summary.to_json()) if args.json else format_summary(summary))
     return 0
 

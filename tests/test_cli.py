@@ -360,3 +360,16 @@ def test_explain_refuses_an_ambiguous_or_unknown_prefix(
     code, _, err = run(capsys, "explain", "nope", "--store", url)
     assert code == 2 and "no decision 'nope' in the history of" in err
     assert "Traceback" not in err
+
+
+def test_stats_measures_savings_against_the_dearest_or_the_named_model(
+    replayed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stats = json.loads(run(capsys, "stats", "--store", replayed, "--json")[1])
+    costs = {m["model"]: m["mean_cost"] for m in stats["models"]}
+    assert stats["savings"]["baseline"] == max(costs, key=costs.__getitem__) == "strong"
+    code, out, err = run(capsys, "stats", "--store", replayed, "--baseline-model", "weak")
+    assert code == 0, err
+    assert "against always weak (quality" in out
+    code, _, err = run(capsys, "stats", "--store", replayed, "--baseline-model", "gpt-9")
+    assert code == 2 and "unknown baseline model 'gpt-9'" in err
