@@ -100,14 +100,20 @@ def setup(namespace: dict[str, Any]) -> None:
     namespace[_LOOP] = asyncio.new_event_loop()
 
 
+async def _close_loop_tasks() -> None:
+    """Close LiteLLM's clients of this loop, and cancel what still runs on it (LiteLLM's
+    logging worker, late callbacks)."""
+    await litellm.close_litellm_async_clients()
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def teardown(namespace: dict[str, Any]) -> None:
     saved = namespace["__guide_saved__"]
     loop = namespace[_LOOP]
-    loop.run_until_complete(litellm.close_litellm_async_clients())
-    tasks = asyncio.all_tasks(loop)  # LiteLLM's logging worker, late callbacks
-    for task in tasks:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(_close_loop_tasks())
     loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()
     litellm.Router.__init__ = saved["init"]
