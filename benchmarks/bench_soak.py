@@ -76,7 +76,7 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,6 +103,9 @@ SIMULATED = "simulated by conduit"
 @dataclass(frozen=True, kw_only=True)
 class SoakConfig:
     seconds: float
+    #: Run by request count instead of by time: this many requests after the first two,
+    #: the warm-up share of them first; the outages start at fixed request counts.
+    requests: int | None = None
     concurrency: int = 8
     error_rate: float = 0.05
     sync_share: float = 0.3
@@ -335,12 +338,24 @@ class Soak:
                 # cached client, and the losers' sockets are left open
                 await self.one(blocking=True)
                 await self.one(blocking=False)
-                await self.traffic(self.start + c.seconds * c.warmup)
+                if c.requests is None:
+                    warm_end = self.start + c.seconds * c.warmup
+                    await self.traffic(lambda: time.monotonic() >= warm_end)
+                else:
+                    warm = self.tally.requests + round(c.requests * c.warmup)
+                    await self.traffic(lambda: self.tally.requests >= warm)
                 first = await self.quiet()
                 measured = time.monotonic()
-                faults = asyncio.create_task(self.outages(measured, end))
-                sampler = asyncio.create_task(self.sample(end))
-                await self.traffic(end)
+                if c.requests is None:
+                    faults = asyncio.create_task(self.outages(measured, end))
+                    done: Callable[[], bool] = lambda: time.monotonic() >= end  # noqa: E731
+                else:
+                    total = self.tally.requests + c.requests - round(c.requests * c.warmup)
+                    faults = asyncio.create_task(self.outages_by_count(self.tally.requests, total))
+                    # by count, the traffic also goes on until the last outage is over
+                    done = lambda: self.tally.requests >= total and faults.done()  # noqa: E731
+                sampler = asyncio.create_task(self.sample(done))
+                await self.traffic(done)
                 await faults
                 await sampler
                 last = await self.quiet()
@@ -355,11 +370,11 @@ class Soak:
         return result
 
     # -- traffic ---------------------------------------------------------------------------------
-    async def traffic(self, until: float) -> None:
-        await asyncio.gather(*(self.worker(until) for _ in range(self.config.concurrency)))
+    async def traffic(self, done: Callable[[], bool]) -> None:
+        await asyncio.gather(*(self.worker(done) for _ in range(self.config.concurrency)))
 
-    async def worker(self, until: float) -> None:
-        while time.monotonic() < until:
+    async def worker(self, done: Callable[[], bool]) -> None:
+        while not done():
             await self.one()
 
     async def one(self, blocking: bool | None = None) -> None:
@@ -436,9 +451,23 @@ class Soak:
             await asyncio.to_thread(self.server.start)
             self.outage_log.append(f"store up at {time.monotonic() - self.start:.1f} s")
 
-    async def sample(self, until: float) -> None:
+    async def outages_by_count(self, begin: int, end: int) -> None:
+        """Stop the store ``outages`` times, each when the requests reach a fixed count in the
+        first four fifths of the measured ones, for ``outage_seconds`` each."""
+        c = self.config
+        for i in range(c.outages):
+            at = begin + (end - begin) * 0.8 * (i + 0.5) / c.outages
+            while self.tally.requests < at:
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(self.server.stop)
+            self.outage_log.append(f"store down at request {self.tally.requests}")
+            await asyncio.sleep(c.outage_seconds)
+            await asyncio.to_thread(self.server.start)
+            self.outage_log.append(f"store up at request {self.tally.requests}")
+
+    async def sample(self, done: Callable[[], bool]) -> None:
         """RSS once a second (a few thousand floats for an hour: a fixed cost)."""
-        while time.monotonic() < until:
+        while not done():
             self.rss.append((time.monotonic() - self.start, rss_mib()))
             await asyncio.sleep(1.0)
 
@@ -687,6 +716,9 @@ def quiet_logs() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument(
+        "--requests", type=int, help="run this many requests instead of --minutes (tests)"
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--error-rate", type=float, default=0.05)
     parser.add_argument("--sync-share", type=float, default=0.3)
@@ -708,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = SoakConfig(
         seconds=args.minutes * 60,
+        requests=args.requests,
         concurrency=args.concurrency,
         error_rate=args.error_rate,
         sync_share=args.sync_share,
@@ -729,7 +762,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_logs()
     gc.collect()
     with redis_server() as server:
-        print(f"soak: {args.minutes:g} min against {server.url}, {config.outages} outages")
+        length = f"{args.requests} requests" if args.requests else f"{args.minutes:g} min"
+        print(f"soak: {length} against {server.url}, {config.outages} outages")
         result = asyncio.run(soak(config, server))
     print_report(result)
     if args.json:

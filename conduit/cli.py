@@ -18,10 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from conduit import __version__
-from conduit.config import choose_namespace, state_url
 from conduit.engines.bandits import ALGORITHMS
-from conduit.errors import ConduitError, ValidationError
-from conduit.stores.cli import add_state_commands, run_state
+from conduit.errors import ConduitError, UnknownDecisionError, ValidationError
+from conduit.stores import HistoryRecord, Store
+from conduit.stores.cli import (
+    add_state_commands,
+    add_store_arguments,
+    open_from_args,
+    run_state,
+)
 from conduit.types import PRESETS
 
 __all__ = ["main"]
@@ -275,16 +280,6 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def _store_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--store",
-        metavar="URL",
-        help="state store URL (default: $CONDUIT_STATE_URL or the SQLite file in your data "
-        "directory)",
-    )
-    p.add_argument("--namespace", help="router namespace (default: the URL's, else 'default')")
-
-
 # -- conduit stats -----------------------------------------------------------------------------
 def _add_stats(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
@@ -292,32 +287,58 @@ def _add_stats(subparsers: Subparsers) -> None:
         help="what a router learned and did, from its store: traffic, quality, cost, savings",
         description=(
             "Per model: share of traffic, mean quality, cost and latency (from the learned "
-            "state); savings against always the strongest model; the share of exploring "
+            "state); savings against always the dearest model (or --baseline-model); the share "
+            "of exploring "
             "decisions and the most recent decisions with their reasons (from the history)."
         ),
     )
-    _store_arguments(p)
+    add_store_arguments(p)
     p.add_argument(
         "--recent", type=int, default=10, metavar="N", help="recent decisions shown (default: 10)"
+    )
+    p.add_argument(
+        "--baseline-model",
+        metavar="MODEL",
+        help="measure savings against always this model (default: the dearest one)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _run_stats(args: argparse.Namespace) -> int:
     from conduit.dashboard.summary import format_summary, summarize
-    from conduit.stores import open_store
 
     if args.recent < 0:
         raise ValidationError(f"--recent must be >= 0, got {args.recent}")
-    with open_store(args.store, namespace=args.namespace) as store:
-        explicit = args.namespace is not None or "namespace=" in (args.store or state_url())
-        store.namespace = choose_namespace(store.namespace, store.namespaces(), explicit=explicit)
-        summary = summarize(store, recent=args.recent)
+    with open_from_args(args, must_exist=True) as store:
+        summary = summarize(store, recent=args.recent, baseline_model=args.baseline_model)
     print(json.dumps(summary.to_json()) if args.json else format_summary(summary))
     return 0
 
 
 # -- conduit explain ---------------------------------------------------------------------------
+#: How far back ``conduit explain`` looks for the decision a short id names.
+PREFIX_WINDOW = 100_000
+
+
+def _find_decision(store: Store, text: str) -> HistoryRecord:
+    """The decision ``text`` names: its full id, or a prefix of it (the short id that
+    ``conduit stats`` prints) that only one of the last PREFIX_WINDOW decisions has."""
+    record = store.record(text)
+    if record is not None:
+        return record
+    where = f"{store.url} (namespace {store.namespace!r})"
+    found = [r for r in store.history(limit=PREFIX_WINDOW) if r.decision_id.startswith(text)]
+    if len(found) > 1:
+        shown = ", ".join(r.decision_id for r in found[:3]) + (", ..." if len(found) > 3 else "")
+        raise ValidationError(
+            f"{text!r} is the start of {len(found)} decision ids in {where} ({shown}); "
+            "give more of the id"
+        )
+    if not found:
+        raise UnknownDecisionError(f"no decision {text!r} in the history of {where}")
+    return found[0]
+
+
 def _add_explain(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "explain",
@@ -328,25 +349,24 @@ def _add_explain(subparsers: Subparsers) -> None:
             "preferences it was made under, and the models its constraints excluded."
         ),
     )
-    p.add_argument("decision_id", metavar="DECISION_ID")
-    _store_arguments(p)
+    p.add_argument(
+        "decision_id",
+        metavar="DECISION_ID",
+        help="a decision id, or its first characters (the short id 'conduit stats' prints)",
+    )
+    add_store_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _run_explain(args: argparse.Namespace) -> int:
-    from conduit.errors import UnknownDecisionError
-    from conduit.stores import open_store
-
-    with open_store(args.store, namespace=args.namespace) as store:
-        record = store.record(args.decision_id)
-        where = f"{store.url} (namespace {store.namespace!r})"
-    if record is None:
-        raise UnknownDecisionError(f"no decision {args.decision_id!r} in the history of {where}")
+    with open_from_args(args, must_exist=True) as store:
+        record = _find_decision(store, args.decision_id)
     explanation = record.explain()
     if explanation is None:
         raise UnknownDecisionError(
-            f"decision {args.decision_id!r} in {where} was recorded without an explanation "
-            "(by an older Conduit, or only its outcome reached the store)"
+            f"decision {record.decision_id!r} in {store.url} (namespace {store.namespace!r}) "
+            "was recorded without an explanation (by an older Conduit, or only its outcome "
+            "reached the store)"
         )
     print(explanation.to_json() if args.json else explanation.format())
     if not args.json and record.quality is not None:
@@ -371,7 +391,7 @@ def _add_dashboard(subparsers: Subparsers) -> None:
             "every request must then carry."
         ),
     )
-    _store_arguments(p)
+    add_store_arguments(p)
     p.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})"
     )
@@ -390,19 +410,16 @@ def _run_dashboard(args: argparse.Namespace) -> int:
     from conduit.dashboard.server import DashboardServer
 
     token = args.token or dashboard_token()
-    server = DashboardServer(
-        args.store if args.store is not None else state_url(),
-        host=args.host,
-        port=args.port,
-        token=token,
-        namespace=args.namespace,
-    )
-    shown = f"{server.url}?token=<token>" if token else server.url
-    print(f"conduit dashboard of {server.store.url} at {shown} (Ctrl-C to stop)", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.close()
+    with open_from_args(args, must_exist=True) as store:
+        server = DashboardServer(
+            store, host=args.host, port=args.port, token=token, namespace=args.namespace
+        )
+        shown = f"{server.url}?token=<token>" if token else server.url
+        print(f"conduit dashboard of {store.url} at {shown} (Ctrl-C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.close()
     return 0
 
 

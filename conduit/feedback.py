@@ -105,6 +105,12 @@ class PendingDecisions:
             if pending is not None:
                 pending.features = None
 
+    def waiting(self) -> int:
+        """Entries still waiting for some part of their outcome (tombstones excluded)."""
+        with self._lock:
+            self._evict()
+            return sum(1 for p in self._items.values() if len(p.seen) < len(PARTS))
+
     def __len__(self) -> int:
         with self._lock:
             self._evict()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from conduit.errors import ConduitError, InvalidFeedbackError, InvalidQueryError
 
 __all__ = [
     "PRESETS",
@@ -24,7 +28,38 @@ _Weight = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 PresetName = Literal["balanced", "quality", "cost", "speed"]
 
 
-class Preferences(BaseModel):
+def _describe(name: str, exc: PydanticValidationError) -> str:
+    """pydantic's complaints as one line each, without its type codes or documentation links."""
+    lines = []
+    for error in exc.errors(include_url=False, include_context=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        got = "" if error["type"] in ("value_error", "missing") else f", got {error['input']!r}"
+        lines.append(f"{name}{'.' + where if where else ''}: {message}{got}")
+    return "; ".join(lines)
+
+
+class _Checked(BaseModel):
+    """A value type whose bad input raises :attr:`_error`, a ConduitError that is also a
+    ValueError, with a plain message; never pydantic's own ValidationError.
+
+    >>> Constraints(max_cost=-1)
+    Traceback (most recent call last):
+    conduit.errors.InvalidQueryError: Constraints.max_cost: Input should be greater than 0, got -1
+    """
+
+    _error: ClassVar[type[ConduitError]] = InvalidQueryError
+
+    if not TYPE_CHECKING:  # type checkers keep pydantic's typed, per-field __init__
+
+        def __init__(self, **data: Any) -> None:
+            try:
+                super().__init__(**data)
+            except PydanticValidationError as exc:
+                raise self._error(_describe(type(self).__name__, exc)) from None
+
+
+class Preferences(_Checked):
     """How much one query cares about quality, cost and latency.
 
     The router learns quality, cost and latency separately for every model and
@@ -51,16 +86,24 @@ class Preferences(BaseModel):
         return self
 
     @classmethod
-    def of(cls, value: Preferences | str | None) -> Preferences:
-        """A preset by name (balanced, quality, cost, speed), or the value itself."""
+    def of(cls, value: Preferences | str | Mapping[str, float] | None) -> Preferences:
+        """A preset by name (balanced, quality, cost, speed), weights by name, or the value
+        itself; anything else raises InvalidQueryError.
+
+        >>> Preferences.of({"cost": 2.0}).cost, Preferences.of("speed").latency
+        (2.0, 1.0)
+        """
         if value is None:
             return PRESETS["balanced"]
         if isinstance(value, Preferences):
             return value
+        if isinstance(value, Mapping):
+            return cls(**{str(k): v for k, v in value.items()})
         if isinstance(value, str) and value in PRESETS:
             return PRESETS[value]
-        raise ValueError(
-            f"unknown preference {value!r}; use one of {sorted(PRESETS)} or Preferences(...)"
+        raise InvalidQueryError(
+            f"unknown preference {value!r}; use one of {sorted(PRESETS)}, a mapping of "
+            "weights or Preferences(...)"
         )
 
     @property
@@ -83,7 +126,7 @@ PRESETS: dict[str, Preferences] = {
 }
 
 
-class Constraints(BaseModel):
+class Constraints(_Checked):
     """Hard limits on one decision; a decision never violates them."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -94,7 +137,7 @@ class Constraints(BaseModel):
     denied_models: frozenset[str] = frozenset()
 
 
-class Query(BaseModel):
+class Query(_Checked):
     """One request to route.
 
     ``text`` is what the features are computed from: for a chat, the part that
@@ -268,8 +311,10 @@ class Explanation(BaseModel):
         return "\n".join(lines)
 
 
-class Feedback(BaseModel):
+class Feedback(_Checked):
     """An outcome, or part of one, for a decision. Any subset of the three parts."""
+
+    _error: ClassVar[type[ConduitError]] = InvalidFeedbackError
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -305,3 +350,5 @@ class RouterStats(BaseModel):
     total_feedback: int
     total_cost: float
     pending: int
+    """Decisions still waiting for some part of their outcome (quality, cost or latency) and
+    not expired; a decision whose three parts all arrived is not pending."""

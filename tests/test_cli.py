@@ -285,3 +285,91 @@ def test_stats_of_an_empty_store(capsys: pytest.CaptureFixture[str]) -> None:
         code == 0
         and out.strip() == "memory://?namespace=n namespace 'n': nothing learned or recorded yet"
     )
+
+
+# -- one flag for a store, reading commands that create nothing, short ids ------------------------
+@pytest.fixture
+def replayed(two_model_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    url = f"sqlite:///{tmp_path / 'replayed.db'}"
+    code, _, err = run(
+        capsys, "replay", "--data", str(two_model_log), "--embedding-backend", "hashing",
+        "--algorithm", "ucb1", "--store", url, "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    return url
+
+
+def test_state_takes_store_like_every_command_and_url_still_works(
+    replayed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "state", "show", "--store", replayed)
+    assert code == 0, err
+    assert "ucb1" in out and err == ""
+    code, old_out, err = run(capsys, "state", "show", "--url", replayed)
+    assert code == 0 and old_out == out
+    assert "--url is deprecated; use --store" in err
+    code, _, err = run(capsys, "state", "show", "--url", replayed, "--store", replayed)
+    assert code == 2 and "give --store only" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["stats"],
+        ["explain", "abc"],
+        ["dashboard", "--port", "0"],
+        ["state", "show"],
+        ["state", "export", "-"],
+        ["state", "reset", "--yes"],
+    ],
+)
+def test_reading_commands_never_create_a_store(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typo = tmp_path / "typo.db"
+    code, _, err = run(capsys, *argv, "--store", f"sqlite:///{typo}")
+    assert code == 2 and f"no store at {typo}" in err, err
+    assert not typo.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_explain_takes_the_short_id_stats_prints(
+    replayed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "stats", "--store", replayed, "--recent", "1")
+    assert code == 0, err
+    newest = json.loads(run(capsys, "stats", "--store", replayed, "--json")[1])["recent"][0]
+    short = newest["decision_id"][:12]
+    assert short in out
+    code, out, err = run(capsys, "explain", short, "--store", replayed)
+    assert code == 0, err
+    assert out.startswith(f"decision {newest['decision_id']}: {newest['model']} (ucb1")
+
+
+def test_explain_refuses_an_ambiguous_or_unknown_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conduit.stores import HistoryRecord, open_store
+
+    url = f"sqlite:///{tmp_path / 'ids.db'}"
+    with open_store(url) as store:
+        store.write_history(
+            [HistoryRecord(i, "default", 1.0, model="m") for i in ("abc-1", "abc-2", "xyz-1")]
+        )
+    code, _, err = run(capsys, "explain", "abc", "--store", url)
+    assert code == 2 and "'abc' is the start of 2 decision ids" in err and "abc-1" in err
+    code, _, err = run(capsys, "explain", "nope", "--store", url)
+    assert code == 2 and "no decision 'nope' in the history of" in err
+    assert "Traceback" not in err
+
+
+def test_stats_measures_savings_against_the_dearest_or_the_named_model(
+    replayed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stats = json.loads(run(capsys, "stats", "--store", replayed, "--json")[1])
+    costs = {m["model"]: m["mean_cost"] for m in stats["models"]}
+    assert stats["savings"]["baseline"] == max(costs, key=costs.__getitem__) == "strong"
+    code, out, err = run(capsys, "stats", "--store", replayed, "--baseline-model", "weak")
+    assert code == 0, err
+    assert "against always weak (quality" in out
+    code, _, err = run(capsys, "stats", "--store", replayed, "--baseline-model", "gpt-9")
+    assert code == 2 and "unknown baseline model 'gpt-9'" in err

@@ -150,3 +150,26 @@ def test_an_infinite_ttl_never_expires() -> None:
     store.add("d", pending())
     clock.now += 1e12
     assert "d" in store
+
+
+def test_a_decision_with_its_whole_outcome_is_not_waiting() -> None:
+    store = PendingDecisions()
+    for name in ("a", "b", "c"):
+        store.add(name, pending())
+    store.claim("a", set(PARTS))  # everything arrived
+    store.claim("b", {"cost", "latency"})  # quality still to come
+    assert store.waiting() == 2
+    store.claim("b", {"quality"})
+    assert store.waiting() == 1
+    assert len(store) == 3, "answered decisions stay as tombstones against duplicates"
+
+
+def test_router_stats_pending_counts_decisions_still_waiting(make_router: Any) -> None:
+    router = make_router()
+    ids = [router.route_sync(f"question {i}").decision_id for i in range(4)]
+    assert router.stats().pending == 4
+    for decision_id in ids[:3]:
+        router.update_sync(decision_id, quality=0.8, cost=0.001, latency=0.5)
+    router.update_sync(ids[3], cost=0.001, latency=0.5)  # quality never came
+    assert router.stats().pending == 1
+    router.close()

@@ -66,7 +66,7 @@ def test_module_all_lists_what_it_defines(module_name: str) -> None:
 
 
 def test_version_is_exported() -> None:
-    assert conduit.__version__ == importlib.metadata.version("conduit")
+    assert conduit.__version__ == importlib.metadata.version("conduit-router")
 
 
 def bandit_modules() -> list[ModuleType]:

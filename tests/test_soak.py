@@ -1,4 +1,4 @@
-"""The soak test, short: benchmarks/bench_soak.py's run for 20 s instead of 30 minutes.
+"""The soak test, short: benchmarks/bench_soak.py's run for 800 requests instead of 30 minutes.
 
 Mixed LiteLLM traffic (async and sync calls, two model groups, preference presets)
 against the simulator injecting 5 % provider errors, explicit feedback (some of it
@@ -6,9 +6,10 @@ late) and automatic feedback, and a 4 s outage of a real redis-server (which the
 benchmark starts, stops and restarts) in the middle. Every check of the benchmark must
 hold. Between its quiet points the live objects grow by 600 to 1,200 whatever the
 number of requests (LiteLLM's pending attempt timers, the outage's last error and its
-traceback); with an allowance of 2,500 objects and 400 to 1,000 measured requests (as
-busy as the machine is) it catches a leak of a few objects per request (the 30-minute
-run: one per ten), so it also asserts the run was big enough for the caps to churn.
+traceback); with an allowance of 2,500 objects and 480 measured requests it catches a
+leak of a few objects per request (the 30-minute run: one per ten). The run is counted
+in requests, never timed, so a loaded machine makes it slower, not different; nothing
+here asserts a rate or a duration.
 Python's allocated blocks (strings and numbers too) move by 1,500 to 6,000 in so short
 a run, so their allowance is 10,000. It runs in a fresh interpreter, measuring the
 soak alone.
@@ -40,7 +41,7 @@ def test_soak_with_provider_errors_and_a_store_outage(tmp_path: Path) -> None:
     # tests left behind (their lazily imported modules and caches).
     out = tmp_path / "soak.json"
     args = [
-        "--minutes", "0.3334", "--concurrency", "8", "--error-rate", "0.05",
+        "--requests", "800", "--concurrency", "8", "--error-rate", "0.05",
         "--outages", "1", "--outage-seconds", "4", "--prompts", "200", "--cap", "300",
         "--warmup", "0.4", "--memory-bound", "24", "--objects-allowance", "2500",
         "--blocks-allowance", "10000",
@@ -51,7 +52,7 @@ def test_soak_with_provider_errors_and_a_store_outage(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=1800,  # a hang, not a slow machine
     )
     assert out.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -68,4 +69,3 @@ def test_soak_with_provider_errors_and_a_store_outage(tmp_path: Path) -> None:
     assert result["store"]["decisions"] == result["requests"]
     assert result["store_sync_errors"] > 0 and len(result["store_outages"]) == 2
     assert result["explicit_feedback"] > 0.5 * result["successes"]
-    assert result["added_p50_ms"] < 20.0, report

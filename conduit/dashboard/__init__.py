@@ -2,14 +2,13 @@
 
 Both read a state store (the one the routers sync with, or one a replay filled)
 and show the same summary (:func:`summarize`): per-model traffic, quality, cost
-and latency; savings against always the strongest model; exploration; traffic
+and latency; savings against always the dearest model; exploration; traffic
 over time, by preference and by kind of query; recent decisions with their reasons.
 """
 
 from conduit.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, DashboardServer
 from conduit.dashboard.summary import (
     HISTORY_LIMIT,
-    MIN_FEEDBACK,
     ModelLine,
     RecentDecision,
     Savings,
@@ -23,7 +22,6 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "HISTORY_LIMIT",
-    "MIN_FEEDBACK",
     "DashboardServer",
     "ModelLine",
     "RecentDecision",

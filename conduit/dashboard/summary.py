@@ -5,10 +5,10 @@ state, which counts every decision of every replica; what happened *when* (traff
 over time, savings over time, preferences and kinds of query, exploration, recent
 reasons) comes from the history's most recent ``history_limit`` records.
 
-Savings are measured against always sending every query to the strongest model:
-the one with the highest mean quality among models with at least
-:data:`MIN_FEEDBACK` quality feedbacks. Over the decisions whose cost is known,
-``savings = strongest's mean cost * decisions - actual cost``.
+Savings are measured against the model you would otherwise send every query to: by
+default the dearest candidate (the highest mean cost per query), as in "against always
+GPT-4", or the ``baseline_model`` you name. Over the decisions whose cost is known,
+``savings = baseline's mean cost * decisions - actual cost``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from conduit.types import Explanation, Preferences
 
 __all__ = [
     "HISTORY_LIMIT",
-    "MIN_FEEDBACK",
     "ModelLine",
     "RecentDecision",
     "Savings",
@@ -39,8 +38,6 @@ __all__ = [
 
 #: History records a summary reads (the most recent ones).
 HISTORY_LIMIT = 5000
-#: Quality feedbacks a model needs before it can be "the strongest" for savings.
-MIN_FEEDBACK = 10
 #: Time bins of the traffic-over-time chart, and points of the savings curve at most.
 TIME_BINS = 40
 CURVE_POINTS = 200
@@ -63,11 +60,11 @@ class ModelLine:
 
 @dataclass(frozen=True, slots=True)
 class Savings:
-    """Cost against always sending every query to the strongest model."""
+    """Cost against always sending every query to one baseline model."""
 
-    strongest: str
-    strongest_quality: float
-    strongest_mean_cost: float
+    baseline: str
+    baseline_quality: float | None
+    baseline_mean_cost: float
     decisions: int
     """Decisions whose cost is known: the ones compared."""
     actual_cost: float
@@ -117,7 +114,7 @@ class Summary:
     savings: Savings | None
     savings_note: str
     savings_curve: tuple[tuple[float, float], ...]
-    """(time, cumulative savings) over the history window, against the same strongest model."""
+    """(time, cumulative savings) over the history window, against the same baseline model."""
     exploration_share: float | None
     explained: int
     """History records in the window that carry an explanation (the exploration share's base)."""
@@ -155,19 +152,23 @@ def summarize(
     namespace: str | None = None,
     history_limit: int = HISTORY_LIMIT,
     recent: int = 20,
-    min_feedback: int = MIN_FEEDBACK,
+    baseline_model: str | None = None,
 ) -> Summary:
-    """Read the namespace's state and recent history from ``store`` and summarise them."""
+    """Read the namespace's state and recent history from ``store`` and summarise them.
+
+    Savings are against ``baseline_model`` if given, else against the dearest model.
+    """
     history_limit = _check_int("history_limit", history_limit, 0)
     recent = _check_int("recent", recent, 0)
-    min_feedback = _check_int("min_feedback", min_feedback, 1)
+    if baseline_model is not None and (not isinstance(baseline_model, str) or not baseline_model):
+        raise ConfigurationError(f"baseline_model must be a model name, got {baseline_model!r}")
     ns = namespace or store.namespace
     snapshot = store.pull(ns)
     history = store.history(namespace=ns, limit=history_limit)  # newest first
     explained = [(r, _explanation(r)) for r in history]
     state = None if snapshot is None else snapshot.summary()
     models = _model_lines(state, history)
-    savings, note = _savings(state, models, min_feedback)
+    savings, note = _savings(state, models, baseline_model)
     known = [e for _, e in explained if e is not None]
     exploring = sum(e.exploring for e in known)
     return Summary(
@@ -246,36 +247,45 @@ def _total_cost(state: dict[str, Any] | None, history: Sequence[HistoryRecord]) 
 
 
 def _savings(
-    state: dict[str, Any] | None, models: Sequence[ModelLine], min_feedback: int
+    state: dict[str, Any] | None, models: Sequence[ModelLine], baseline_model: str | None
 ) -> tuple[Savings | None, str]:
     if state is None:
         return None, "no learned state in this namespace yet"
-    able = [
-        (m.mean_quality, -m.mean_cost, m.model)
-        for m in models
-        if m.feedback >= min_feedback and m.mean_quality is not None and m.mean_cost is not None
-    ]
-    if not able:
-        return None, f"no model has {min_feedback} quality feedbacks and a known cost yet"
-    quality, minus_cost, strongest = max(able)
+    by_name = {m.model: m for m in models}
+    if baseline_model is not None:
+        if baseline_model not in by_name:
+            raise ConfigurationError(
+                f"unknown baseline model {baseline_model!r}; the models are "
+                f"{', '.join(sorted(by_name)) or '(none)'}"
+            )
+        baseline = by_name[baseline_model]
+        why = "the baseline asked for"
+    else:
+        priced = [m for m in models if m.mean_cost is not None]
+        if not priced:
+            return None, "no model has a known cost yet"
+        baseline = max(priced, key=lambda m: (m.mean_cost, m.model))
+        why = "the dearest model"
+    mean_cost = baseline.mean_cost
+    if mean_cost is None:
+        return None, f"{baseline.model}'s cost is not known yet"
     rows = state["models"].values()
     n = int(sum(v.get("cost_n", 0) for v in rows))
     actual = float(sum(v.get("cost_sum", 0.0) for v in rows))
-    baseline = -minus_cost * n
-    saved = baseline - actual
+    expected = mean_cost * n
+    saved = expected - actual
     return (
         Savings(
-            strongest=strongest,
-            strongest_quality=quality,
-            strongest_mean_cost=-minus_cost,
+            baseline=baseline.model,
+            baseline_quality=baseline.mean_quality,
+            baseline_mean_cost=mean_cost,
             decisions=n,
             actual_cost=actual,
-            baseline_cost=baseline,
+            baseline_cost=expected,
             saved=saved,
-            percent=100.0 * saved / baseline if baseline > 0 else None,
+            percent=100.0 * saved / expected if expected > 0 else None,
         ),
-        f"against always {strongest} (the highest mean quality among models with "
-        f"{min_feedback}+ quality feedbacks)",
+        f"against always {baseline.model} ({why})",
     )
 
 
@@ -288,7 +298,7 @@ def _savings_curve(
     points: list[tuple[float, float]] = []
     total = 0.0
     for when, cost in costed:
-        total += savings.strongest_mean_cost - cost
+        total += savings.baseline_mean_cost - cost
         points.append((when, total))
     if len(points) > CURVE_POINTS:  # evenly thinned; the last point always kept
         step = len(points) / CURVE_POINTS
@@ -385,8 +395,8 @@ def format_summary(summary: Summary) -> str:
         v = s.savings
         lines.append(
             f"savings: {_num(v.saved, '.4f', '$')} ({_num(v.percent, '.1f')}%) against always "
-            f"{v.strongest} (quality {v.strongest_quality:.3f}, "
-            f"{_num(v.strongest_mean_cost, '.6f', '$')} a query): "
+            f"{v.baseline} (quality {_num(v.baseline_quality, '.3f')}, "
+            f"{_num(v.baseline_mean_cost, '.6f', '$')} a query): "
             f"{_num(v.actual_cost, '.4f', '$')} spent instead of "
             f"{_num(v.baseline_cost, '.4f', '$')} over {v.decisions} decisions with a known cost"
         )

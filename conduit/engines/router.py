@@ -616,7 +616,7 @@ class Router:
                 total_decisions=int(decisions.sum()),
                 total_feedback=int(feedback.sum()),
                 total_cost=float(o.column("cost_sum").sum()),
-                pending=len(self._pending),
+                pending=self._pending.waiting(),
             )
 
     # -- state -----------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from typing import Any, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import ValidationError as PydanticValidationError
 from tqdm import tqdm
 
 from conduit.engines.bandits import ALGORITHMS, OracleBandit
@@ -42,7 +41,7 @@ from conduit.engines.features.extractor import (
     make_embedder,
 )
 from conduit.engines.router import Router
-from conduit.errors import ConfigurationError, LogFormatError
+from conduit.errors import ConfigurationError, InvalidQueryError, LogFormatError
 from conduit.replay import metrics
 from conduit.replay.log import read_log, shipped_log
 from conduit.replay.report import (
@@ -228,7 +227,7 @@ def _preferences(preference: Preferences | str | None, cost_weight: float | None
         raise ConfigurationError(f"cost_weight must be a number, got {cost_weight!r}")
     try:
         return Preferences(quality=1.0, cost=float(cost_weight), latency=0.0)
-    except PydanticValidationError as exc:
+    except InvalidQueryError as exc:
         raise ConfigurationError(
             f"cost_weight must be a finite number in [0, 100], got {cost_weight!r}"
         ) from exc

@@ -19,6 +19,7 @@ SQLite file in the user's data directory is used.
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from conduit.config import state_url
@@ -67,11 +68,17 @@ def redact(url: str) -> str:
 
 
 def open_store(
-    url: str | None = None, *, namespace: str | None = None, store_prompts: bool | None = None
+    url: str | None = None,
+    *,
+    namespace: str | None = None,
+    store_prompts: bool | None = None,
+    must_exist: bool = False,
 ) -> Store:
     """The store a URL names (``None``: ``$CONDUIT_STATE_URL`` or the embedded SQLite file).
 
     Keyword arguments override the URL's ``?namespace=`` and ``?store_prompts=``.
+    ``must_exist=True`` (the reading commands) refuses an SQLite file that is not there
+    rather than creating it, so a mistyped path is an error, not a new empty store.
     """
     if url is None:
         url = state_url()
@@ -105,6 +112,8 @@ def open_store(
             raise ConfigurationError(
                 f"sqlite URL needs a path, e.g. sqlite:///state.db, got {url!r}"
             )
+        if must_exist and not Path(path).expanduser().is_file():
+            raise ConfigurationError(f"no store at {Path(path).expanduser()} ({shown})")
         return SQLiteStore(path=path, url=shown, namespace=ns, store_prompts=prompts)
     if scheme in ("postgresql", "postgres"):
         from conduit.stores.postgres import PostgresStore

@@ -1,7 +1,10 @@
 """``conduit state show|export|import|reset``: inspect and move a store's learned state.
 
 Wire into the main parser with ``add_state_commands(subparsers)`` and run the
-parsed arguments with ``run_state(args)`` (the exit status).
+parsed arguments with ``run_state(args)`` (the exit status). Every ``conduit``
+command that uses a store takes it the same way, with :func:`add_store_arguments`
+(``--store URL --namespace NS``) and :func:`open_from_args`; reading commands open
+with ``must_exist=True``, so a mistyped path is an error rather than a new store.
 """
 
 from __future__ import annotations
@@ -14,11 +17,50 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conduit.errors import ConduitError, StateError
+from conduit.config import choose_namespace, state_url
+from conduit.errors import ConduitError, StateError, ValidationError
 from conduit.stores import open_store
 from conduit.stores.base import HISTORY_FIELDS, HistoryRecord, Snapshot, Store
 
-__all__ = ["add_state_commands", "run_state"]
+__all__ = ["add_state_commands", "add_store_arguments", "open_from_args", "run_state"]
+
+
+def add_store_arguments(p: argparse.ArgumentParser, *, deprecated_url: bool = False) -> None:
+    """``--store URL`` and ``--namespace NS``, the same on every command that uses a store.
+
+    ``deprecated_url`` also accepts ``--url``, the old spelling on ``conduit state``.
+    """
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="state store URL (default: $CONDUIT_STATE_URL or the SQLite file in your data "
+        "directory)",
+    )
+    if deprecated_url:
+        p.add_argument("--url", dest="deprecated_url", metavar="URL", help=argparse.SUPPRESS)
+    p.add_argument("--namespace", help="router namespace (default: the URL's, else 'default')")
+
+
+def open_from_args(args: argparse.Namespace, *, must_exist: bool) -> Store:
+    """The store ``--store`` (or the deprecated ``--url``) names, in ``--namespace``."""
+    url: str | None = args.store
+    old: str | None = getattr(args, "deprecated_url", None)
+    if old is not None:
+        if url is not None:
+            raise ValidationError("give --store only (--url is its deprecated old name)")
+        print("conduit: --url is deprecated; use --store", file=sys.stderr)
+        url = old
+    store = open_store(url, namespace=args.namespace, must_exist=must_exist)
+    if must_exist:  # a reader with no --namespace shows the store's only router's learning
+        explicit = args.namespace is not None or "namespace=" in (url or state_url())
+        try:
+            store.namespace = choose_namespace(
+                store.namespace, store.namespaces(), explicit=explicit
+            )
+        except BaseException:
+            store.close()
+            raise
+    return store
 
 
 def add_state_commands(subparsers: Any) -> None:
@@ -29,12 +71,7 @@ def add_state_commands(subparsers: Any) -> None:
     commands = state.add_subparsers(dest="state_command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--url",
-            help="store URL (default: $CONDUIT_STATE_URL or the SQLite file "
-            "in your data directory)",
-        )
-        p.add_argument("--namespace", help="router namespace (default: the URL's, else 'default')")
+        add_store_arguments(p, deprecated_url=True)
 
     show = commands.add_parser("show", help="what a namespace has learned (or list namespaces)")
     common(show)
@@ -71,8 +108,8 @@ def run_state(args: argparse.Namespace) -> int:
     return status
 
 
-def _open(args: argparse.Namespace) -> Store:
-    return open_store(args.url, namespace=args.namespace)
+def _open(args: argparse.Namespace, *, must_exist: bool = True) -> Store:
+    return open_from_args(args, must_exist=must_exist)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -158,7 +195,7 @@ def _import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:  # missing, a directory, or not text at all
         raise StateError(f"cannot read {source}: {exc}") from exc
     snapshot = Snapshot.decode(text, source)
-    with _open(args) as store:
+    with _open(args, must_exist=False) as store:
         if args.replace:
             store.reset()
         result = store.push(snapshot.sums, snapshot.meta)

@@ -63,7 +63,7 @@
       ["decisions", String(data.total_decisions)],
       ["quality feedbacks", String(data.total_feedback)],
       ["total cost", money(data.total_cost)],
-      ["saved vs always the strongest", s ? money(s.saved) : "–"],
+      ["saved vs always the dearest", s ? money(s.saved) : "–"],
       ["saved, share", s && s.percent !== null ? s.percent.toFixed(1) + "%" : "–"],
       ["exploration (recent)", pct(data.exploration_share)],
     ];
@@ -241,12 +241,12 @@
     clear(node);
     document.getElementById("savings-note").textContent = data.savings_note;
     if (!s) {
-      title.textContent = "Savings against always the strongest model";
+      title.textContent = "Savings against always the dearest model";
       number.textContent = "–";
       empty(node, "not enough feedback yet");
       return;
     }
-    title.textContent = "Savings against always " + s.strongest;
+    title.textContent = "Savings against always " + s.baseline;
     number.textContent = money(s.saved) + (s.percent !== null ? " (" + s.percent.toFixed(1) +
       "%)" : "") + " over " + s.decisions + " decisions";
     number.className = s.saved < 0 ? "big loss" : "big";
