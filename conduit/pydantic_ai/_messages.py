@@ -41,8 +41,11 @@ class Stamp:
 def write_stamp(metadata: dict[str, Any] | None, stamp: Stamp) -> dict[str, Any]:
     """``metadata`` with the decision added (a new dict if there was none)."""
     out = {} if metadata is None else metadata
-    out[METADATA_KEY] = {"decision_id": stamp.decision_id, "model": stamp.model,
-                         "owner": stamp.owner}
+    out[METADATA_KEY] = {
+        "decision_id": stamp.decision_id,
+        "model": stamp.model,
+        "owner": stamp.owner,
+    }
     return out
 
 
@@ -51,10 +54,10 @@ def read_stamp(response: ModelResponse) -> Stamp | None:
     found = (response.metadata or {}).get(METADATA_KEY)
     if not isinstance(found, dict):
         return None
-    values = [found.get(key) for key in ("decision_id", "model", "owner")]
-    if not all(isinstance(v, str) and v for v in values):
+    decision_id, model, owner = (found.get(key) for key in ("decision_id", "model", "owner"))
+    if not (isinstance(decision_id, str) and isinstance(model, str) and isinstance(owner, str)):
         return None
-    return Stamp(*values)
+    return Stamp(decision_id, model, owner) if decision_id and model and owner else None
 
 
 def _text(content: object) -> str:
@@ -92,7 +95,7 @@ def _is_model_fault(part: object) -> bool:
         cause = part.retry.cause if part.retry is not None else None
         if cause in _MODEL_FAULTS:
             return True
-        # A tool's own ModelRetry is about the world, not the model; an output tool's is about the output.
+        # A tool's own ModelRetry is about the world; an output tool's is about the output.
         return part.tool_kind == "output"
     return False
 

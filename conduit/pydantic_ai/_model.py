@@ -22,7 +22,7 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -143,7 +143,9 @@ class ConduitModel(FallbackModel):
     ) -> None:
         named = _named(models)
         if router is not None and not isinstance(router, Router):
-            raise ConfigurationError(f"router must be a conduit Router, got {type(router).__name__}")
+            raise ConfigurationError(
+                f"router must be a conduit Router, got {type(router).__name__}"
+            )
         if router is not None and set(router.models) != set(named):
             raise ConfigurationError(
                 f"the router routes to {sorted(router.models)} but the models are "
@@ -232,10 +234,8 @@ class ConduitModel(FallbackModel):
                 for decision_id in decisions:  # steps already judged are ignored by the router
                     self._learn(decision_id, quality=self.success_quality)
         finally:
-            try:
+            with suppress(ValueError):  # exited in another context than entered: nothing to restore
                 _RUN.reset(token)
-            except ValueError:  # exited in another context than entered: nothing to restore
-                pass
 
     async def request(
         self,
@@ -298,8 +298,11 @@ class ConduitModel(FallbackModel):
                     yield streamed
                 except Exception as exc:
                     if isinstance(exc, self.fallback_on):  # the provider broke off mid-stream
-                        self._learn(decision.decision_id, quality=self.error_quality,
-                                    latency=time.perf_counter() - start)
+                        self._learn(
+                            decision.decision_id,
+                            quality=self.error_quality,
+                            latency=time.perf_counter() - start,
+                        )
                     raise
                 self._answered(decision, streamed.get(), time.perf_counter() - start)
                 return
@@ -325,8 +328,12 @@ class ConduitModel(FallbackModel):
         if not isinstance(exc, self.fallback_on):
             self._learn(decision.decision_id, latency=latency)
             raise exc
-        logger.info("%s failed (%s: %s); trying the next best model",
-                    decision.selected_model, type(exc).__name__, exc)
+        logger.info(
+            "%s failed (%s: %s); trying the next best model",
+            decision.selected_model,
+            type(exc).__name__,
+            exc,
+        )
         self._learn(decision.decision_id, quality=self.error_quality, latency=latency)
         attempts.models.append(decision.selected_model)
         attempts.errors.append(exc)
