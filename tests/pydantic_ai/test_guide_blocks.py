@@ -35,19 +35,33 @@ README = ROOT / "README.md"
 #: The guide's model names, each answering with a model of the shipped RouterBench log.
 ALIASES = {"gpt-4o-mini": "gpt-3.5-turbo-1106", "gpt-4o": "gpt-4-1106-preview"}
 
-FENCE = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
-
 
 def python_blocks(path: Path, heading: str) -> list[str]:
     """The ``python`` blocks of the section of ``path`` under ``heading`` (to the next heading
-    of the same or a higher level)."""
-    text = path.read_text(encoding="utf-8")
-    match = re.search(rf"^(#+) {re.escape(heading)}\n", text, re.MULTILINE)
-    assert match, f"{path.name} has no section {heading!r}"
-    level = len(match.group(1))
-    end = re.compile(rf"^#{{1,{level}}} ", re.MULTILINE).search(text, match.end())
-    section = text[match.end() : end.start() if end else len(text)]
-    return FENCE.findall(section)
+    of the same or a higher level; a ``#`` line inside a fence is code, not a heading)."""
+    level = 0
+    blocks: list[str] = []
+    fence: list[str] | None = None
+    language = ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            if fence is None:
+                fence, language = [], line[3:].strip()
+            else:
+                if level and language == "python":
+                    blocks.append("\n".join(fence) + "\n")
+                fence = None
+            continue
+        if fence is not None:
+            fence.append(line)
+            continue
+        found = re.match(r"^(#+) (.*)$", line)
+        if found and level and len(found.group(1)) <= level:
+            break
+        if found and found.group(2).strip() == heading:
+            level = len(found.group(1))
+    assert level, f"{path.name} has no section {heading!r}"
+    return blocks
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +206,7 @@ def test_the_standalone_guide_learns_which_model_validates(invoices: str) -> Non
     first, second = python_blocks(STANDALONE, "Usage")
     out = run_block(first, invoices)
     rows = dict(re.findall(r"^(\S+)\s+pulls=\s*\d+\s+quality=(\S+)$", out, re.MULTILINE))
-    assert rows == {"openai:gpt-4o-mini": "0.00", "openai:gpt-4o": "1.00"}, out
+    assert rows == {"openai-chat:gpt-4o-mini": "0.00", "openai-chat:gpt-4o": "1.00"}, out
     out = run_block(first + "\n" + second, invoices)
-    assert "openai:gpt-4o" in out.splitlines()[-1]  # explain() says what was chosen and why
+    # explain() says which model gave the accepted invoice, and why
+    assert out.splitlines()[-1].startswith("openai-chat:gpt-4o: ")
