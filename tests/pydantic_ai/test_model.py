@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -421,3 +422,18 @@ def test_a_router_over_other_models_is_refused(router_factory: RouterFactory) ->
     with pytest.raises(ConfigurationError, match="give both the same names"):
         ConduitModel({"a": TestModel(), "b": TestModel()}, router=router)
     assert router.models == ("a", "c")
+
+
+async def test_concurrent_runs_keep_their_own_decisions(
+    kit: SimpleNamespace, router_factory: RouterFactory
+) -> None:
+    router = router_factory("invalid", "valid", algorithm="ucb1")
+    model = ConduitModel({"invalid": kit.invalid(), "valid": kit.valid()}, router=router)
+    agent = Agent(model, output_type=kit.Invoice, retries=3)
+    results = await asyncio.gather(*(agent.run(f"Invoice {i}") for i in range(8)))
+    ids = [i for r in results for i in decision_ids(r)]
+    assert len(ids) == len(set(ids)) == router.stats().total_decisions
+    stats = router.stats()
+    assert stats.total_feedback == stats.total_decisions  # every response judged once
+    assert stats.models["valid"].mean_quality == 1.0
+    assert stats.models["invalid"].pulls == 0 or stats.models["invalid"].mean_quality == 0.0
