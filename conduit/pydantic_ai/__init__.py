@@ -1,11 +1,12 @@
 """Standalone Conduit: a PydanticAI model that routes every request with a Conduit router.
 
+>>> import asyncio
 >>> from pydantic_ai import Agent
 >>> from pydantic_ai.models.test import TestModel
 >>> from conduit import Router
 >>> router = Router(models=["small", "large"], embedding_backend="hashing", seed=0)
 >>> model = ConduitModel({"small": TestModel(), "large": TestModel()}, router=router)
->>> result = Agent(model).run_sync("What is 2 + 2?")
+>>> result = asyncio.run(Agent(model).run("What is 2 + 2?"))
 >>> router.stats().total_feedback  # the accepted answer was learned as good
 1
 
