@@ -6,6 +6,7 @@ import asyncio
 import math
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -437,3 +438,39 @@ async def test_concurrent_runs_keep_their_own_decisions(
     assert stats.total_feedback == stats.total_decisions  # every response judged once
     assert stats.models["valid"].mean_quality == 1.0
     assert stats.models["invalid"].pulls == 0 or stats.models["invalid"].mean_quality == 0.0
+
+
+async def test_a_state_store_shares_what_conduit_model_learned(
+    kit: SimpleNamespace, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+
+    def router() -> Router:
+        return Router(
+            ["valid", "invalid"],
+            embedding_backend="hashing",
+            seed=0,
+            state_store=url,
+            sync_interval=3600.0,
+        )
+
+    first = router()
+    agent = Agent(
+        ConduitModel({"valid": kit.valid(), "invalid": kit.invalid()}, router=first),
+        output_type=kit.Invoice,
+        retries=3,
+    )
+    results = [await agent.run(f"Invoice {i}") for i in range(3)]
+    assert first.store_sync is not None
+    first.store_sync.sync_now()
+    first.close()
+
+    later = router()  # another process, say: it starts from what the first one learned
+    try:
+        assert later.store_sync is not None
+        later.store_sync.sync_now()
+        assert later.stats().total_decisions == sum(len(decision_ids(r)) for r in results)
+        explained = later.explain(decision_ids(results[0])[-1])  # from the store's history
+        assert explained.selected_model == "valid"
+    finally:
+        later.close()
