@@ -50,6 +50,7 @@ __all__ = [
     "pick_queries",
     "run",
     "run_demo",
+    "summarise",
 ]
 
 #: Queries the demo sends unless told otherwise.
@@ -58,6 +59,8 @@ DEFAULT_N = 2000
 DEFAULT_CONCURRENCY = 16
 #: The LiteLLM model group every simulated deployment belongs to.
 MODEL_GROUP = "conduit-demo"
+#: What the closing table calls the spend each way of calling the models measured.
+SPEND_LABEL = {"LiteLLM": "LiteLLM response_cost", "PydanticAI": "PydanticAI usage x price"}
 #: Tries of ``record_feedback`` before LiteLLM's callback has mapped the response (~3 s).
 FEEDBACK_ATTEMPTS = 40
 
@@ -84,6 +87,8 @@ class DemoResult:
     """The model Conduit chose for each query, in the order sent ("" where it failed)."""
     algorithm: str = "hybrid"
     """The policy the strategy's Conduit router ran."""
+    via: str = "LiteLLM"
+    """What called the models: LiteLLM (the routing strategy) or PydanticAI (ConduitModel)."""
 
     @property
     def cost_saving(self) -> float:
@@ -100,6 +105,7 @@ class DemoResult:
             "seed": self.seed,
             "models": list(self.models),
             "algorithm": self.algorithm,
+            "via": self.via,
             "conduit": self.conduit.to_json(),
             "strongest": self.strongest.to_json(),
             "oracle": self.oracle.to_json(),
@@ -121,7 +127,7 @@ class DemoResult:
         answered = self.n - self.failed
         rate = answered / self.seconds if self.seconds > 0 else math.inf
         lines = [
-            f"Conduit through LiteLLM on {self.n} logged queries of {self.source} "
+            f"Conduit through {self.via} on {self.n} logged queries of {self.source} "
             f"({len(self.models)} models, seed {self.seed})",
             "",
             f"  {'policy':<34} {'mean quality':>12} {'mean cost $':>14}",
@@ -132,7 +138,7 @@ class DemoResult:
             f"  cost saving vs always the strongest model: {100 * self.cost_saving:.1f}%",
             f"  quality kept: {100 * self.conduit.mean_quality / self.strongest.mean_quality:.1f}%"
             if self.strongest.mean_quality > 0 else "  quality kept: n/a",
-            f"  LiteLLM response_cost total: ${self.litellm_spend:.4f}",
+            f"  {SPEND_LABEL.get(self.via, 'spend')} total: ${self.litellm_spend:.4f}",
             "",
             "  share of queries per model:",
         ]
@@ -310,6 +316,27 @@ async def run(
             strategy.cleanup()
             await litellm.close_litellm_async_clients()
 
+    return summarise(path, queries, models, chosen, quality, cost, seed=seed, spend=spend,
+                     learned=learned, seconds=seconds, algorithm=algorithm)
+
+
+def summarise(
+    path: Path,
+    queries: Sequence[LogRecord],
+    models: Sequence[str],
+    chosen: Sequence[str],
+    quality: np.ndarray,
+    cost: np.ndarray,
+    *,
+    seed: int,
+    spend: float,
+    learned: int,
+    seconds: float,
+    algorithm: str,
+    via: str = "LiteLLM",
+) -> DemoResult:
+    """What was chosen and got, beside the strongest model and the oracle on the same queries."""
+    models = tuple(models)
     index = {m: k for k, m in enumerate(models)}
 
     def mean(values: np.ndarray) -> float | None:
@@ -343,6 +370,7 @@ async def run(
         seconds=seconds,
         choices=tuple(chosen),
         algorithm=algorithm,
+        via=via,
     )
 
 
@@ -372,11 +400,18 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT", type=Path, default=None,
                         help="also write the results as JSON to OUT")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--via", choices=("litellm", "pydantic-ai"), default="litellm",
+                        help="call the models through LiteLLM's router with the Conduit "
+                             "strategy, or through PydanticAI with conduit.pydantic_ai's "
+                             "ConduitModel (the pydantic-ai extra) (default: %(default)s)")
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo, print the closing table, optionally write JSON. Returns the exit code."""
-    result = asyncio.run(run(
+    runner = run
+    if getattr(args, "via", "litellm") == "pydantic-ai":  # raises MissingDependencyError without
+        from conduit.pydantic_ai._demo import run as runner
+    result = asyncio.run(runner(
         args.data, n=args.n, seed=args.seed, concurrency=args.concurrency,
         latency_ms=args.latency_ms, progress=not args.no_progress,
     ))
