@@ -70,7 +70,9 @@ from typing import Any, Literal
 import numpy as np
 
 from conduit.errors import ConfigurationError, ValidationError
-from conduit.types import RoutingDecision
+from conduit.types import Explanation, RoutingDecision
+
+DecisionLike = RoutingDecision | Explanation
 
 __all__ = [
     "GRADE_SCHEMA",
@@ -329,22 +331,24 @@ class Sampler:
         self._seen = 0
         self._lock = threading.Lock()
 
-    def weight(self, decision: RoutingDecision | None) -> float:
+    def weight(self, decision: DecisionLike | None) -> float:
         """``floor + (1 - floor) * uncertainty`` (1 without a decision or when uniform)."""
         if decision is None or not self.uncertain:
             return 1.0
         u = 1.0 if decision.exploring else 1.0 - min(max(decision.confidence, 0.0), 1.0)
         return self.floor + (1.0 - self.floor) * u
 
-    def probability(self, decision: RoutingDecision | None = None) -> float:
+    def probability(self, decision: DecisionLike | None = None) -> float:
         """The chance this decision is sampled, given the recent mean weight."""
         with self._lock:
             return self._probability(self.weight(decision))
 
     def _probability(self, weight: float) -> float:
+        if self.rate >= 1.0:  # every decision: no weight can make it more
+            return 1.0
         return min(self.rate * weight / self._mean_weight, 1.0) if self._mean_weight > 0 else 0.0
 
-    def sample(self, decision: RoutingDecision | None = None) -> bool:
+    def sample(self, decision: DecisionLike | None = None) -> bool:
         """Whether to label this decision (advances the sampler)."""
         weight = self.weight(decision)
         with self._lock:
@@ -495,7 +499,7 @@ class Judge:
         answer: str,
         *,
         model: str,
-        decision: RoutingDecision | None = None,
+        decision: DecisionLike | None = None,
         reference: str | None = None,
     ) -> JudgeJob | None:
         """A job if this answer is to be judged now, else None; never blocks.
