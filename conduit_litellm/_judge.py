@@ -112,8 +112,12 @@ class JudgeWorker:
     ``conduit`` the Conduit router (for each decision's confidence); ``reference``
     the model (a deployment id, called as a specific deployment) a shadow comparison
     asks when the judge names none. ``regenerations`` (None: off) is the
-    regeneration signal. Call :meth:`start` once routing begins and :meth:`close`
-    at the end.
+    regeneration signal. ``loop`` (given: a router with routing plugins, the proxy,
+    refuses sync calls) returns the event loop LiteLLM serves requests on: the
+    judge's calls are ``router.acompletion`` tasks on it (LiteLLM's logging worker
+    is bound to that loop), awaited from the worker thread; else ``router.completion``
+    in the worker thread. Call :meth:`start` once routing begins and
+    :meth:`close` at the end.
     """
 
     def __init__(
@@ -126,8 +130,10 @@ class JudgeWorker:
         reference: Callable[[], str | None] = lambda: None,
         regenerations: Regenerations | None = None,
         metrics: Metrics | None = None,
+        loop: Callable[[], asyncio.AbstractEventLoop | None] | None = None,
     ) -> None:
         self.judge = judge
+        self._loop = loop
         self.feedback = feedback
         self.regenerations = regenerations
         self.metrics = metrics
@@ -230,9 +236,23 @@ class JudgeWorker:
         self._count("judge_outranked" if outcome == "outranked" else "judge_learned")
 
     async def _ask(self, model: str, messages: Messages, fmt: dict[str, Any] | None) -> JudgeReply:
-        return await asyncio.to_thread(self._complete, model, messages, fmt)
+        if self._loop is None:
+            return await asyncio.to_thread(self._complete, model, messages, fmt)
+        serving = self._loop()
+        if serving is None or serving.is_closed():
+            raise RuntimeError("LiteLLM's event loop is not running")
+        router, kwargs = self._call(model, messages, fmt)
+        running = asyncio.run_coroutine_threadsafe(router.acompletion(**kwargs), serving)
+        return self._reply(await asyncio.wrap_future(running))
 
     def _complete(self, model: str, messages: Messages, fmt: dict[str, Any] | None) -> JudgeReply:
+        router, kwargs = self._call(model, messages, fmt)
+        return self._reply(router.completion(**kwargs))
+
+    def _call(
+        self, model: str, messages: Messages, fmt: dict[str, Any] | None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The router and the keyword arguments of one judge (or reference) call."""
         router = self._router()
         if router is None:
             raise RuntimeError("no litellm.Router to send the judge's calls through")
@@ -248,7 +268,10 @@ class JudgeWorker:
             kwargs["response_format"] = fmt
         if model != judge.model:  # the shadow reference: one deployment, by id
             kwargs["specific_deployment"] = True
-        response = router.completion(**kwargs)
+        return router, kwargs
+
+    @staticmethod
+    def _reply(response: Any) -> JudgeReply:
         hidden = getattr(response, "_hidden_params", None) or {}
         cost = hidden.get("response_cost") if isinstance(hidden, Mapping) else None
         return JudgeReply(

@@ -146,8 +146,10 @@ class ConduitRoutingPlugin:
             reference=self._dearest,
             regenerations=Regenerations() if regenerations else None,
             metrics=self.metrics,
+            loop=lambda: self._loop,  # a router with routing plugins refuses sync calls
         )
         self.feedback.success_hook = self.judge.observe
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._registered = False
         self.litellm_router: Any = None
         # Now, not on the first request: LiteLLM fixes a call's callbacks before routing it,
@@ -346,6 +348,7 @@ class ConduitRoutingPlugin:
         if context.metadata.get(JUDGE_KEY) is True:  # the judge's own call: not routed
             return context
         self.register_feedback()
+        self._loop = asyncio.get_running_loop()
         self.judge.start()
         self.feedback.apply_due_signals()
         models = list(dict.fromkeys(context.candidate_models))

@@ -302,3 +302,51 @@ def test_judge_metrics(sim: Simulator) -> None:
         assert metrics.value("conduit_feedback_total", kind="quality", source="judge") == 3
     finally:
         strategy.cleanup()
+
+
+async def test_the_proxy_plugin_judges_too() -> None:
+    """The plugin's router refuses sync calls: its judge calls go through ``acompletion``."""
+    import asyncio
+    import time
+
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+    from conduit_litellm import ConduitRoutingPlugin
+
+    if not _compat.has_registry(litellm.Router(model_list=[])):
+        pytest.skip("this LiteLLM has no routing plugins")
+    plugin = ConduitRoutingPlugin(
+        embedding_backend="hashing", seed=0, bandit_algorithm="random",
+        judge=Judge("judge", sample_rate=1.0, seed=0),
+    )  # fmt: skip
+    model_list = [
+        {"model_name": "chat", "litellm_params": {"model": m, "mock_response": "Paris."}}
+        for m in ("gpt-4o-mini", "gpt-4o")
+    ] + [
+        {"model_name": "judge",
+         "litellm_params": {"model": "gpt-4o", "mock_response": '{"grade": 4, "reason": "ok"}'}}
+    ]  # fmt: skip
+    router = litellm.Router(model_list=model_list, plugins=[plugin])
+    plugin.bind(router)
+    try:
+        for i in range(4):
+            await router.acompletion(
+                model="chat", messages=[{"role": "user", "content": f"Question number {i}?"}]
+            )
+        deadline = time.monotonic() + 30
+        while plugin.feedback.stats()["learned"] < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            await GLOBAL_LOGGING_WORKER.flush()
+        while plugin.stats()["judge.graded"] < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # the judge's calls run on this loop
+        stats = plugin.stats()
+        assert stats["judge.graded"] == 4 and stats["judge.errors"] == 0
+        conduit = plugin.conduit_router
+        assert conduit is not None
+        assert set(conduit.models) == {"gpt-4o-mini", "gpt-4o"}  # the judge's calls: no arm
+        assert conduit.stats().total_decisions == 4
+        plugin.feedback.apply_due_signals(everything=True)
+        assert conduit.stats().total_feedback == 4
+        assert all(s.mean_quality == 0.75 for s in conduit.stats().models.values() if s.feedback)
+    finally:
+        plugin.cleanup()
