@@ -8,8 +8,9 @@ sync state are read from the router only when the metrics are scraped.
 
 Labels are bounded: ``model`` (an arm: a deployment id or provider model),
 ``model_group``, ``preference`` (a preset name or ``custom``), ``kind``
-(quality, cost, latency) and ``source`` (automatic, explicit). Never a prompt,
-a decision id or a user. At most ``max_models`` models and ``max_groups``
+(quality, cost, latency), ``source`` (automatic, explicit, judge, shadow,
+regeneration) and ``event`` (what happened to an answer offered to the judge).
+Never a prompt, a decision id or a user. At most ``max_models`` models and ``max_groups``
 groups get labels of their own; later ones are counted as ``other``.
 
 Exploration share, in PromQL::

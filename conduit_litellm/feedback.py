@@ -29,6 +29,11 @@ no explicit quality came in that time; explicit feedback arriving within the
 grace period replaces it. A failed call has no response to judge, so its
 quality 0 is learned at once. Explicit feedback after the grace period finds the
 quality learned and is ignored (an empty set), as a repeat is.
+
+A judge's grade or a regeneration (:mod:`conduit.judge`, through
+:meth:`ConduitFeedbackLogger.hold_quality`) is held the same way, until the
+decision's explicit window is over, and outranks a held automatic quality
+(automatic < judge, shadow < regeneration < explicit).
 """
 
 from __future__ import annotations

@@ -113,7 +113,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     outage). With ``metrics=True`` (or a :class:`conduit.metrics.Metrics`) it keeps
     Prometheus metrics, served by :meth:`serve_metrics`. The automatic quality of a
     successful call waits ``signal_grace`` seconds for explicit feedback, which
-    takes precedence (see :mod:`conduit_litellm.feedback`).
+    takes precedence (see :mod:`conduit_litellm.feedback`). ``judge`` (a
+    :class:`conduit.judge.Judge`) grades a sampled share of answers in the background;
+    ``regenerations`` learns a low quality for an answer the user asked again for.
 
     A failure inside Conduit never fails the request: LiteLLM's default choice
     serves it (a random healthy deployment of the requested group, weighted like
