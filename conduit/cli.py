@@ -176,11 +176,41 @@ def _add_replay(subparsers: Subparsers) -> None:
         help="seconds between replayed decisions in the store's history; the last one is "
         f"now (default: {DEFAULT_TIME_STEP:g})",
     )
+    p.add_argument(
+        "--feedback-rate",
+        type=_share,
+        default=1.0,
+        metavar="R",
+        help="share of decisions whose quality the router learns (default: 1, every one)",
+    )
+    p.add_argument(
+        "--feedback-noise",
+        type=_share,
+        default=0.0,
+        metavar="P",
+        help="share of those quality labels flipped to 1 - q (default: 0)",
+    )
+    p.add_argument(
+        "--feedback-sampling",
+        choices=["uniform", "uncertain"],
+        default="uniform",
+        help="label decisions uniformly, or more where the router is unsure (default: uniform)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def _run_replay(args: argparse.Namespace) -> int:
-    from conduit.replay.loop import load, replay, sweep
+    from conduit.replay.loop import Labels, load, replay, sweep
     from conduit.replay.report import format_replay, format_sweep
 
     if args.plot is not None:
@@ -211,12 +241,22 @@ def _run_replay(args: argparse.Namespace) -> int:
             progress=progress,
             store=store,
             time_step=args.time_step,
+            labels=Labels(
+                rate=args.feedback_rate,
+                noise=args.feedback_noise,
+                uncertain=args.feedback_sampling == "uncertain",
+            ),
         )
     finally:
         if store is not None:
             store.close()
     replayed = time.perf_counter()
     print(format_replay(result))
+    if (args.feedback_rate, args.feedback_noise) != (1.0, 0.0):
+        print(
+            f"quality feedback on {100 * args.feedback_rate:g}% of decisions "
+            f"({args.feedback_sampling}), {100 * args.feedback_noise:g}% of labels flipped"
+        )
     if store is not None:
         print(
             f"wrote {result.n} decisions, their outcomes and the learned state to {store.url} "

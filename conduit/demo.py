@@ -8,6 +8,13 @@ guide shows. Logged queries go through ``router.acompletion`` and the logged
 quality each answer carries is fed back with ``strategy.record_feedback``.
 The closing table compares what Conduit paid and got with always sending the
 strongest model and with the per-query oracle, on the same queries.
+
+``--feedback`` chooses where quality comes from: ``explicit`` (the logged quality
+of every answer, through ``record_feedback``), ``judge`` (a :class:`conduit.judge.Judge`
+grades ``--judge-rate`` of the answers; the simulator's judge reads the log and
+grades ``--judge-noise`` of them wrong), ``shadow`` (the same, each grade a pairwise
+comparison with the dearest model) or ``none`` (cost, latency and failures only).
+Several, comma-separated, run one after another and share one table.
 """
 
 from __future__ import annotations
@@ -43,9 +50,12 @@ from conduit.replay.report import Level
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_N",
+    "FEEDBACK_MODES",
+    "JUDGE_GROUP",
     "MODEL_GROUP",
     "DemoResult",
     "add_demo_arguments",
+    "comparison",
     "model_list",
     "pick_queries",
     "run",
@@ -63,6 +73,12 @@ MODEL_GROUP = "conduit-demo"
 SPEND_LABEL = {"LiteLLM": "LiteLLM response_cost", "PydanticAI": "PydanticAI usage x price"}
 #: Tries of ``record_feedback`` before LiteLLM's callback has mapped the response (~3 s).
 FEEDBACK_ATTEMPTS = 40
+#: The LiteLLM model group of the judge: the log's strongest model, served by the simulator.
+JUDGE_GROUP = "conduit-demo-judge"
+#: Where quality feedback comes from (``--feedback``).
+FEEDBACK_MODES = ("explicit", "judge", "shadow", "none")
+DEFAULT_JUDGE_RATE = 0.2
+DEFAULT_JUDGE_NOISE = 0.15
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,12 @@ class DemoResult:
     """The policy the strategy's Conduit router ran."""
     via: str = "LiteLLM"
     """What called the models: LiteLLM (the routing strategy) or PydanticAI (ConduitModel)."""
+    feedback: str = "explicit"
+    """Where quality came from: explicit, judge, shadow or none."""
+    judge_cost: float = 0.0
+    """USD the judge spent (its calls and shadow reference answers), priced by LiteLLM."""
+    judged: int = 0
+    """Answers whose judge grade was learned."""
 
     @property
     def cost_saving(self) -> float:
@@ -115,6 +137,9 @@ class DemoResult:
             "failed": self.failed,
             "learned": self.learned,
             "seconds": self.seconds,
+            "feedback": self.feedback,
+            "judge_cost": self.judge_cost,
+            "judged": self.judged,
         }
 
     def table(self) -> str:
@@ -146,7 +171,31 @@ class DemoResult:
             lines.append(f"    {model:<40} {100 * share:5.1f}%")
         lines += ["", f"  {answered} answered, {self.failed} failed, {self.learned} learned from "
                       f"feedback, in {self.seconds:.1f} s ({rate:.1f} queries/s)"]
+        if self.feedback in ("judge", "shadow"):
+            lines.append(f"  quality from the judge: {self.judged} answers graded, "
+                         f"judge cost ${self.judge_cost:.4f}")
         return "\n".join(lines)
+
+
+def comparison(results: Sequence[DemoResult]) -> str:
+    """One line per feedback mode: quality, cost, what routing saved, what judging cost."""
+    first = results[0]
+    lines = [
+        f"Quality feedback compared on {first.n} logged queries of {first.source} "
+        f"(seed {first.seed}; always {first.strongest.model}: quality "
+        f"{first.strongest.mean_quality:.3f}, cost ${first.strongest.mean_cost or 0:.6f})",
+        "",
+        f"  {'feedback':<10} {'quality':>8} {'mean cost $':>12} {'saving':>7} "
+        f"{'judge cost $':>13} {'graded':>7}",
+    ]
+    for r in results:
+        cost = "n/a" if r.conduit.mean_cost is None else f"{r.conduit.mean_cost:.6f}"
+        lines.append(
+            f"  {r.feedback:<10} {r.conduit.mean_quality:>8.3f} {cost:>12} "
+            f"{100 * r.cost_saving:>6.1f}% {r.judge_cost:>13.4f} "
+            f"{r.judged if r.feedback in ('judge', 'shadow') else r.learned:>7}"
+        )
+    return "\n".join(lines)
 
 
 def pick_queries(records: Sequence[LogRecord], n: int, seed: int) -> list[LogRecord]:
@@ -248,9 +297,25 @@ async def run(
     concurrency: int = DEFAULT_CONCURRENCY,
     latency_ms: float = 0.0,
     progress: bool = True,
+    feedback: str = "explicit",
+    judge_rate: float = DEFAULT_JUDGE_RATE,
+    judge_noise: float = DEFAULT_JUDGE_NOISE,
 ) -> DemoResult:
-    """Serve the log, route ``n`` of its queries through LiteLLM with Conduit, feed back quality."""
+    """Serve the log, route ``n`` of its queries through LiteLLM with Conduit, feed back quality
+    (``feedback``: explicit, judge, shadow or none; see the module docstring)."""
+    from conduit.judge import Judge
     from conduit.simulator import Simulator, quality_of
+    from conduit.simulator._judge import SimulatedJudge
+
+    if feedback not in FEEDBACK_MODES:
+        raise ConfigurationError(f"feedback must be one of {FEEDBACK_MODES}, got {feedback!r}")
+    judged_mode = feedback in ("judge", "shadow")
+    explicit = feedback == "explicit"
+    judge = (
+        Judge(JUDGE_GROUP, sample_rate=judge_rate, seed=seed,
+              shadow_rate=1.0 if feedback == "shadow" else 0.0)
+        if judged_mode else None
+    )  # fmt: skip
 
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
@@ -259,13 +324,21 @@ async def run(
     queries = pick_queries(records, n, seed)
     litellm, ConduitRoutingStrategy = _import_litellm()
 
-    with Simulator(path, latency_ms=latency_ms, seed=seed) as sim:
+    simulated_judge = SimulatedJudge(noise=judge_noise, seed=seed)
+    with Simulator(path, latency_ms=latency_ms, seed=seed, judge=simulated_judge) as sim:
         models = sim.catalog.logged_models
+        prices = {m: sim.price_per_token(m) for m in models}
+        strongest = max(models, key=lambda m: sum(r.outcomes[m].quality for r in records))
+        judges = model_list(sim.base_url, {strongest: prices[strongest]}, group=JUDGE_GROUP)
+        judges[0]["model_info"]["id"] = JUDGE_GROUP
         router = litellm.Router(
-            model_list=model_list(sim.base_url, {m: sim.price_per_token(m) for m in models}),
+            model_list=model_list(sim.base_url, prices) + (judges if judged_mode else []),
             num_retries=2,
         )
-        strategy = ConduitRoutingStrategy(use_hybrid=True)
+        strategy = ConduitRoutingStrategy(
+            use_hybrid=True, scope="group", judge=judge,
+            signal_grace=0.0 if judged_mode else 300.0,
+        )  # fmt: skip
         ConduitRoutingStrategy.setup_strategy(router, strategy)
 
         chosen = [""] * len(queries)
@@ -289,13 +362,13 @@ async def run(
                     bar.update(1)
                     return
                 q = quality_of(response)
-                if q is not None:
+                if q is not None and explicit:
                     try:
-                        feedback = await _record_feedback(strategy, response, q)
+                        outcome = await _record_feedback(strategy, response, q)
                     except ConduitError as exc:  # counted as not learned; the demo goes on
                         bar.write(f"feedback on query {record.id} not learned: {exc}")
-                        feedback = None
-                    if isinstance(feedback, (set, frozenset)) and "quality" in feedback:
+                        outcome = None
+                    if isinstance(outcome, (set, frozenset)) and "quality" in outcome:
                         learned += 1
                 hidden = getattr(response, "_hidden_params", None) or {}
                 chosen[i] = str(hidden.get("model_id") or response.model)
@@ -313,11 +386,14 @@ async def run(
             conduit_router = strategy.conduit_router
             algorithm = "none" if conduit_router is None else str(conduit_router.algorithm)
             bar.close()
-            strategy.cleanup()
+            strategy.cleanup()  # the judge's queued grades are finished first
+            stats = strategy.stats()
             await litellm.close_litellm_async_clients()
 
     return summarise(path, queries, models, chosen, quality, cost, seed=seed, spend=spend,
-                     learned=learned, seconds=seconds, algorithm=algorithm)
+                     learned=learned, seconds=seconds, algorithm=algorithm, feedback=feedback,
+                     judge_cost=float(stats.get("judge.cost", 0.0)),
+                     judged=int(stats.get("judge.judge_learned", 0.0)))
 
 
 def summarise(
@@ -334,6 +410,9 @@ def summarise(
     seconds: float,
     algorithm: str,
     via: str = "LiteLLM",
+    feedback: str = "explicit",
+    judge_cost: float = 0.0,
+    judged: int = 0,
 ) -> DemoResult:
     """What was chosen and got, beside the strongest model and the oracle on the same queries."""
     models = tuple(models)
@@ -371,6 +450,9 @@ def summarise(
         choices=tuple(chosen),
         algorithm=algorithm,
         via=via,
+        feedback=feedback,
+        judge_cost=judge_cost,
+        judged=judged,
     )
 
 
@@ -382,6 +464,26 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    modes = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in modes if m not in FEEDBACK_MODES]
+    if not modes or unknown:
+        raise argparse.ArgumentTypeError(
+            f"feedback modes are {', '.join(FEEDBACK_MODES)}, got {text!r}"
+        )
+    return modes
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -404,22 +506,49 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="call the models through LiteLLM's router with the Conduit "
                              "strategy, or through PydanticAI with conduit.pydantic_ai's "
                              "ConduitModel (the pydantic-ai extra) (default: %(default)s)")
+    parser.add_argument("--feedback", type=_modes, default=("explicit",), metavar="MODES",
+                        help="where quality comes from: explicit, judge, shadow or none; several, "
+                             "comma-separated, share one table (default: explicit)")
+    parser.add_argument("--judge-rate", type=_share, default=DEFAULT_JUDGE_RATE, metavar="R",
+                        help="share of answers the judge grades (default: %(default)s)")
+    parser.add_argument("--judge-noise", type=_share, default=DEFAULT_JUDGE_NOISE, metavar="P",
+                        help="share of answers the simulated judge grades wrong "
+                             "(default: %(default)s)")
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo, print the closing table, optionally write JSON. Returns the exit code."""
-    runner = run
     if getattr(args, "via", "litellm") == "pydantic-ai":  # raises MissingDependencyError without
-        from conduit.pydantic_ai._demo import run as runner
-    result = asyncio.run(runner(
-        args.data, n=args.n, seed=args.seed, concurrency=args.concurrency,
-        latency_ms=args.latency_ms, progress=not args.no_progress,
-    ))
-    print(result.table())
+        from conduit.pydantic_ai._demo import run as run_pydantic_ai
+
+        if tuple(args.feedback) != ("explicit",):
+            raise ValidationError(
+                "--via pydantic-ai learns from explicit feedback only; the judge, shadow and "
+                "none modes run through LiteLLM (--via litellm)"
+            )
+        results = [asyncio.run(run_pydantic_ai(
+            args.data, n=args.n, seed=args.seed, concurrency=args.concurrency,
+            latency_ms=args.latency_ms, progress=not args.no_progress,
+        ))]
+    else:
+        results = [
+            asyncio.run(run(
+                args.data, n=args.n, seed=args.seed, concurrency=args.concurrency,
+                latency_ms=args.latency_ms, progress=not args.no_progress, feedback=mode,
+                judge_rate=args.judge_rate, judge_noise=args.judge_noise,
+            ))
+            for mode in args.feedback
+        ]  # fmt: skip
+    for result in results:
+        print(result.table())
+        print()
+    if len(results) > 1:
+        print(comparison(results))
     if args.json is not None:
+        out: Any = results[0].to_json() if len(results) == 1 else [r.to_json() for r in results]
         try:
-            args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+            args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise ValidationError(f"cannot write {args.json}: {exc.strerror or exc}") from exc
         print(f"wrote {args.json}", file=sys.stderr)
-    return 0 if result.failed == 0 else 1
+    return 0 if all(r.failed == 0 for r in results) else 1

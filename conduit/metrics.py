@@ -8,8 +8,9 @@ sync state are read from the router only when the metrics are scraped.
 
 Labels are bounded: ``model`` (an arm: a deployment id or provider model),
 ``model_group``, ``preference`` (a preset name or ``custom``), ``kind``
-(quality, cost, latency) and ``source`` (automatic, explicit). Never a prompt,
-a decision id or a user. At most ``max_models`` models and ``max_groups``
+(quality, cost, latency), ``source`` (automatic, explicit, judge, shadow,
+regeneration) and ``event`` (what happened to an answer offered to the judge).
+Never a prompt, a decision id or a user. At most ``max_models`` models and ``max_groups``
 groups get labels of their own; later ones are counted as ``other``.
 
 Exploration share, in PromQL::
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OTHER",
     "UNKNOWN",
+    "JudgeEvent",
     "Metrics",
     "MetricsServer",
     "Source",
@@ -63,7 +65,11 @@ OTHER = "other"
 #: The model label of feedback for a decision these metrics did not see (made before they
 #: were attached, or forgotten after ``tracked_decisions`` newer ones).
 UNKNOWN = "unknown"
-Source = Literal["automatic", "explicit"]
+Source = Literal["automatic", "explicit", "judge", "shadow", "regeneration"]
+#: What happened to an answer offered to the judge (``conduit_judge_events_total``).
+JudgeEvent = Literal[
+    "sampled", "graded", "garbage", "errors", "timeouts", "paused_budget", "paused_queue"
+]
 RouterSource = Callable[[], "Router | None"]
 
 QUALITY_BUCKETS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -237,6 +243,32 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
+        self._judge_events = prom.Counter(
+            "conduit_judge_events",
+            "Answers offered to the judge, by what happened: sampled, graded, or dropped "
+            "(garbage output, errors, timeouts) or not sampled because sampling was paused "
+            "(paused_budget, paused_queue).",
+            ["event"],
+            registry=reg,
+        )
+        self._judge_calls = prom.Counter(
+            "conduit_judge_calls",
+            "Calls the judge made (grades, pairwise verdicts and shadow reference answers).",
+            registry=reg,
+        )
+        self._judge_cost = prom.Counter(
+            "conduit_judge_cost_dollars",
+            "What judging cost, in US dollars (judge calls and shadow reference answers).",
+            registry=reg,
+        )
+        self._judge_grades = prom.Histogram(
+            "conduit_judge_grade_quality",
+            "Qualities the judge gave, by source (judge: a graded answer; shadow: a pairwise "
+            "comparison with the reference model).",
+            ["source"],
+            buckets=QUALITY_BUCKETS,
+            registry=reg,
+        )
         self._observe = {"quality": self._quality, "cost": self._cost, "latency": self._latency}
         reg.register(_Learned(self, prom))
 
@@ -321,6 +353,27 @@ class Metrics:
                     self._observe[part].labels(model).observe(value)
             if seen is not None:
                 self._lag.labels(source).observe(max(time.monotonic() - seen[0], 0.0))
+        except Exception:  # metrics must never fail the request they describe
+            self._warn_once()
+
+    def judge(
+        self,
+        event: JudgeEvent,
+        *,
+        calls: int = 0,
+        cost: float | None = None,
+        quality: float | None = None,
+        source: Literal["judge", "shadow"] = "judge",
+    ) -> None:
+        """Count one judge event, its calls and cost, and the quality it gave (if graded)."""
+        try:
+            self._judge_events.labels(event).inc()
+            if calls:
+                self._judge_calls.inc(calls)
+            if cost is not None and math.isfinite(cost) and cost > 0:
+                self._judge_cost.inc(cost)
+            if quality is not None and math.isfinite(quality):
+                self._judge_grades.labels(source).observe(quality)
         except Exception:  # metrics must never fail the request they describe
             self._warn_once()
 

@@ -29,6 +29,11 @@ no explicit quality came in that time; explicit feedback arriving within the
 grace period replaces it. A failed call has no response to judge, so its
 quality 0 is learned at once. Explicit feedback after the grace period finds the
 quality learned and is ignored (an empty set), as a repeat is.
+
+A judge's grade or a regeneration (:mod:`conduit.judge`, through
+:meth:`ConduitFeedbackLogger.hold_quality`) is held the same way, until the
+decision's explicit window is over, and outranks a held automatic quality
+(automatic < judge, shadow < regeneration < explicit).
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from conduit.errors import (
     UnknownDecisionError,
     UnknownModelError,
 )
-from conduit.metrics import Metrics
+from conduit.metrics import Metrics, Source
 from conduit_litellm import _compat, signals
 
 __all__ = [
@@ -92,6 +97,11 @@ CALL_PREFIX = "conduit-"
 MAX_ID_CHARS = 256
 
 RouterSource = Callable[[], Router | None]
+#: ``hook(kwargs, response, decision_id, judgeable)``: told of each routed success
+#: (the judge's worker); ``judgeable`` when no automatic signal graded the answer.
+SuccessHook = Callable[[Mapping[str, Any], Any, str, bool], None]
+#: Who outranks whom for a held quality: explicit feedback outranks every held one.
+_RANK = {"automatic": 0, "judge": 1, "shadow": 1, "regeneration": 2}
 PriceSource = Callable[[str], tuple[float, float] | None]
 
 
@@ -265,8 +275,10 @@ class ConduitFeedbackLogger(CustomLogger):
         #: callers' own ``litellm_call_id`` -> decision id (the strategy's own ids need no map)
         self.calls = ResponseMap(ttl=response_ttl, maxsize=max_responses)
         self._max_held = int(max_responses)
-        #: decision id -> (automatic quality, reason, due time), in due order
-        self._held: OrderedDict[str, tuple[float, str, float]] = OrderedDict()
+        #: decision id -> (held quality, reason, due time, source), in due order
+        self._held: OrderedDict[str, tuple[float, str, float, Source]] = OrderedDict()
+        #: told of each routed success, after it is learned (the judge's worker), when set
+        self.success_hook: SuccessHook | None = None
         self._lock = threading.Lock()
         self._counts: dict[str, int] = dict.fromkeys(
             (
@@ -278,6 +290,7 @@ class ConduitFeedbackLogger(CustomLogger):
                 "errors",
                 "signals_held",
                 "signals_replaced",
+                "held_replaced",
             ),
             0,
         )
@@ -432,6 +445,7 @@ class ConduitFeedbackLogger(CustomLogger):
             response_id = getattr(response_obj, "id", None)
             if isinstance(response_id, str) and response_id:
                 self.responses.put(response_id, decision_id)
+            self._tell_hook(kwargs, response_obj, decision_id, signal.quality is None)
             if quality is not None and self.signal_grace > 0:
                 self._hold(decision_id, quality, signal.reason)
                 if cost is None and latency is None:
@@ -487,9 +501,61 @@ class ConduitFeedbackLogger(CustomLogger):
         return None
 
     # -- automatic quality held for explicit feedback -------------------------------------------
+    def _tell_hook(self, kwargs: Any, response_obj: Any, decision_id: str, judgeable: bool) -> None:
+        hook = self.success_hook
+        if hook is None:
+            return
+        try:
+            hook(kwargs, response_obj, decision_id, judgeable)
+        except Exception as exc:  # the judge must never fail the event (or the request)
+            logger.debug("Success hook failed: %s", describe_error(exc))
+
+    def hold_quality(
+        self, decision_id: str, quality: float, reason: str, *, source: Source, since: float
+    ) -> str:
+        """A quality from a judge or an implicit signal, learned once the decision's
+        explicit-feedback window (``signal_grace`` from ``since``, on this logger's clock)
+        is over, unless explicit feedback comes first. It replaces a held quality of a
+        lower rank (automatic < judge, shadow < regeneration) and yields to a higher one.
+        Returns ``"held"``, ``"learned"`` (window already over), ``"outranked"`` or
+        ``"duplicate"`` (the decision's quality is already learned)."""
+        value = explicit_quality(quality=quality)
+        due = since + self.signal_grace
+        with self._lock:
+            held = self._held.get(decision_id)
+            if held is not None and _RANK[held[3]] > _RANK[source]:
+                return "outranked"
+            if due > self._clock():
+                if held is not None:
+                    self._counts["held_replaced"] += 1
+                    due = min(due, held[2])
+                self._held[decision_id] = (value, reason, due, source)
+                self._held.move_to_end(decision_id)
+                self._counts["signals_held"] += 1
+                full = len(self._held) > self._max_held
+                outcome = "held"
+            else:
+                self._held.pop(decision_id, None)
+                full, outcome = False, "learned"
+        if outcome == "held":
+            if full:
+                self.apply_due_signals(limit=1, everything=True)
+            return outcome
+        router = self._router()
+        if router is None:
+            return "duplicate"
+        parts = router.update_sync(decision_id, quality=value)
+        if self.metrics is not None:
+            self.metrics.feedback(decision_id, parts, quality=value, source=source)
+        return "learned" if parts else "duplicate"
+
     def _hold(self, decision_id: str, quality: float, reason: str) -> None:
         with self._lock:
-            self._held[decision_id] = (quality, reason, self._clock() + self.signal_grace)
+            held = self._held.get(decision_id)
+            if held is not None and _RANK[held[3]] > 0:  # a judge grade came first: it stays
+                return
+            due = self._clock() + self.signal_grace
+            self._held[decision_id] = (quality, reason, due, "automatic")
             self._held.move_to_end(decision_id)
             self._counts["signals_held"] += 1
             full = len(self._held) > self._max_held
@@ -503,23 +569,23 @@ class ConduitFeedbackLogger(CustomLogger):
         by the strategy's cleanup (``everything=True``); returns how many were learned.
         """
         now = self._clock()
-        due: list[tuple[str, float, str]] = []
+        due: list[tuple[str, float, str, Source]] = []
         with self._lock:
             while self._held and (limit is None or len(due) < limit):
-                decision_id, (quality, reason, at) = next(iter(self._held.items()))
+                decision_id, (quality, reason, at, source) = next(iter(self._held.items()))
                 if not everything and at > now:
                     break
                 self._held.popitem(last=False)
-                due.append((decision_id, quality, reason))
+                due.append((decision_id, quality, reason, source))
         router = self._router() if due else None
         learned = 0
-        for decision_id, quality, reason in due:
+        for decision_id, quality, reason, source in due:
             if router is None:
                 break
             try:
                 parts = router.update_sync(decision_id, quality=quality)
                 if self.metrics is not None:
-                    self.metrics.feedback(decision_id, parts, quality=quality)
+                    self.metrics.feedback(decision_id, parts, quality=quality, source=source)
             except ConduitError as exc:  # expired or removed meanwhile: nothing to learn
                 logger.debug("Automatic quality of %s not recorded: %s", decision_id, exc)
                 continue

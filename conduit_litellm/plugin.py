@@ -36,6 +36,7 @@ from conduit.engines.bandits import ALGORITHMS
 from conduit.engines.features.extractor import Backend, make_embedder
 from conduit.engines.router import Router
 from conduit.errors import ConduitError, ConfigurationError, InvalidQueryError
+from conduit.judge import Judge, Regenerations
 from conduit.metrics import Metrics, MetricsServer, as_metrics
 from conduit.types import Constraints, Preferences
 from conduit_litellm import _compat
@@ -47,6 +48,7 @@ from conduit_litellm._core import (
     settings_preferences,
 )
 from conduit_litellm._fallback import Fallbacks
+from conduit_litellm._judge import JUDGE_KEY, JudgeWorker
 from conduit_litellm.feedback import (
     DECISION_KEY,
     MODEL_KEY,
@@ -109,7 +111,11 @@ class ConduitRoutingPlugin:
         metrics: bool | Metrics | None = None,
         metrics_port: int | None = None,
         metrics_host: str | None = None,
+        judge: Judge | None = None,
+        regenerations: bool = True,
     ) -> None:
+        if judge is not None and not isinstance(judge, Judge):
+            raise ConfigurationError(f"judge must be a conduit.judge.Judge, got {judge!r}")
         if conduit_router is not None and not isinstance(conduit_router, Router):
             raise ConfigurationError(
                 f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
@@ -160,6 +166,18 @@ class ConduitRoutingPlugin:
             max_responses=max_responses,
             metrics=self.metrics,
         )
+        self.judge = JudgeWorker(
+            judge,
+            feedback=self.feedback,
+            router=lambda: self.litellm_router or _compat.proxy_router(),
+            conduit=lambda: self._conduit,
+            reference=self._dearest,
+            regenerations=Regenerations() if regenerations else None,
+            metrics=self.metrics,
+            loop=lambda: self._loop,  # a router with routing plugins refuses sync calls
+        )
+        self.feedback.success_hook = self.judge.observe
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._registered = False
         self.litellm_router: Any = None
         # Now, not on the first request: LiteLLM fixes a call's callbacks before routing it,
@@ -241,6 +259,7 @@ class ConduitRoutingPlugin:
             self.metrics_server = None
         if self.metrics is not None:
             self.metrics.close()
+        self.judge.close()  # the queued grades first: they are learned below
         self.feedback.apply_due_signals(everything=True)  # no explicit feedback is coming now
         self._stop.set()
         saver, self._saver = self._saver, None
@@ -371,10 +390,24 @@ class ConduitRoutingPlugin:
     def stats(self) -> dict[str, float]:
         """The feedback logger's event counts and the requests LiteLLM routed alone because
         Conduit failed: ``fallbacks`` and ``fallbacks.<ExceptionType>``."""
-        return {**self.feedback.stats(), **self._fallbacks.stats()}
+        return {
+            **self.feedback.stats(),
+            **self._fallbacks.stats(),
+            **self.judge.stats(self._conduit),
+        }
+
+    def _dearest(self) -> str | None:
+        """The dearest provider model (by token price): the default shadow reference."""
+        with self._lock:
+            prices = dict(self._prices)
+        return max(prices, key=lambda m: sum(prices[m]), default=None)
 
     async def _run(self, context: RoutingContext) -> RoutingContext:
+        if context.metadata.get(JUDGE_KEY) is True:  # the judge's own call: not routed
+            return context
         self.register_feedback()
+        self._loop = asyncio.get_running_loop()
+        self.judge.start()
         self.feedback.apply_due_signals()
         models = list(dict.fromkeys(context.candidate_models))
         if not models:

@@ -35,6 +35,7 @@ from conduit.engines.features.extractor import Backend
 from conduit.engines.features.redis_cache import RedisFeatureCache
 from conduit.engines.router import Router
 from conduit.errors import ConfigurationError, InvalidQueryError, UnknownDecisionError
+from conduit.judge import Judge, Regenerations
 from conduit.metrics import Metrics, MetricsServer, as_metrics
 from conduit.types import Constraints, Explanation, Preferences, RoutingDecision
 from conduit_litellm import _compat
@@ -47,6 +48,7 @@ from conduit_litellm._core import (
     settings_preferences,
 )
 from conduit_litellm._fallback import Fallbacks
+from conduit_litellm._judge import JudgeWorker, is_judge_call
 from conduit_litellm.feedback import (
     CALL_PREFIX,
     DECISION_KEY,
@@ -135,7 +137,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     outage). With ``metrics=True`` (or a :class:`conduit.metrics.Metrics`) it keeps
     Prometheus metrics, served by :meth:`serve_metrics`. The automatic quality of a
     successful call waits ``signal_grace`` seconds for explicit feedback, which
-    takes precedence (see :mod:`conduit_litellm.feedback`).
+    takes precedence (see :mod:`conduit_litellm.feedback`). ``judge`` (a
+    :class:`conduit.judge.Judge`) grades a sampled share of answers in the background;
+    ``regenerations`` learns a low quality for an answer the user asked again for.
 
     A failure inside Conduit never fails the request: LiteLLM's default choice
     serves it (a random healthy deployment of the requested group, weighted like
@@ -166,7 +170,11 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         max_responses: int = 100_000,
         signal_grace: float = 300.0,
         metrics: bool | Metrics | None = None,
+        judge: Judge | None = None,
+        regenerations: bool = True,
     ) -> None:
+        if judge is not None and not isinstance(judge, Judge):
+            raise ConfigurationError(f"judge must be a conduit.judge.Judge, got {judge!r}")
         if conduit_router is not None and not isinstance(conduit_router, Router):
             raise ConfigurationError(
                 f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
@@ -240,6 +248,16 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             signal_grace=signal_grace,
             metrics=self.metrics,
         )
+        self.judge = JudgeWorker(
+            judge,
+            feedback=self.feedback,
+            router=lambda: self._litellm_router,
+            conduit=lambda: self._conduit,
+            reference=self._dearest,
+            regenerations=Regenerations() if regenerations else None,
+            metrics=self.metrics,
+        )
+        self.feedback.success_hook = self.judge.observe
 
     # -- wiring ------------------------------------------------------------------------------
     @staticmethod
@@ -269,6 +287,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             self._log_competitors()
         how = _compat.register_strategy(router, self)
         _compat.add_callback(self.feedback)
+        self.judge.start()
         logger.debug("Conduit strategy registered through Router.%s", how)
         logger.info("Feedback logger registered with LiteLLM - bandit learning enabled")
 
@@ -284,6 +303,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         if self._metrics_server is not None:
             self._metrics_server.close()
             self._metrics_server = None
+        self.judge.close()  # the queued grades first: they are learned below
         self.feedback.apply_due_signals(everything=True)  # no explicit feedback is coming now
         if self._conduit is not None and self._owns_router:
             self._conduit.close()
@@ -697,6 +717,14 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         request_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Pick the deployment for one attempt (LiteLLM's async path)."""
+        if is_judge_call(request_kwargs):  # the judge's own call: LiteLLM's choice, not learned
+            pool = self._fallback_pool(model, specific_deployment)
+            ids = [deployment_id(d) for d in pool]
+            cooling = await _compat.async_active_cooldowns(self._litellm_router, ids)
+            return _compat.simple_shuffle(
+                self._litellm_router, self._healthy(pool, cooling), model, request_kwargs,
+                self._shuffle,
+            )
         try:
             return await self._apick(model, messages, input, specific_deployment, request_kwargs)
         except BadRequestError:  # the request cannot be served as asked: LiteLLM's own error
@@ -717,6 +745,15 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         request_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Pick the deployment for one attempt (LiteLLM's sync path; uses no event loop)."""
+        if is_judge_call(request_kwargs):  # the judge's own call: LiteLLM's choice, not learned
+            pool = self._fallback_pool(model, specific_deployment)
+            cooling = _compat.active_cooldowns(
+                self._litellm_router, [deployment_id(d) for d in pool]
+            )
+            return _compat.simple_shuffle(
+                self._litellm_router, self._healthy(pool, cooling), model, request_kwargs,
+                self._shuffle,
+            )
         try:
             return self._pick(model, messages, input, specific_deployment, request_kwargs)
         except BadRequestError:  # the request cannot be served as asked: LiteLLM's own error
@@ -806,10 +843,22 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             self._litellm_router, self._healthy(pool, cooling), model, request_kwargs, self._shuffle
         )
 
+    def _dearest(self) -> str | None:
+        """The dearest candidate deployment (by token price): the default shadow reference."""
+        with self._lock:
+            prices = dict(self._prices)
+        return max(prices, key=lambda i: sum(prices[i]), default=None)
+
     def stats(self) -> dict[str, float]:
-        """The feedback logger's event counts and the requests LiteLLM routed because Conduit
-        failed: ``fallbacks`` and ``fallbacks.<ExceptionType>``."""
-        return {**self.feedback.stats(), **self._fallbacks.stats()}
+        """The feedback logger's event counts, the requests LiteLLM routed because Conduit
+        failed (``fallbacks``, ``fallbacks.<ExceptionType>``), the judge's counters and
+        cost (``judge.*``) and what routing saved against the dearest model
+        (``routing_saved``, USD)."""
+        return {
+            **self.feedback.stats(),
+            **self._fallbacks.stats(),
+            **self.judge.stats(self._conduit),
+        }
 
     def __repr__(self) -> str:
         return f"ConduitRoutingStrategy(scope={self.scope!r}, router={self._conduit!r})"

@@ -14,6 +14,7 @@ from conduit.demo import (
     MODEL_GROUP,
     DemoResult,
     add_demo_arguments,
+    comparison,
     model_list,
     pick_queries,
     run,
@@ -162,3 +163,23 @@ def test_command_prints_the_table_and_writes_json(
     assert "cost saving vs always the strongest model" in printed
     assert "40 answered, 0 failed" in printed
     assert json.loads(out.read_text())["n"] == 40
+
+
+def test_feedback_modes_parse() -> None:
+    args = parser().parse_args(["--feedback", "explicit,judge,none", "--judge-rate", "0.1"])
+    assert args.feedback == ("explicit", "judge", "none") and args.judge_rate == 0.1
+    assert parser().parse_args([]).feedback == ("explicit",)
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--feedback", "telepathy"])
+
+
+async def test_demo_with_a_judge_learns_from_its_grades_only() -> None:
+    require_strategy()
+    judged = await run(n=60, seed=2, concurrency=4, progress=False, feedback="judge",
+                       judge_rate=0.25, judge_noise=0.0)  # fmt: skip
+    assert judged.failed == 0 and judged.learned == 0  # no record_feedback at all
+    assert judged.judged == 15 and judged.judge_cost > 0
+    silent = await run(n=20, seed=2, concurrency=4, progress=False, feedback="none")
+    assert silent.judged == 0 and silent.judge_cost == 0 and silent.learned == 0
+    table = comparison([judged, silent])
+    assert "judge" in table and "none" in table

@@ -15,6 +15,11 @@ LiteLLM. Replayed decisions get synthetic, increasing times: query ``i`` of
 time just past, one query every ``time_step`` seconds; a replay into a namespace
 whose history reaches past that start continues after its last record instead,
 so replays one after another read as one after another.
+
+With :class:`Labels`, quality feedback is sparse and noisy, as it is in
+production: only a ``rate`` share of decisions gets its quality (uniformly, or
+more where the router is unsure, by :class:`conduit.judge.Sampler`), and a
+``noise`` share of those is flipped (``1 - q``); cost is always learned.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from conduit.engines.features.extractor import (
 )
 from conduit.engines.router import Router
 from conduit.errors import ConfigurationError, InvalidQueryError, LogFormatError
+from conduit.judge import Sampler
 from conduit.replay import metrics
 from conduit.replay.log import read_log, shipped_log
 from conduit.replay.report import (
@@ -57,10 +63,12 @@ from conduit.stores import Store, StoreSync, open_store
 from conduit.types import Preferences
 
 __all__ = [
+    "ALL_LABELS",
     "DEFAULT_ALGORITHM",
     "DEFAULT_PREFERENCE",
     "DEFAULT_TIME_STEP",
     "SWEEP_COST_WEIGHTS",
+    "Labels",
     "ReplayData",
     "baselines",
     "load",
@@ -83,6 +91,33 @@ REFINE_GAP = 0.1
 CURVE_POINTS = 200
 #: Seconds between replayed queries in a store's history (see the module docstring).
 DEFAULT_TIME_STEP = 60.0
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Which decisions get their quality, and how wrong the label may be.
+
+    ``rate``: the share of decisions labelled; ``noise``: the share of labels flipped
+    (``1 - q``); ``uncertain``: sample more where the router is unsure (else uniformly).
+    """
+
+    rate: float = 1.0
+    noise: float = 0.0
+    uncertain: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("rate", "noise"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value <= 1
+            ):
+                raise ConfigurationError(f"feedback {name} must be in [0, 1], got {value!r}")
+
+
+#: Every decision's true quality: the replay's default.
+ALL_LABELS = Labels()
 
 
 @dataclass(frozen=True, eq=False)
@@ -283,6 +318,7 @@ class _Trace:
     order: NDArray[np.intp]
     chosen: NDArray[np.intp]
     switch_at: int | None
+    labelled: int = 0
 
 
 def _run(
@@ -292,9 +328,14 @@ def _run(
     preferences: Preferences,
     bar: tqdm[Any] | None = None,
     clock: _ReplayClock | None = None,
+    labels: Labels = ALL_LABELS,
+    seed: int = 0,
 ) -> _Trace:
     """Route each query in ``order``; tell the router only the chosen model's outcome."""
     index = {m: k for k, m in enumerate(data.models)}
+    sampler = Sampler(labels.rate, uncertain=labels.uncertain, seed=seed + 104_729)
+    flips = np.random.default_rng(seed + 15_485_863)
+    labelled = np.zeros(order.size, dtype=bool)
     chosen = np.empty(order.size, dtype=np.intp)
     oracle = router.bandit if isinstance(router.bandit, OracleBandit) else None
     first_phase: str | None = None
@@ -307,11 +348,18 @@ def _run(
         decision = router.route_sync(data.prompts[row], preferences=preferences)
         k = index[decision.selected_model]
         cost = float(data.cost[row, k])
-        router.update_sync(
-            decision.decision_id,
-            quality=float(data.quality[row, k]),
-            cost=None if math.isnan(cost) else cost,
-        )
+        true = float(data.quality[row, k])
+        quality: float | None = true
+        if labels != ALL_LABELS:
+            labelled[step] = sampler.sample(decision)
+            flip = flips.random() < labels.noise
+            quality = (1.0 - true if flip else true) if labelled[step] else None
+        if quality is not None or not math.isnan(cost):
+            router.update_sync(
+                decision.decision_id,
+                quality=quality,
+                cost=None if math.isnan(cost) else cost,
+            )
         chosen[step] = k
         if first_phase is None:
             first_phase = decision.algorithm
@@ -319,7 +367,9 @@ def _run(
             switch_at = step + 1
         if bar is not None:
             bar.update(1)
-    return _Trace(order=order, chosen=chosen, switch_at=switch_at)
+    if labels == ALL_LABELS:
+        labelled[:] = True
+    return _Trace(order=order, chosen=chosen, switch_at=switch_at, labelled=int(labelled.sum()))
 
 
 def _replay_once(
@@ -330,13 +380,14 @@ def _replay_once(
     bar: tqdm[Any] | None,
     store: Store | None = None,
     time_step: float = DEFAULT_TIME_STEP,
+    labels: Labels = ALL_LABELS,
 ) -> _Trace:
     router = Router(
         models=data.models, bandit_algorithm=algorithm, seed=seed, extractor=data.extractor
     )
     order = np.random.default_rng(seed).permutation(len(data))
     if store is None:
-        return _run(router, data, order, preferences, bar)
+        return _run(router, data, order, preferences, bar, labels=labels, seed=seed)
     start = time.time() - len(data) * time_step
     latest = store.history(limit=1)
     if latest and latest[0].time >= start:
@@ -347,7 +398,7 @@ def _replay_once(
     try:
         sync.sync_now()  # a store that is down, or holds another router's state, fails here
         sync.start()
-        trace = _run(router, data, order, preferences, bar, clock)
+        trace = _run(router, data, order, preferences, bar, clock, labels=labels, seed=seed)
         sync.sync_now()  # everything learned and every record written, or an error
     finally:
         router.close()
@@ -381,6 +432,7 @@ def replay(
     progress: bool = False,
     store: Store | str | None = None,
     time_step: float = DEFAULT_TIME_STEP,
+    labels: Labels = ALL_LABELS,
 ) -> ReplayResult:
     """Replay a log through a fresh router in seeded random order, with bandit feedback.
 
@@ -390,7 +442,8 @@ def replay(
     given ``cost_weight`` W, ``Preferences(quality=1, cost=W, latency=0)``.
     ``store`` (a :class:`~conduit.stores.Store` or URL) receives the learned state
     and a history record per decision, ``time_step`` seconds apart; the router
-    starts from what the store's namespace has already learned.
+    starts from what the store's namespace has already learned. ``labels`` makes
+    quality feedback sparse and noisy (:class:`Labels`).
     """
     algorithm = _check_algorithm(algorithm)
     seed = _check_seed(seed)
@@ -409,7 +462,9 @@ def replay(
         with tqdm(
             total=len(loaded), desc="replay", unit="query", disable=not progress, leave=False
         ) as bar:
-            trace = _replay_once(loaded, algorithm, prefs, seed, bar, target, float(time_step))
+            trace = _replay_once(
+                loaded, algorithm, prefs, seed, bar, target, float(time_step), labels
+            )
     finally:
         if isinstance(store, str) and target is not None:
             target.close()

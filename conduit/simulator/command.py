@@ -55,6 +55,16 @@ def _rate(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``conduit simulate``."""
     parser.add_argument("--data", metavar="LOG", default=None,
@@ -73,6 +83,14 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alias", type=parse_alias, action="append", default=[],
                         metavar="NAME=LOGGED_MODEL",
                         help="also answer to NAME, with a logged model's outcomes (repeatable)")
+    parser.add_argument("--judge-noise", type=_share, default=0.0, metavar="P",
+                        help="share of answers the simulated judge grades wrong (quality "
+                             "flipped; default: 0)")
+    parser.add_argument("--judge-length-bias", type=_share, default=0.0, metavar="B",
+                        help="quality the simulated judge adds to long answers (default: 0)")
+    parser.add_argument("--judge-position-bias", type=_share, default=0.0, metavar="P",
+                        help="share of pairwise verdicts that favour the first answer "
+                             "(default: 0)")
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -81,12 +99,15 @@ def run_simulate(args: argparse.Namespace) -> int:
     A bad setting or a busy port raises :class:`~conduit.errors.ConfigurationError`
     (``conduit`` turns it into ``conduit: error: ...`` and exit status 2).
     """
+    from conduit.simulator._judge import SimulatedJudge
     from conduit.simulator.server import Simulator
 
     latency, jitter = args.latency_ms
+    judge = SimulatedJudge(noise=args.judge_noise, length_bias=args.judge_length_bias,
+                           position_bias=args.judge_position_bias, seed=args.seed or 0)
     simulator = Simulator(
         args.data, host=args.host, port=args.port, latency_ms=latency, jitter_ms=jitter,
-        error_rate=args.error_rate, seed=args.seed, aliases=dict(args.alias),
+        error_rate=args.error_rate, seed=args.seed, aliases=dict(args.alias), judge=judge,
     )
 
     def ready(sim: Simulator) -> None:

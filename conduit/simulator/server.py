@@ -36,7 +36,8 @@ except ImportError as _exc:  # pragma: no cover - aiohttp comes with the litellm
         "the simulator needs aiohttp: pip install 'conduit[litellm]'"
     ) from _exc
 from conduit.replay.log import shipped_log
-from conduit.simulator.catalog import Answer, Catalog
+from conduit.simulator._judge import SimulatedJudge
+from conduit.simulator.catalog import Answer, Catalog, count_tokens
 
 __all__ = ["LOOPBACK_HOSTS", "Simulator", "quality_of"]
 
@@ -126,6 +127,9 @@ class Simulator:
 
     ``latency_ms`` (plus or minus up to ``jitter_ms``, uniformly) delays each answer;
     ``error_rate`` of requests fail with an OpenAI-style 500 or 429, half each.
+    Judge requests (:mod:`conduit.judge`'s markers) are graded from the log by
+    ``judge`` (default: a perfect judge; see :class:`SimulatedJudge`), at the
+    requested model's token price.
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class Simulator:
         aliases: Mapping[str, str] | None = None,
         limit: int | None = None,
         max_body_bytes: int = 1 << 20,
+        judge: SimulatedJudge | None = None,
     ) -> None:
         if host not in LOOPBACK_HOSTS:
             raise ConfigurationError(
@@ -173,6 +178,7 @@ class Simulator:
         self.jitter_ms = float(jitter_ms)
         self.error_rate = float(error_rate)
         self.max_body_bytes = max_body_bytes
+        self.judge = judge if judge is not None else SimulatedJudge(seed=seed or 0)
         self._requested_port = port
         self._port: int | None = None
         self._rng = random.Random(seed)
@@ -183,6 +189,8 @@ class Simulator:
         #: Answers given per model, and injected errors per HTTP status.
         self.served: Counter[str] = Counter()
         self.injected: Counter[int] = Counter()
+        #: Judge requests answered, per requested model (not counted in ``served``).
+        self.judged: Counter[str] = Counter()
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -282,14 +290,18 @@ class Simulator:
         if not isinstance(stream, bool):
             raise _invalid("'stream' must be a boolean", param="stream")
         try:
-            answer = self.catalog.answer(model, prompt)
+            judged = self._judged(model, payload["messages"], prompt)
+            answer = judged or self.catalog.answer(model, prompt)
         except UnknownModelError:
             raise _RequestError(404, f"The model `{model}` does not exist.",
                                 type="invalid_request_error", param="model",
                                 code="model_not_found") from None
         await self._delay()
         self._maybe_fail()
-        self.served[answer.model] += 1
+        if judged is None:
+            self.served[answer.model] += 1
+        else:
+            self.judged[answer.model] += 1
         completion_id = f"chatcmpl-sim{next(self._ids)}-{uuid.uuid4().hex[:12]}"
         headers = {
             QUALITY_HEADER: repr(answer.quality),
@@ -318,6 +330,19 @@ class Simulator:
             "conduit": self._metadata(answer),
         }
         return web.json_response(body, headers=headers)
+
+    def _judged(self, model: str, messages: list[Any], prompt: str) -> Answer | None:
+        """A judge's answer to a judge request (priced on every message's tokens), else None."""
+        verdict = self.judge.reply(self.catalog, prompt)
+        if verdict is None:
+            return None
+        logged = self.catalog.resolve(model)
+        tokens = sum(count_tokens(_message_text(m.get("content"))) for m in messages)
+        out = count_tokens(verdict)
+        return Answer(model=model, content=verdict, quality=0.0,
+                      cost=self.catalog.price_per_token[logged] * (tokens + out),
+                      prompt_tokens=tokens, completion_tokens=out, known_prompt=False,
+                      record_id=None)
 
     @staticmethod
     def _usage(answer: Answer) -> dict[str, int]:

@@ -46,7 +46,8 @@ def test_invalid_option_values(function: object, text: str, pattern: str) -> Non
 def test_defaults_and_every_option() -> None:
     assert vars(parser().parse_args([])) == {
         "data": None, "host": "127.0.0.1", "port": 0, "latency_ms": (0.0, 0.0),
-        "error_rate": 0.0, "seed": None, "alias": [],
+        "error_rate": 0.0, "seed": None, "alias": [], "judge_noise": 0.0,
+        "judge_length_bias": 0.0, "judge_position_bias": 0.0,
     }
     args = parser().parse_args([
         "--data", "log.jsonl", "--port", "8123", "--latency-ms", "30:5", "--error-rate", "0.1",
@@ -54,6 +55,10 @@ def test_defaults_and_every_option() -> None:
     ])
     assert args.latency_ms == (30.0, 5.0) and args.error_rate == 0.1 and args.seed == 7
     assert args.alias == [("gpt-4o-mini", "small"), ("gpt-4o", "large")]
+    args = parser().parse_args(["--judge-noise", "0.15", "--judge-position-bias", "0.3"])
+    assert (args.judge_noise, args.judge_position_bias) == (0.15, 0.3)
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--judge-noise", "2"])
 
 
 @pytest.mark.parametrize("rate", ["1.5", "-0.1", "lots"])
