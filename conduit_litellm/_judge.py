@@ -34,6 +34,7 @@ from conduit.engines.router import Router
 from conduit.judge import REGENERATED, Judge, JudgeJob, JudgeReply, Messages, Regenerations
 from conduit.metrics import Metrics
 from conduit.types import RouterStats
+from conduit_litellm import _compat
 from conduit_litellm.feedback import (
     DEPLOYMENT_KEY,
     MODEL_KEY,
@@ -272,8 +273,7 @@ class JudgeWorker:
 
     @staticmethod
     def _reply(response: Any) -> JudgeReply:
-        hidden = getattr(response, "_hidden_params", None) or {}
-        cost = hidden.get("response_cost") if isinstance(hidden, Mapping) else None
+        cost = _compat.hidden_param(response, "response_cost")
         return JudgeReply(
             _answer_text(response) or "", float(cost) if isinstance(cost, (int, float)) else None
         )

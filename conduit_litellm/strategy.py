@@ -722,7 +722,10 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             ids = [deployment_id(d) for d in pool]
             cooling = await _compat.async_active_cooldowns(self._litellm_router, ids)
             return _compat.simple_shuffle(
-                self._litellm_router, self._healthy(pool, cooling), model, request_kwargs,
+                self._litellm_router,
+                self._healthy(pool, cooling),
+                model,
+                request_kwargs,
                 self._shuffle,
             )
         try:
@@ -751,7 +754,10 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
                 self._litellm_router, [deployment_id(d) for d in pool]
             )
             return _compat.simple_shuffle(
-                self._litellm_router, self._healthy(pool, cooling), model, request_kwargs,
+                self._litellm_router,
+                self._healthy(pool, cooling),
+                model,
+                request_kwargs,
                 self._shuffle,
             )
         try:

@@ -11,10 +11,12 @@ True
 
 from conduit.replay.log import DEFAULT_LOG, LogRecord, Outcome, iter_log, read_log, shipped_log
 from conduit.replay.loop import (
+    ALL_LABELS,
     DEFAULT_ALGORITHM,
     DEFAULT_PREFERENCE,
     DEFAULT_TIME_STEP,
     SWEEP_COST_WEIGHTS,
+    Labels,
     ReplayData,
     baselines,
     load,
@@ -35,12 +37,14 @@ from conduit.replay.report import (
 )
 
 __all__ = [
+    "ALL_LABELS",
     "DEFAULT_ALGORITHM",
     "DEFAULT_LOG",
     "DEFAULT_PREFERENCE",
     "DEFAULT_TIME_STEP",
     "SWEEP_COST_WEIGHTS",
     "Baselines",
+    "Labels",
     "LearningCurve",
     "Level",
     "LogRecord",
