@@ -33,6 +33,7 @@ __all__ = [
     "Store",
     "StoreSync",
     "Sums",
+    "check_url",
     "open_store",
     "redact",
 ]
@@ -66,6 +67,28 @@ def redact(url: str) -> str:
     return urlunsplit(parts)
 
 
+_SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss", "unix")
+
+
+def check_url(url: object) -> str:
+    """``url`` if it names a store :func:`open_store` can open (checked without any I/O)."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"state store must be a URL like sqlite:///state.db, postgresql://..., redis://... "
+            f"or memory://, got {url!r}"
+        )
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _SCHEMES:
+        raise ConfigurationError(
+            f"unknown state store scheme {parts.scheme!r} in {redact(url)!r}; "
+            "use memory://, sqlite:///path, postgresql://... or redis://..."
+        )
+    flag = dict(parse_qsl(parts.query, keep_blank_values=True)).get("store_prompts", "").lower()
+    if flag not in _TRUE | _FALSE:
+        raise ConfigurationError(f"store_prompts must be true or false, got {flag!r}")
+    return url
+
+
 def open_store(
     url: str | None = None, *, namespace: str | None = None, store_prompts: bool | None = None
 ) -> Store:
@@ -75,18 +98,12 @@ def open_store(
     """
     if url is None:
         url = state_url()
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(
-            f"state store must be a URL like sqlite:///state.db, postgresql://..., redis://... "
-            f"or memory://, got {url!r}"
-        )
+    check_url(url)
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     ours = {k: v for k, v in query if k in _OURS}
     rest = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in _OURS])))
     flag = ours.get("store_prompts", "").lower()
-    if flag not in _TRUE | _FALSE:
-        raise ConfigurationError(f"store_prompts must be true or false, got {flag!r}")
     shown = redact(url)
     ns = namespace or ours.get("namespace") or "default"
     prompts = flag in _TRUE if store_prompts is None else store_prompts

@@ -24,7 +24,8 @@ MODELS = ["small", "openai/gpt-4o", "large"]
 def make_router(store: Store | str | None, models: Sequence[str] = MODELS, **kw: Any) -> Router:
     kw.setdefault("bandit_algorithm", "linucb")
     kw.setdefault("sync_interval", 3600.0)  # tests sync explicitly
-    return Router(list(models), embedding_backend="hashing", seed=0, state_store=store, **kw)
+    router = Router(list(models), embedding_backend="hashing", seed=0, state_store=store, **kw)
+    return router.start()
 
 
 def learn(router: Router, n: int, tag: str = "", quality: float = 1.0) -> None:
@@ -82,7 +83,7 @@ def test_a_router_started_later_begins_from_the_global_state(
     first.close()
     late = make_router(make_store())
     routers.append(late)
-    assert total(late) == 25  # pulled in the constructor, before routing anything
+    assert total(late) == 25  # pulled in start(), before routing anything
     np.testing.assert_allclose(
         late.bandit.stats()["small"]["A"], first.bandit.stats()["small"]["A"]
     )
