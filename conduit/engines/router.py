@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -336,10 +337,7 @@ class Router:
                 from conduit.stores import StoreSync
 
                 self.store_sync = StoreSync(
-                    self,
-                    self.state_store,
-                    interval=self.sync_interval,
-                    **({} if clock is None else {"clock": clock}),
+                    self, self.state_store, interval=self.sync_interval, clock=clock or time.time
                 )
             self._started = True
         if self.store_sync is not None:
@@ -401,6 +399,7 @@ class Router:
 
     def add_model(self, model: str, *, price: PriceLike | None = None) -> None:
         """Start routing to ``model`` too; what the others learned is kept."""
+        check_model_name(model)
         with self._lock:
             converted = _as_price(model, price) if price is not None else None
             self._bandit.add_arm(model)

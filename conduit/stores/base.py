@@ -450,6 +450,26 @@ def _merge_history(records: Iterable[HistoryRecord]) -> list[HistoryRecord]:
     return list(merged.values())
 
 
+#: Default history retention per namespace: 30 days and at most 200,000 decisions (about
+#: 100 MB in SQLite with explanations); ``0`` in either means no limit of that kind.
+HISTORY_DAYS = 30.0
+HISTORY_MAX = 200_000
+
+
+def check_retention(days: object, keep: object) -> tuple[float | None, int | None]:
+    """``(days, keep)`` validated; ``0`` or ``None`` means no limit of that kind."""
+    if days is not None and (
+        isinstance(days, bool)
+        or not isinstance(days, (int, float))
+        or not math.isfinite(days)
+        or days < 0
+    ):
+        raise ConfigurationError(f"history_days must be a number of days >= 0, got {days!r}")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+        raise ConfigurationError(f"history_max must be an int >= 0, got {keep!r}")
+    return (float(days) if days else None), (keep if keep else None)
+
+
 def check_namespace(namespace: str) -> str:
     if not isinstance(namespace, str) or not namespace or len(namespace) > 200:
         raise ConfigurationError(
@@ -494,11 +514,18 @@ class Store(ABC):
     scheme: str = ""
 
     def __init__(
-        self, *, url: str, namespace: str = "default", store_prompts: bool = False
+        self,
+        *,
+        url: str,
+        namespace: str = "default",
+        store_prompts: bool = False,
+        history_days: float | None = HISTORY_DAYS,
+        history_max: int | None = HISTORY_MAX,
     ) -> None:
         self.url = url
         self.namespace = check_namespace(namespace)
         self.store_prompts = bool(store_prompts)
+        self.history_days, self.history_max = check_retention(history_days, history_max)
 
     # -- what a backend provides ------------------------------------------------------
     @abstractmethod
@@ -528,6 +555,10 @@ class Store(ABC):
     @abstractmethod
     def _read_record(self, namespace: str, decision_id: str) -> HistoryRecord | None:
         """One decision's record, or ``None``."""
+
+    @abstractmethod
+    def _prune_history(self, namespace: str, before: float | None, keep: int | None) -> int:
+        """Delete records older than ``before`` and beyond the ``keep`` newest; how many."""
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release connections; the store can not be used afterwards."""
@@ -567,9 +598,7 @@ class Store(ABC):
                 meta.check(base.meta, where)
             # The pusher's own entry is never expired: its absence means the store lost it.
             replicas = {
-                r: v
-                for r, v in base.replicas.items()
-                if r == replica or now - v[1] < REPLICA_TTL
+                r: v for r, v in base.replicas.items() if r == replica or now - v[1] < REPLICA_TTL
             }
             sums = base.sums
             previous: int | None = None
@@ -607,6 +636,25 @@ class Store(ABC):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ConfigurationError(f"limit must be an int >= 0, got {limit!r}")
         return self._read_history(check_namespace(namespace or self.namespace), limit)
+
+    def prune(
+        self,
+        *,
+        namespace: str | None = None,
+        days: float | None = None,
+        keep: int | None = None,
+    ) -> int:
+        """Delete history older than ``days`` and beyond the ``keep`` newest decisions (by
+        default the store's retention, ``history_days`` and ``history_max``); how many.
+        Learned state is never touched."""
+        days, keep = check_retention(
+            self.history_days if days is None else days,
+            self.history_max if keep is None else keep,
+        )
+        if days is None and keep is None:
+            return 0
+        before = None if days is None else time.time() - days * 86_400.0
+        return self._prune_history(check_namespace(namespace or self.namespace), before, keep)
 
     def record(self, decision_id: str, *, namespace: str | None = None) -> HistoryRecord | None:
         """The history record of one decision, or ``None`` if the store has none."""

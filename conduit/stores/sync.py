@@ -51,7 +51,6 @@ from conduit.stores.base import (
     Store,
     Sums,
     add_sums,
-    as_sums,
     is_zero,
     prompt_hash,
     query_kind,
@@ -72,6 +71,8 @@ MIN_SYNC_INTERVAL = 0.01
 MAX_SYNC_INTERVAL = 86_400.0
 #: History events kept in memory while the store is down (beyond: oldest dropped, counted).
 DEFAULT_BACKLOG = 10_000
+#: Seconds between two applications of the store's history retention.
+PRUNE_EVERY = 3600.0
 
 
 def check_interval(interval: object) -> float:
@@ -99,9 +100,9 @@ def _count(stats: Mapping[str, Any], key: str) -> float:
 def _lower(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Whether any count of ``a`` is lower than the same count of ``b``."""
     return any(
-        k.rsplit(".", 1)[-1] in COUNTS and k in a and _count(a, k) < _count(b, k) - 1e-9
-        for k in b
+        k.rsplit(".", 1)[-1] in COUNTS and k in a and _count(a, k) < _count(b, k) - 1e-9 for k in b
     )
+
 
 _Event = tuple[str, float, Any, Any, Any]
 
@@ -176,6 +177,8 @@ class StoreSync:
         #: times the store was found to have lost learning this replica had pushed
         self.state_lost = 0
         self.last_sync_seconds = 0.0
+        self.pruned = 0
+        self._pruned_at: float | None = None
         #: monotonic time of the last successful sync (until the first: of construction)
         self.synced_at = time.monotonic()
 
@@ -354,19 +357,21 @@ class StoreSync:
         # stays this router's, so the next delta is only what is learned meanwhile.
         arms = _arms(before)
         change = subtract_sums(snapshot.sums, before, arms=arms)
-        base: Sums = {}
+        merged: Sums = {}
         for part, models in change.items():
-            base[part] = {}
+            merged[part] = {}
             for arm in list(models):
                 mine, theirs = before[part].get(arm), snapshot.sums[part].get(arm)
                 if mine is not None and (theirs is None or _lower(theirs, mine)):
                     del models[arm]
-                    base[part][arm] = mine
-                else:
-                    base[part][arm] = {k: np.array(v, dtype=np.float64) for k, v in theirs.items()}
+                    merged[part][arm] = mine
+                elif theirs is not None:
+                    merged[part][arm] = {
+                        k: np.array(v, dtype=np.float64) for k, v in theirs.items()
+                    }
         if not is_zero(change):
             learner.merge_delta(change)
-        self._base = base
+        self._base = merged
 
     def _lost(self, why: str) -> None:
         self.state_lost += 1
@@ -442,6 +447,9 @@ class StoreSync:
             batch = self._unsent[: self.batch_size]
             self.store.write_history(batch)
             del self._unsent[: len(batch)]
+        if self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+            self.pruned += self.store.prune(namespace=ns)
+            self._pruned_at = time.monotonic()
 
     def __repr__(self) -> str:
         return f"StoreSync({self.store!r}, interval={self.interval}, replica={self.replica[:8]})"
