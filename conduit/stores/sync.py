@@ -443,11 +443,12 @@ class StoreSync:
             self.dropped += drop
             del self._unsent[:drop]
             logger.debug("history backlog full: %d oldest events dropped", drop)
+        wrote = bool(self._unsent)
         while self._unsent:
             batch = self._unsent[: self.batch_size]
             self.store.write_history(batch)
             del self._unsent[: len(batch)]
-        if self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+        if wrote and (self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_EVERY):
             self.pruned += self.store.prune(namespace=ns)
             self._pruned_at = time.monotonic()
 
