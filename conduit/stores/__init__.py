@@ -30,6 +30,7 @@ from conduit.stores.base import (
     HISTORY_DAYS,
     HISTORY_MAX,
     HistoryRecord,
+    Learner,
     Meta,
     Snapshot,
     Store,
@@ -40,6 +41,7 @@ from conduit.stores.sync import StoreSync
 
 __all__ = [
     "HistoryRecord",
+    "Learner",
     "Meta",
     "Snapshot",
     "Store",

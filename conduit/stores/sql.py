@@ -79,10 +79,9 @@ def history_prune(schema: str, placeholder: str) -> tuple[str, str]:
 
     Parameters: (namespace, time) and (namespace, namespace, N).
     """
-    p = placeholder
     return (
-        f"DELETE FROM {schema}history WHERE namespace = {p} AND time < {p}",
-        f"DELETE FROM {schema}history WHERE namespace = {p} AND time < "
-        f"(SELECT time FROM {schema}history WHERE namespace = {p} "
-        f"ORDER BY time DESC LIMIT 1 OFFSET {p})",
+        f"DELETE FROM {schema}history WHERE namespace = {placeholder} AND time < {placeholder}",
+        f"DELETE FROM {schema}history WHERE namespace = {placeholder} AND time < "
+        f"(SELECT time FROM {schema}history WHERE namespace = {placeholder} "
+        f"ORDER BY time DESC LIMIT 1 OFFSET {placeholder})",
     )

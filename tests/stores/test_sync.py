@@ -138,11 +138,11 @@ def test_explain_falls_back_to_the_stores_history(make_store: Callable[..., Stor
 
 
 def test_a_clock_stamps_history_events(make_store: Callable[..., Store]) -> None:
-    from conduit.stores import StoreSync
-
     ticks = iter([1000.0, 1001.0, 2000.0, 2001.0])
-    router = make_router(None)
-    router.store_sync = StoreSync(router, make_store(), interval=3600.0, clock=lambda: next(ticks))
+    store = make_store()
+    store.history_days = None  # times from 1970 would be pruned by the default retention
+    router = Router(MODELS, embedding_backend="hashing", seed=0, state_store=store)
+    router.start(clock=lambda: next(ticks))
     learn(router, 2)
     router.close()
     times = sorted(r.time for r in make_store().history(limit=10))
