@@ -51,133 +51,53 @@ ALIASES = {
 #: and the test that runs it (or why it is not run).
 GUIDE_BLOCKS: list[tuple[str, str, str, str]] = [
     ("", "How It Works", "Query → Conduit Analysis", "a diagram, not code"),
-    (
-        "bash",
-        "Install via pip",
-        "# Install Conduit with LiteLLM support",
-        "not run: installs packages and clones the repository",
-    ),
+    ("bash", "Install via pip", "# Install Conduit with LiteLLM support",
+     "not run: installs packages and clones the repository"),
     ("python", "Verify Installation", "import litellm", "test_verify_installation"),
     ("python", "Basic Usage", "from litellm import Router", "test_basic_usage"),
-    (
-        "python",
-        "Synchronous Usage",
-        "# Conduit supports both async and sync contexts",
-        "test_synchronous_usage",
-    ),
-    (
-        "python",
-        "Configuration Options",
-        "strategy = ConduitRoutingStrategy(",
-        "test_configuration_options",
-    ),
-    (
-        "python",
-        "Hybrid Routing (Recommended)",
-        "strategy = ConduitRoutingStrategy(use_hybrid=True)",
-        "test_hybrid_routing",
-    ),
-    (
-        "python",
-        "Standard Routing",
-        "# Hybrid UCB1→LinUCB (default; use_hybrid=False gives Thompson Sampling)",  # noqa: E501
-        "test_standard_routing",
-    ),
+    ("python", "Synchronous Usage", "# Conduit supports both async and sync contexts",
+     "test_synchronous_usage"),
+    ("python", "Configuration Options", "strategy = ConduitRoutingStrategy(",
+     "test_configuration_options"),
+    ("python", "Hybrid Routing (Recommended)", "strategy = ConduitRoutingStrategy(use_hybrid=True)",
+     "test_hybrid_routing"),
+    ("python", "Standard Routing", "# Hybrid UCB1→LinUCB (default; use_hybrid=False gives Thompson Sampling)",  # noqa: E501
+     "test_standard_routing"),
     ("python", "With Caching", "strategy = ConduitRoutingStrategy(", "test_with_caching"),
-    (
-        "python",
-        "Custom Embedding Model",
-        "strategy = ConduitRoutingStrategy(",
-        "test_custom_embedding_model",
-    ),
-    (
-        "bash",
-        "Environment Variables",
-        "# LLM Provider API Keys (at least one required)",
-        "not run: a .env file; the tests set dummy keys instead",
-    ),
-    (
-        "python",
-        "1. LinUCB (Linear Upper Confidence Bound)",
-        "# Default in hybrid mode",
-        "test_linucb_is_the_hybrid_default",
-    ),
-    (
-        "python",
-        "2. Contextual Thompson Sampling",
-        "from conduit.engines.router import Router",
-        "test_router_algorithms[contextual_thompson]",
-    ),
-    (
-        "python",
-        "3. Thompson Sampling (Beta Distribution)",
-        "# Default without hybrid mode",
-        "test_thompson_without_hybrid",
-    ),
-    (
-        "python",
-        "4. UCB1 (Upper Confidence Bound)",
-        "# Used in hybrid mode for cold start",
-        "test_router_algorithms[ucb1]",
-    ),
-    (
-        "python",
-        "5. Epsilon-Greedy",
-        "router = Router(models=[...], bandit_algorithm=",
-        "test_router_algorithms[epsilon_greedy]",
-    ),
-    (
-        "python",
-        "Custom Model Configuration",
-        "# Define models with explicit IDs for better control",
-        "test_custom_model_configuration",
-    ),
-    (
-        "python",
-        "Multi-Provider Setup",
-        "# Mix providers for redundancy and cost optimization",
-        "test_multi_provider_setup",
-    ),
+    ("python", "Custom Embedding Model", "strategy = ConduitRoutingStrategy(",
+     "test_custom_embedding_model"),
+    ("bash", "Environment Variables", "# LLM Provider API Keys (at least one required)",
+     "not run: a .env file; the tests set dummy keys instead"),
+    ("python", "1. LinUCB (Linear Upper Confidence Bound)", "# Default in hybrid mode",
+     "test_linucb_is_the_hybrid_default"),
+    ("python", "2. Contextual Thompson Sampling", "from conduit.engines.router import Router",
+     "test_router_algorithms[contextual_thompson]"),
+    ("python", "3. Thompson Sampling (Beta Distribution)", "# Default without hybrid mode",
+     "test_thompson_without_hybrid"),
+    ("python", "4. UCB1 (Upper Confidence Bound)", "# Used in hybrid mode for cold start",
+     "test_router_algorithms[ucb1]"),
+    ("python", "5. Epsilon-Greedy", "router = Router(models=[...], bandit_algorithm=",
+     "test_router_algorithms[epsilon_greedy]"),
+    ("python", "Custom Model Configuration", "# Define models with explicit IDs for better control",
+     "test_custom_model_configuration"),
+    ("python", "Multi-Provider Setup", "# Mix providers for redundancy and cost optimization",
+     "test_multi_provider_setup"),
     ("python", "Resource Management", "try:", "test_resource_management_try_finally"),
-    (
-        "python",
-        "Resource Management",
-        "from contextlib import asynccontextmanager",
-        "test_resource_management_context_manager",
-    ),
+    ("python", "Resource Management", "from contextlib import asynccontextmanager",
+     "test_resource_management_context_manager"),
     ("python", "Monitoring and Logging", "import logging", "test_monitoring_and_logging"),
-    (
-        "python",
-        "1. RuntimeError: This event loop is already running",
-        "# ❌ BAD: Sync in async context",
-        "test_sync_and_async_in_async_context",
-    ),
+    ("python", "1. RuntimeError: This event loop is already running",
+     "# ❌ BAD: Sync in async context", "test_sync_and_async_in_async_context"),
     ("python", "2. No feedback being recorded", "import logging", "test_feedback_debug_logging"),
-    (
-        "python",
-        "2. No feedback being recorded",
-        "# Ensure model IDs match",
-        "test_feedback_fix_model_ids",
-    ),
-    (
-        "python",
-        "3. Model not found in model_list",
-        "# Extract model IDs from LiteLLM's model_list",
-        "test_extract_model_ids",
-    ),
+    ("python", "2. No feedback being recorded", "# Ensure model IDs match",
+     "test_feedback_fix_model_ids"),
+    ("python", "3. Model not found in model_list", "# Extract model IDs from LiteLLM's model_list",
+     "test_extract_model_ids"),
     ("python", "4. Redis connection failed", "# Verify Redis is running", "test_disable_caching"),
-    (
-        "bash",
-        "5. ImportError: No module named 'litellm'",
-        "pip install conduit[litellm]",
-        "not run: installs packages",
-    ),
-    (
-        "python",
-        "6. Slow initial requests",
-        "from sentence_transformers import SentenceTransformer",
-        "test_preload_embedding_model",
-    ),
+    ("bash", "5. ImportError: No module named 'litellm'", "pip install conduit[litellm]",
+     "not run: installs packages"),
+    ("python", "6. Slow initial requests",
+     "from sentence_transformers import SentenceTransformer", "test_preload_embedding_model"),
     ("python", "Migration Path", "# Before (LiteLLM plugin)", "test_migration_to_standalone"),
     ("python", "Migration Path", "# Before (Standalone)", "test_migration_to_litellm"),
     ("python", "Example 1: Basic Multi-Provider Setup", "import asyncio", "test_example_1"),
@@ -225,13 +145,8 @@ def simulator() -> Iterator[Simulator]:
 @pytest.fixture
 def sim(simulator: Simulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """``litellm_params`` that send a deployment to the simulator; dummy provider keys."""
-    for key in (
-        "OPENAI_API_KEY",
-        "ANTHROPIC_API_KEY",
-        "GOOGLE_API_KEY",
-        "GEMINI_API_KEY",
-        "GROQ_API_KEY",
-    ):
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY",
+                "GROQ_API_KEY"):
         monkeypatch.setenv(key, "sk-dummy")
     return {"custom_llm_provider": "openai", "api_base": simulator.base_url, "api_key": "sk-dummy"}
 
@@ -239,18 +154,11 @@ def sim(simulator: Simulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
 @pytest.fixture(autouse=True)
 def restore_litellm_and_logging() -> Iterator[None]:
     """Blocks that never call cleanup() leave callbacks and log levels behind: undo them."""
-    names = (
-        "callbacks",
-        "success_callback",
-        "failure_callback",
-        "_async_success_callback",
-        "_async_failure_callback",
-    )
+    names = ("callbacks", "success_callback", "failure_callback", "_async_success_callback",
+             "_async_failure_callback")
     saved = {name: list(getattr(litellm, name, [])) for name in names}
-    loggers = {
-        name: logging.getLogger(name).level
-        for name in ("", "conduit_litellm", "conduit_litellm.feedback")
-    }
+    loggers = {name: logging.getLogger(name).level
+               for name in ("", "conduit_litellm", "conduit_litellm.feedback")}
     yield
     for name, value in saved.items():
         if hasattr(litellm, name):
@@ -315,22 +223,14 @@ def multi_provider_list(sim: dict[str, str]) -> list[dict[str, Any]]:
     return [
         {"model_name": "openai-fast", "litellm_params": {"model": "gpt-4o-mini", **sim}},
         {"model_name": "openai-smart", "litellm_params": {"model": "gpt-4o", **sim}},
-        {
-            "model_name": "claude-fast",
-            "litellm_params": {"model": "claude-3-haiku-20240307", **sim},
-        },
-        {
-            "model_name": "claude-smart",
-            "litellm_params": {"model": "claude-3-5-sonnet-20241022", **sim},
-        },
-        {
-            "model_name": "gemini-fast",
-            "litellm_params": {"model": "gemini/gemini-1.5-flash", **sim},
-        },
-        {
-            "model_name": "groq-fast",
-            "litellm_params": {"model": "groq/llama-3.1-8b-instant", **sim},
-        },
+        {"model_name": "claude-fast",
+         "litellm_params": {"model": "claude-3-haiku-20240307", **sim}},
+        {"model_name": "claude-smart",
+         "litellm_params": {"model": "claude-3-5-sonnet-20241022", **sim}},
+        {"model_name": "gemini-fast",
+         "litellm_params": {"model": "gemini/gemini-1.5-flash", **sim}},
+        {"model_name": "groq-fast",
+         "litellm_params": {"model": "groq/llama-3.1-8b-instant", **sim}},
     ]
 
 
@@ -383,7 +283,7 @@ async def test_basic_usage(sim: dict[str, str], capsys: pytest.CaptureFixture[st
     # Use LiteLLM as normal - Conduit handles routing
     response = await router.acompletion(
         model="gpt-4",  # Model group name (Conduit selects best deployment)
-        messages=[{"role": "user", "content": "Explain quantum computing"}],
+        messages=[{"role": "user", "content": "Explain quantum computing"}]
     )
 
     # Feedback is automatically captured - bandit learns from every request!
@@ -409,7 +309,8 @@ def test_synchronous_usage(sim: dict[str, str]) -> None:
     try:
         # Conduit supports both async and sync contexts
         response = router.completion(
-            model="gpt-4", messages=[{"role": "user", "content": "Hello!"}]
+            model="gpt-4",
+            messages=[{"role": "user", "content": "Hello!"}]
         )
         answered(response)  # check
     finally:
@@ -423,15 +324,18 @@ def test_configuration_options() -> None:
 
     strategy = ConduitRoutingStrategy(
         # Conduit router configuration
-        conduit_router=None,  # Optional: Pre-configured Router instance
+        conduit_router=None,          # Optional: Pre-configured Router instance
+
         # Bandit algorithm settings
-        use_hybrid=True,  # Enable UCB1→LinUCB hybrid routing
+        use_hybrid=True,              # Enable UCB1→LinUCB hybrid routing
+
         # Embedding configuration
         embedding_model="all-MiniLM-L6-v2",  # Sentence transformer model
+
         # Caching configuration
-        cache_enabled=False,  # Enable Redis caching
-        redis_url=None,  # Redis connection URL
-        cache_ttl=3600,  # Cache TTL in seconds
+        cache_enabled=False,          # Enable Redis caching
+        redis_url=None,               # Redis connection URL
+        cache_ttl=3600,               # Cache TTL in seconds
     )
     assert strategy.conduit_router is None  # check: built at setup, from LiteLLM's model list
 
@@ -446,9 +350,8 @@ async def test_hybrid_routing(sim: dict[str, str]) -> None:
     router = quick_start_router(sim)
     ConduitRoutingStrategy.setup_strategy(router, strategy)
     try:
-        answered(
-            await router.acompletion(model="gpt-4", messages=[{"role": "user", "content": "Hi"}])
-        )
+        answered(await router.acompletion(model="gpt-4",
+                                          messages=[{"role": "user", "content": "Hi"}]))
         assert strategy.conduit_router is not None
         assert strategy.conduit_router.algorithm == "hybrid"
     finally:
@@ -466,11 +369,8 @@ async def test_standard_routing(sim: dict[str, str]) -> None:
     default_router = quick_start_router(sim)
     ConduitRoutingStrategy.setup_strategy(default_router, strategy)
     try:
-        answered(
-            await default_router.acompletion(
-                model="gpt-4", messages=[{"role": "user", "content": "Hi"}]
-            )
-        )
+        answered(await default_router.acompletion(
+            model="gpt-4", messages=[{"role": "user", "content": "Hi"}]))
         assert strategy.conduit_router is not None
         # The guide's Configuration Options give use_hybrid=True as the default (its
         # "Thompson (default)" comment contradicts that; docs/ follows the options block).
@@ -484,30 +384,21 @@ async def test_standard_routing(sim: dict[str, str]) -> None:
 
     router = Router(
         models=["gpt-4o-mini", "claude-3-haiku"],
-        bandit_algorithm="linucb",  # or "thompson", "ucb1", "epsilon_greedy"
+        bandit_algorithm="linucb"  # or "thompson", "ucb1", "epsilon_greedy"
     )
     strategy = ConduitRoutingStrategy(conduit_router=router)
 
     # check: LiteLLM deployments whose model_info.id match route through that router
-    litellm_router = litellm.Router(
-        model_list=[
-            {
-                "model_name": "fast-model",
-                "model_info": {"id": "gpt-4o-mini"},
-                "litellm_params": {"model": "gpt-4o-mini", **sim},
-            },
-            {
-                "model_name": "cheap-model",
-                "model_info": {"id": "claude-3-haiku"},
-                "litellm_params": {"model": "claude-3-haiku-20240307", **sim},
-            },
-        ]
-    )
+    litellm_router = litellm.Router(model_list=[
+        {"model_name": "fast-model", "model_info": {"id": "gpt-4o-mini"},
+         "litellm_params": {"model": "gpt-4o-mini", **sim}},
+        {"model_name": "cheap-model", "model_info": {"id": "claude-3-haiku"},
+         "litellm_params": {"model": "claude-3-haiku-20240307", **sim}},
+    ])
     ConduitRoutingStrategy.setup_strategy(litellm_router, strategy)
     try:
         response = await litellm_router.acompletion(
-            model="fast-model", messages=[{"role": "user", "content": "Hi"}]
-        )
+            model="fast-model", messages=[{"role": "user", "content": "Hi"}])
         answered(response)
         assert strategy.conduit_router is router
         assert response._hidden_params["model_id"] in router.models
@@ -521,7 +412,9 @@ async def test_with_caching(sim: dict[str, str]) -> None:
     from conduit_litellm import ConduitRoutingStrategy
 
     strategy = ConduitRoutingStrategy(
-        use_hybrid=True, cache_enabled=True, redis_url="redis://localhost:6379"
+        use_hybrid=True,
+        cache_enabled=True,
+        redis_url="redis://localhost:6379"
     )
 
     # check: routing works whether or not the cache is usable (graceful degradation)
@@ -529,12 +422,8 @@ async def test_with_caching(sim: dict[str, str]) -> None:
     ConduitRoutingStrategy.setup_strategy(router, strategy)
     try:
         for _ in range(2):
-            answered(
-                await router.acompletion(
-                    model="gpt-4",
-                    messages=[{"role": "user", "content": "Explain quantum computing"}],
-                )
-            )
+            answered(await router.acompletion(
+                model="gpt-4", messages=[{"role": "user", "content": "Explain quantum computing"}]))
     finally:
         strategy.cleanup()
 
@@ -570,9 +459,8 @@ async def test_thompson_without_hybrid(sim: dict[str, str]) -> None:
     router = quick_start_router(sim)  # check: it runs Thompson Sampling
     ConduitRoutingStrategy.setup_strategy(router, strategy)
     try:
-        answered(
-            await router.acompletion(model="gpt-4", messages=[{"role": "user", "content": "Hi"}])
-        )
+        answered(await router.acompletion(model="gpt-4",
+                                          messages=[{"role": "user", "content": "Hi"}]))
         assert strategy.conduit_router is not None
         assert strategy.conduit_router.algorithm == "thompson"
     finally:
@@ -593,8 +481,7 @@ async def test_router_algorithms(sim: dict[str, str], algorithm: str) -> None:
     ConduitRoutingStrategy.setup_strategy(litellm_router, strategy)
     try:
         response = await litellm_router.acompletion(
-            model="smart-model", messages=[{"role": "user", "content": "Hi"}]
-        )
+            model="smart-model", messages=[{"role": "user", "content": "Hi"}])
         answered(response)
         assert strategy.conduit_router is router and router.algorithm == algorithm
         await eventually(lambda: learned(strategy) >= 1, "feedback")
@@ -641,8 +528,7 @@ async def test_custom_model_configuration(sim: dict[str, str]) -> None:
     try:
         for group in ("fast-model", "smart-model", "cheap-model"):
             response = await router.acompletion(
-                model=group, messages=[{"role": "user", "content": "Name a colour."}]
-            )
+                model=group, messages=[{"role": "user", "content": "Name a colour."}])
             answered(response)
             ids = {"gpt-4o-mini", "gpt-4o", "claude-3-haiku"}
             assert response._hidden_params["model_id"] in ids
@@ -665,25 +551,20 @@ async def test_multi_provider_setup(sim: dict[str, str]) -> None:
             # OpenAI models
             {"model_name": "openai-fast", "litellm_params": {"model": "gpt-4o-mini", **sim}},
             {"model_name": "openai-smart", "litellm_params": {"model": "gpt-4o", **sim}},
+
             # Anthropic models
-            {
-                "model_name": "claude-fast",
-                "litellm_params": {"model": "claude-3-haiku-20240307", **sim},
-            },
-            {
-                "model_name": "claude-smart",
-                "litellm_params": {"model": "claude-3-5-sonnet-20241022", **sim},
-            },
+            {"model_name": "claude-fast",
+             "litellm_params": {"model": "claude-3-haiku-20240307", **sim}},
+            {"model_name": "claude-smart",
+             "litellm_params": {"model": "claude-3-5-sonnet-20241022", **sim}},
+
             # Google models
-            {
-                "model_name": "gemini-fast",
-                "litellm_params": {"model": "gemini/gemini-1.5-flash", **sim},
-            },
+            {"model_name": "gemini-fast",
+             "litellm_params": {"model": "gemini/gemini-1.5-flash", **sim}},
+
             # Groq (fast inference)
-            {
-                "model_name": "groq-fast",
-                "litellm_params": {"model": "groq/llama-3.1-8b-instant", **sim},
-            },
+            {"model_name": "groq-fast",
+             "litellm_params": {"model": "groq/llama-3.1-8b-instant", **sim}},
         ]
     )
 
@@ -693,11 +574,8 @@ async def test_multi_provider_setup(sim: dict[str, str]) -> None:
 
     # check: a request to any group is answered by one of the six deployments
     try:
-        answered(
-            await router.acompletion(
-                model="openai-fast", messages=[{"role": "user", "content": "Hi"}]
-            )
-        )
+        answered(await router.acompletion(
+            model="openai-fast", messages=[{"role": "user", "content": "Hi"}]))
     finally:
         strategy.cleanup()
 
@@ -714,8 +592,7 @@ async def test_resource_management_try_finally(sim: dict[str, str]) -> None:
     try:
         # Use router
         response = await router.acompletion(
-            model="gpt-4", messages=[{"role": "user", "content": "Hi"}]
-        )
+            model="gpt-4", messages=[{"role": "user", "content": "Hi"}])
     finally:
         # Cleanup feedback logger and resources
         strategy.cleanup()
@@ -749,8 +626,7 @@ async def test_resource_management_context_manager(sim: dict[str, str]) -> None:
     # Usage
     async with conduit_router() as router:
         response = await router.acompletion(
-            model="openai-fast", messages=[{"role": "user", "content": "Hi"}]
-        )
+            model="openai-fast", messages=[{"role": "user", "content": "Hi"}])
 
     answered(response)  # check: cleaned up on leaving the block
     assert strategies[0].feedback not in litellm.callbacks
@@ -775,11 +651,8 @@ async def test_monitoring_and_logging(
     ConduitRoutingStrategy.setup_strategy(router, strategy)
     try:
         with caplog.at_level(logging.DEBUG, logger="conduit_litellm"):
-            answered(
-                await router.acompletion(
-                    model="gpt-4", messages=[{"role": "user", "content": "Hi"}]
-                )
-            )
+            answered(await router.acompletion(
+                model="gpt-4", messages=[{"role": "user", "content": "Hi"}]))
             await eventually(lambda: "Feedback recorded" in caplog.text, "the feedback log line")
         assert "Conduit selected" in caplog.text
     finally:
@@ -821,7 +694,6 @@ async def test_feedback_debug_logging(
     import logging
 
     from conduit_litellm import ConduitRoutingStrategy
-
     logging.getLogger("conduit_litellm.feedback").setLevel(logging.DEBUG)
 
     # Check logs for:
@@ -833,15 +705,10 @@ async def test_feedback_debug_logging(
     ConduitRoutingStrategy.setup_strategy(router, strategy)
     try:
         with caplog.at_level(logging.DEBUG, logger="conduit_litellm.feedback"):
-            answered(
-                await router.acompletion(
-                    model="smart-model", messages=[{"role": "user", "content": "Hi"}]
-                )
-            )
-            await eventually(
-                lambda: "Feedback recorded: model=" in caplog.text,
-                "'Feedback recorded: model=...' in the logs",
-            )
+            answered(await router.acompletion(
+                model="smart-model", messages=[{"role": "user", "content": "Hi"}]))
+            await eventually(lambda: "Feedback recorded: model=" in caplog.text,
+                             "'Feedback recorded: model=...' in the logs")
         assert re.search(r"Feedback recorded: model=\S+, cost=", caplog.text)
     finally:
         strategy.cleanup()
@@ -893,9 +760,8 @@ async def test_extract_model_ids(sim: dict[str, str], capsys: pytest.CaptureFixt
 
     # check: after the first request, Conduit's arms are exactly those ids
     try:
-        answered(
-            await router.acompletion(model="claude", messages=[{"role": "user", "content": "Hi"}])
-        )
+        answered(await router.acompletion(model="claude",
+                                          messages=[{"role": "user", "content": "Hi"}]))
         assert len(model_ids) == 3 and "Available models: " in capsys.readouterr().out
         assert strategy.conduit_router is not None
         assert set(strategy.conduit_router.models) == set(model_ids)
@@ -913,7 +779,7 @@ def test_disable_caching() -> None:
     # Or disable caching
     strategy = ConduitRoutingStrategy(
         use_hybrid=True,
-        cache_enabled=False,  # Disable Redis
+        cache_enabled=False  # Disable Redis
     )
     assert not strategy.cache_enabled  # check
 
@@ -981,7 +847,10 @@ def test_migration_to_standalone(sim: dict[str, str]) -> None:
     # After (Standalone)
     from conduit.engines.router import Router
 
-    router = Router(models=["gpt-4o-mini", "claude-3-haiku"], use_hybrid=True)
+    router = Router(
+        models=["gpt-4o-mini", "claude-3-haiku"],
+        use_hybrid=True
+    )
 
     # check: the standalone router routes on its own
     decision = router.route_sync("Explain quantum computing")
@@ -1002,19 +871,16 @@ async def test_migration_to_litellm(sim: dict[str, str]) -> None:
 
     from conduit_litellm import ConduitRoutingStrategy
 
-    litellm_router = LiteLLMRouter(
-        model_list=[{"model_name": "gpt-4", "litellm_params": {"model": "gpt-4o-mini", **sim}}]
-    )
+    litellm_router = LiteLLMRouter(model_list=[
+        {"model_name": "gpt-4", "litellm_params": {"model": "gpt-4o-mini", **sim}}
+    ])
     strategy = ConduitRoutingStrategy(use_hybrid=True)
     ConduitRoutingStrategy.setup_strategy(litellm_router, strategy)
 
     # check: the LiteLLM router answers through Conduit
     try:
-        answered(
-            await litellm_router.acompletion(
-                model="gpt-4", messages=[{"role": "user", "content": "Hi"}]
-            )
-        )
+        answered(await litellm_router.acompletion(
+            model="gpt-4", messages=[{"role": "user", "content": "Hi"}]))
         await eventually(lambda: learned(strategy) >= 1, "feedback")
     finally:
         strategy.cleanup()
@@ -1035,14 +901,10 @@ def test_example_1(sim: dict[str, str], capsys: pytest.CaptureFixture[str]) -> N
         router = Router(
             model_list=[
                 {"model_name": "openai", "litellm_params": {"model": "gpt-4o-mini", **sim}},
-                {
-                    "model_name": "anthropic",
-                    "litellm_params": {"model": "claude-3-haiku-20240307", **sim},
-                },
-                {
-                    "model_name": "google",
-                    "litellm_params": {"model": "gemini/gemini-1.5-flash", **sim},
-                },
+                {"model_name": "anthropic",
+                 "litellm_params": {"model": "claude-3-haiku-20240307", **sim}},
+                {"model_name": "google",
+                 "litellm_params": {"model": "gemini/gemini-1.5-flash", **sim}},
             ]
         )
 
@@ -1062,7 +924,7 @@ def test_example_1(sim: dict[str, str], capsys: pytest.CaptureFixture[str]) -> N
             for query in queries:
                 response = await router.acompletion(
                     model="openai",  # Model group - Conduit selects best
-                    messages=[{"role": "user", "content": query}],
+                    messages=[{"role": "user", "content": query}]
                 )
                 print(f"Query: {query[:50]}...")
                 print(f"Model: {response.model}")
@@ -1091,13 +953,13 @@ async def test_example_2(sim: dict[str, str]) -> None:
             # Cheap models for simple queries
             {"model_name": "cheap", "litellm_params": {"model": "gpt-4o-mini", **sim}},
             {"model_name": "cheap", "litellm_params": {"model": "claude-3-haiku-20240307", **sim}},
+
             # Mid-tier for most queries
             {"model_name": "medium", "litellm_params": {"model": "gpt-4o", **sim}},
+
             # Expensive for complex queries
-            {
-                "model_name": "expensive",
-                "litellm_params": {"model": "claude-3-5-sonnet-20241022", **sim},
-            },
+            {"model_name": "expensive",
+             "litellm_params": {"model": "claude-3-5-sonnet-20241022", **sim}},
         ]
     )
 
@@ -1108,11 +970,8 @@ async def test_example_2(sim: dict[str, str]) -> None:
     # check: requests are answered and learned
     try:
         for _ in range(3):
-            answered(
-                await router.acompletion(
-                    model="cheap", messages=[{"role": "user", "content": "What is 2+2?"}]
-                )
-            )
+            answered(await router.acompletion(
+                model="cheap", messages=[{"role": "user", "content": "What is 2+2?"}]))
         await eventually(lambda: learned(strategy) >= 3, "feedback")
     finally:
         strategy.cleanup()
@@ -1132,18 +991,15 @@ async def test_example_3(sim: dict[str, str]) -> None:
         use_hybrid=True,
         cache_enabled=True,
         redis_url=os.getenv("REDIS_URL", "redis://localhost:6379"),
-        cache_ttl=3600,  # 1 hour cache
+        cache_ttl=3600  # 1 hour cache
     )
     ConduitRoutingStrategy.setup_strategy(router, strategy)
 
     # check: repeated queries are answered
     try:
         for _ in range(2):
-            answered(
-                await router.acompletion(
-                    model="gemini-fast", messages=[{"role": "user", "content": "What is 2+2?"}]
-                )
-            )
+            answered(await router.acompletion(
+                model="gemini-fast", messages=[{"role": "user", "content": "What is 2+2?"}]))
     finally:
         strategy.cleanup()
 
@@ -1158,7 +1014,8 @@ async def test_example_4(sim: dict[str, str], caplog: pytest.LogCaptureFixture) 
 
     # Setup detailed logging
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+        level=logging.INFO,
+        format='%(asctime)s - %(name)s - %(levelname)s - %(message)s'
     )
 
     # Enable debug for Conduit components
@@ -1174,11 +1031,8 @@ async def test_example_4(sim: dict[str, str], caplog: pytest.LogCaptureFixture) 
     # - Learning: "Bandit updated: arms=3, total_pulls=42"
     try:
         with caplog.at_level(logging.DEBUG, logger="conduit_litellm"):
-            answered(
-                await router.acompletion(
-                    model="openai-fast", messages=[{"role": "user", "content": "Hi"}]
-                )
-            )
+            answered(await router.acompletion(
+                model="openai-fast", messages=[{"role": "user", "content": "Hi"}]))
             await eventually(lambda: "Feedback recorded" in caplog.text, "the feedback log line")
         assert re.search(r"Conduit selected \S+ \(confidence: [\d.]+\)", caplog.text)
         # cost is "$..." for a priced deployment, "n/a" where LiteLLM's cost map has no price

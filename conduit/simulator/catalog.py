@@ -79,7 +79,9 @@ class Catalog:
                 self._qualities[model].append(outcome.quality)
                 if outcome.cost is not None:
                     cost_sum[model] += outcome.cost
-                    token_sum[model] += count_tokens(record.prompt) + self._completion_tokens(model)
+                    token_sum[model] += count_tokens(record.prompt) + self._completion_tokens(
+                        model
+                    )
         #: USD per token (input and output alike): the mean logged cost per counted token.
         self.price_per_token: dict[str, float] = {
             m: cost_sum[m] / token_sum[m] if token_sum[m] else 0.0 for m in self.logged_models

@@ -57,46 +57,22 @@ def _rate(text: str) -> float:
 
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``conduit simulate``."""
-    parser.add_argument(
-        "--data",
-        metavar="LOG",
-        default=None,
-        help="routing log (JSONL, optionally gzip'd); default: the shipped RouterBench log",
-    )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="loopback address to bind (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=0,
-        help="port to listen on; 0 picks a free one (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--latency-ms",
-        type=parse_latency,
-        default=(0.0, 0.0),
-        metavar="MS[:JITTER]",
-        help="delay of each answer, in milliseconds",
-    )
-    parser.add_argument(
-        "--error-rate",
-        type=_rate,
-        default=0.0,
-        metavar="P",
-        help="share of requests answered with HTTP 500 or 429 (default: 0)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=None, help="seed of the latency jitter and injected errors"
-    )
-    parser.add_argument(
-        "--alias",
-        type=parse_alias,
-        action="append",
-        default=[],
-        metavar="NAME=LOGGED_MODEL",
-        help="also answer to NAME, with a logged model's outcomes (repeatable)",
-    )
+    parser.add_argument("--data", metavar="LOG", default=None,
+                        help="routing log (JSONL, optionally gzip'd); default: the shipped "
+                             "RouterBench log")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="loopback address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0,
+                        help="port to listen on; 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--latency-ms", type=parse_latency, default=(0.0, 0.0),
+                        metavar="MS[:JITTER]", help="delay of each answer, in milliseconds")
+    parser.add_argument("--error-rate", type=_rate, default=0.0, metavar="P",
+                        help="share of requests answered with HTTP 500 or 429 (default: 0)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the latency jitter and injected errors")
+    parser.add_argument("--alias", type=parse_alias, action="append", default=[],
+                        metavar="NAME=LOGGED_MODEL",
+                        help="also answer to NAME, with a logged model's outcomes (repeatable)")
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -109,22 +85,13 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     latency, jitter = args.latency_ms
     simulator = Simulator(
-        args.data,
-        host=args.host,
-        port=args.port,
-        latency_ms=latency,
-        jitter_ms=jitter,
-        error_rate=args.error_rate,
-        seed=args.seed,
-        aliases=dict(args.alias),
+        args.data, host=args.host, port=args.port, latency_ms=latency, jitter_ms=jitter,
+        error_rate=args.error_rate, seed=args.seed, aliases=dict(args.alias),
     )
 
     def ready(sim: Simulator) -> None:
-        print(
-            f"Serving {len(sim.models)} models for {len(sim.catalog)} logged prompts "
-            f"at {sim.base_url} (Ctrl-C to stop)",
-            flush=True,
-        )
+        print(f"Serving {len(sim.models)} models for {len(sim.catalog)} logged prompts "
+              f"at {sim.base_url} (Ctrl-C to stop)", flush=True)
         for model in sim.models:
             print(f"  {model}  {sim.price_per_token(model):.3g} USD/token", flush=True)
 

@@ -69,33 +69,16 @@ def quality_of(response: Any) -> float | None:
 class _RequestError(Exception):
     """An OpenAI-style error answer: HTTP status, error type, code and message."""
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str,
-        code: str | None = None,
-        param: str | None = None,
-    ) -> None:
+    def __init__(self, status: int, message: str, *, type: str, code: str | None = None,
+                 param: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = (
-            status,
-            message,
-            type,
-            code,
-            param,
+            status, message, type, code, param
         )
 
     def response(self) -> web.Response:
-        body = {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
         return web.json_response(body, status=self.status)
 
 
@@ -110,10 +93,8 @@ def _message_text(content: object) -> str:
     if isinstance(content, list):
         parts = []
         for part in content:
-            if (
-                isinstance(part, dict)
-                and part.get("type") == "text"
-                and isinstance(part.get("text"), str)
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(
+                part.get("text"), str
             ):
                 parts.append(part["text"])
         return "".join(parts)
@@ -126,10 +107,8 @@ def _last_user_text(messages: object) -> str:
     text: str | None = None
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise _invalid(
-                f"messages[{index}] must be an object with a string 'role'",
-                param=f"messages.[{index}]",
-            )
+            raise _invalid(f"messages[{index}] must be an object with a string 'role'",
+                           param=f"messages.[{index}]")
         if message["role"] == "user":
             text = _message_text(message.get("content"))
     if text is None:
@@ -244,15 +223,12 @@ class Simulator:
             if exc.status < 400:
                 raise
             error_type = "invalid_request_error" if exc.status < 500 else "server_error"
-            return _RequestError(
-                exc.status, f"{request.method} {request.path}: {exc.reason}", type=error_type
-            ).response()
+            return _RequestError(exc.status, f"{request.method} {request.path}: {exc.reason}",
+                                 type=error_type).response()
 
     async def _list_models(self, request: web.Request) -> web.Response:
-        data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": "conduit-simulator"}
-            for m in self.models
-        ]
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "conduit-simulator"}
+                for m in self.models]
         return web.json_response({"object": "list", "data": data})
 
     async def _read_json(self, request: web.Request) -> dict[str, Any]:
@@ -290,18 +266,11 @@ class Simulator:
             return
         if self._rng.random() < 0.5:
             self.injected[429] += 1
-            raise _RequestError(
-                429,
-                "Rate limit reached (simulated by conduit).",
-                type="requests",
-                code="rate_limit_exceeded",
-            )
+            raise _RequestError(429, "Rate limit reached (simulated by conduit).",
+                                type="requests", code="rate_limit_exceeded")
         self.injected[500] += 1
-        raise _RequestError(
-            500,
-            "The server had an error while processing your request (simulated by conduit).",
-            type="server_error",
-        )
+        raise _RequestError(500, "The server had an error while processing your request "
+                                 "(simulated by conduit).", type="server_error")
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         payload = await self._read_json(request)
@@ -315,13 +284,9 @@ class Simulator:
         try:
             answer = self.catalog.answer(model, prompt)
         except UnknownModelError:
-            raise _RequestError(
-                404,
-                f"The model `{model}` does not exist.",
-                type="invalid_request_error",
-                param="model",
-                code="model_not_found",
-            ) from None
+            raise _RequestError(404, f"The model `{model}` does not exist.",
+                                type="invalid_request_error", param="model",
+                                code="model_not_found") from None
         await self._delay()
         self._maybe_fail()
         self.served[answer.model] += 1
@@ -343,14 +308,12 @@ class Simulator:
             "created": int(time.time()),
             "model": answer.model,
             "system_fingerprint": "conduit-simulator",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": answer.content},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.content},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }],
             "usage": self._usage(answer),
             "conduit": self._metadata(answer),
         }
@@ -366,21 +329,11 @@ class Simulator:
 
     @staticmethod
     def _metadata(answer: Answer) -> dict[str, Any]:
-        return {
-            "quality": answer.quality,
-            "cost": answer.cost,
-            "known_prompt": answer.known_prompt,
-            "record_id": answer.record_id,
-        }
+        return {"quality": answer.quality, "cost": answer.cost,
+                "known_prompt": answer.known_prompt, "record_id": answer.record_id}
 
-    async def _stream(
-        self,
-        request: web.Request,
-        answer: Answer,
-        completion_id: str,
-        headers: dict[str, str],
-        include_usage: bool,
-    ) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, answer: Answer, completion_id: str,
+                      headers: dict[str, str], include_usage: bool) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -388,31 +341,18 @@ class Simulator:
         created = int(time.time())
 
         def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
-            body = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": answer.model,
-                "system_fingerprint": "conduit-simulator",
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-                **extra,
-            }
+            body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                    "model": answer.model, "system_fingerprint": "conduit-simulator",
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                 "finish_reason": finish}], **extra}
             return f"data: {json.dumps(body)}\n\n".encode()
 
         await response.write(chunk({"role": "assistant", "content": ""}, None))
         await response.write(chunk({"content": answer.content}, None))
         await response.write(chunk({}, "stop", conduit=self._metadata(answer)))
         if include_usage:
-            body = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": answer.model,
-                "choices": [],
-                "usage": self._usage(answer),
-            }
+            body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                    "model": answer.model, "choices": [], "usage": self._usage(answer)}
             await response.write(f"data: {json.dumps(body)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
@@ -467,9 +407,8 @@ class Simulator:
         if self._thread is not None:
             raise ConfigurationError("the simulator is already running")
         loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=self._run_loop, args=(loop,), name="conduit-simulator", daemon=True
-        )
+        thread = threading.Thread(target=self._run_loop, args=(loop,),
+                                  name="conduit-simulator", daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread
         try:
@@ -479,12 +418,8 @@ class Simulator:
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._stop_thread()
 
     @staticmethod

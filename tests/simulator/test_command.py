@@ -45,32 +45,13 @@ def test_invalid_option_values(function: object, text: str, pattern: str) -> Non
 
 def test_defaults_and_every_option() -> None:
     assert vars(parser().parse_args([])) == {
-        "data": None,
-        "host": "127.0.0.1",
-        "port": 0,
-        "latency_ms": (0.0, 0.0),
-        "error_rate": 0.0,
-        "seed": None,
-        "alias": [],
+        "data": None, "host": "127.0.0.1", "port": 0, "latency_ms": (0.0, 0.0),
+        "error_rate": 0.0, "seed": None, "alias": [],
     }
-    args = parser().parse_args(
-        [
-            "--data",
-            "log.jsonl",
-            "--port",
-            "8123",
-            "--latency-ms",
-            "30:5",
-            "--error-rate",
-            "0.1",
-            "--seed",
-            "7",
-            "--alias",
-            "gpt-4o-mini=small",
-            "--alias",
-            "gpt-4o=large",
-        ]
-    )
+    args = parser().parse_args([
+        "--data", "log.jsonl", "--port", "8123", "--latency-ms", "30:5", "--error-rate", "0.1",
+        "--seed", "7", "--alias", "gpt-4o-mini=small", "--alias", "gpt-4o=large",
+    ])
     assert args.latency_ms == (30.0, 5.0) and args.error_rate == 0.1 and args.seed == 7
     assert args.alias == [("gpt-4o-mini", "small"), ("gpt-4o", "large")]
 
@@ -98,9 +79,7 @@ def test_serves_until_interrupted(tiny_log: Path) -> None:
     )
     process = subprocess.Popen(
         [sys.executable, "-c", code, "--data", str(tiny_log), "--alias", "gpt-4o-mini=small"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         assert process.stdout is not None
