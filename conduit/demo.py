@@ -131,19 +131,15 @@ class DemoResult:
             "",
             f"  cost saving vs always the strongest model: {100 * self.cost_saving:.1f}%",
             f"  quality kept: {100 * self.conduit.mean_quality / self.strongest.mean_quality:.1f}%"
-            if self.strongest.mean_quality > 0
-            else "  quality kept: n/a",
+            if self.strongest.mean_quality > 0 else "  quality kept: n/a",
             f"  LiteLLM response_cost total: ${self.litellm_spend:.4f}",
             "",
             "  share of queries per model:",
         ]
         for model, share in sorted(self.share.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"    {model:<40} {100 * share:5.1f}%")
-        lines += [
-            "",
-            f"  {answered} answered, {self.failed} failed, {self.learned} learned from "
-            f"feedback, in {self.seconds:.1f} s ({rate:.1f} queries/s)",
-        ]
+        lines += ["", f"  {answered} answered, {self.failed} failed, {self.learned} learned from "
+                      f"feedback, in {self.seconds:.1f} s ({rate:.1f} queries/s)"]
         return "\n".join(lines)
 
 
@@ -321,12 +317,8 @@ async def run(
         return float(known.mean()) if known.size else None
 
     q_all = np.array([[r.outcomes[m].quality for m in models] for r in queries])
-    c_all = np.array(
-        [
-            [np.nan if r.outcomes[m].cost is None else r.outcomes[m].cost for m in models]
-            for r in queries
-        ]
-    )
+    c_all = np.array([[np.nan if r.outcomes[m].cost is None else r.outcomes[m].cost
+                       for m in models] for r in queries])
     rows = np.arange(len(queries))
     pick = oracle_choices(q_all, c_all)
     means = q_all.mean(axis=0)
@@ -366,62 +358,28 @@ def _positive_int(text: str) -> int:
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``conduit demo``."""
-    parser.add_argument(
-        "--data",
-        metavar="LOG",
-        default=None,
-        help="routing log to serve and replay (default: the shipped RouterBench log)",
-    )
-    parser.add_argument(
-        "--n",
-        type=_positive_int,
-        default=DEFAULT_N,
-        metavar="N",
-        help="queries to send (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        metavar="N",
-        help="seed of the query order (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
-        metavar="K",
-        help="requests in flight at once (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--latency-ms",
-        type=float,
-        default=0.0,
-        metavar="MS",
-        help="simulated latency of each answer (default: 0)",
-    )
-    parser.add_argument(
-        "--json",
-        metavar="OUT",
-        type=Path,
-        default=None,
-        help="also write the results as JSON to OUT",
-    )
+    parser.add_argument("--data", metavar="LOG", default=None,
+                        help="routing log to serve and replay "
+                             "(default: the shipped RouterBench log)")
+    parser.add_argument("--n", type=_positive_int, default=DEFAULT_N, metavar="N",
+                        help="queries to send (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="seed of the query order (default: %(default)s)")
+    parser.add_argument("--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY,
+                        metavar="K", help="requests in flight at once (default: %(default)s)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
+                        help="simulated latency of each answer (default: 0)")
+    parser.add_argument("--json", metavar="OUT", type=Path, default=None,
+                        help="also write the results as JSON to OUT")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo, print the closing table, optionally write JSON. Returns the exit code."""
-    result = asyncio.run(
-        run(
-            args.data,
-            n=args.n,
-            seed=args.seed,
-            concurrency=args.concurrency,
-            latency_ms=args.latency_ms,
-            progress=not args.no_progress,
-        )
-    )
+    result = asyncio.run(run(
+        args.data, n=args.n, seed=args.seed, concurrency=args.concurrency,
+        latency_ms=args.latency_ms, progress=not args.no_progress,
+    ))
     print(result.table())
     if args.json is not None:
         try:
