@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from conduit.stores import Store, StoreSync
     from conduit.stores.base import Meta, Sums
 
-__all__ = ["DEFAULT_ALGORITHM", "Router", "check_model_name", "estimate_tokens"]
+__all__ = ["DEFAULT_ALGORITHM", "Router", "estimate_tokens"]
 
 logger = logging.getLogger("conduit.router")
 
@@ -73,7 +73,7 @@ def estimate_tokens(text: str) -> float:
     return max(len(text) / 4.0, 1.0)
 
 
-def check_model_name(model: object) -> str:
+def _check_model_name(model: object) -> str:
     """``model`` if it is a usable model name: a non-empty str that is valid Unicode text.
 
     A lone surrogate (from a JSON ``"\\ud800"`` escape) cannot be encoded as UTF-8,
@@ -234,7 +234,7 @@ class Router:
             raise ConfigurationError("models is empty: give at least one model name")
         seen: set[str] = set()
         for model in models:
-            check_model_name(model)
+            _check_model_name(model)
             if model in seen:
                 raise DuplicateModelError(f"model {model!r} is listed twice")
             seen.add(model)
@@ -399,7 +399,7 @@ class Router:
 
     def add_model(self, model: str, *, price: PriceLike | None = None) -> None:
         """Start routing to ``model`` too; what the others learned is kept."""
-        check_model_name(model)
+        _check_model_name(model)
         with self._lock:
             converted = _as_price(model, price) if price is not None else None
             self._bandit.add_arm(model)
