@@ -42,7 +42,7 @@ def run(url: str | None, records: list, interval: float, syncs: int) -> dict[str
         seed=0,
         state_store=url,
         sync_interval=interval,
-    )
+    ).start()  # load and the first pull, before the timed routes
     route_ms: list[float] = []
     try:
         for record in records:

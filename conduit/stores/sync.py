@@ -206,6 +206,11 @@ class StoreSync:
         if len(self._events) >= self.batch_size and self.down_since is None:
             self._wake.set()
 
+    @property
+    def backlog(self) -> int:
+        """History events waiting to be written (at most ``max_backlog``)."""
+        return len(self._events) + len(self._unsent)
+
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, *, wait: float = 10.0) -> None:
         """Start the background thread; wait up to ``wait`` s for the first sync (the pull of
