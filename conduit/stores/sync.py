@@ -30,6 +30,7 @@ append to a queue.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -87,6 +88,23 @@ def check_interval(interval: object) -> float:
             f"got {interval!r}"
         )
     return float(interval)
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 4 significant digits, recursively: what an explanation shows, in about
+    70 % of the text at 11 models (17-digit floats were a third of a history row)."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def compact_explanation(explanation: Explanation) -> str:
+    """The explanation as stored in history: its JSON with numbers to 4 significant digits."""
+    return json.dumps(_rounded(json.loads(explanation.to_json())), separators=(",", ":"))
 
 
 def _arms(sums: Sums) -> list[str]:
@@ -427,7 +445,7 @@ class StoreSync:
                         pref_latency=prefs.latency,
                         prompt_hash=prompt_hash(text),
                         prompt=text if keep_prompts else None,
-                        explanation=Explanation.of(d, prefs).to_json(),
+                        explanation=compact_explanation(Explanation.of(d, prefs)),
                         kind=query_kind(text),
                     )
                 )

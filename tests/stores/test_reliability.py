@@ -199,3 +199,25 @@ def test_a_valid_state_still_imports(tmp_path: Path) -> None:
         pulled = store.pull()
         assert pulled is not None
         assert set(pulled.sums["outcomes"]["openai/gpt-4o"]) == set(KEYS)
+
+
+def test_history_explanations_are_compact_and_still_explain(
+    make_store: Callable[..., Store],
+) -> None:
+    from conduit.stores.sync import compact_explanation
+    from conduit.types import Explanation, Preferences
+
+    router = make_router(make_store())
+    learn(router, 5)
+    decision = router.route_sync("how long is a piece of string?")
+    router.close()
+    full = Explanation.of(decision, Preferences())
+    compact = compact_explanation(full)
+    assert len(compact) < len(full.to_json())
+    stored = make_store().record(decision.decision_id)
+    assert stored is not None and stored.explanation == compact
+    shown = stored.explain()
+    assert shown is not None and shown.selected_model == decision.selected_model
+    assert shown.scores.keys() == full.scores.keys()
+    for name, score in shown.scores.items():
+        assert score.utility == pytest.approx(full.scores[name].utility, rel=1e-3)
