@@ -840,10 +840,13 @@ class Router:
             logger.warning("could not save router state to %s: %s", self.state_path, exc)
 
     def close(self) -> None:
-        """Save (if ``state_path`` is set) and wait for a save in progress."""
+        """Save (if ``state_path`` is set) and wait for a save in progress.
+
+        A router never started learned nothing: its state file is left as it is.
+        """
         if self._save_thread is not None:
             self._save_thread.join()
-        if self.state_path is not None:
+        if self.state_path is not None and self._started:
             self.save()
         if self.store_sync is not None:  # push what is left to the store, stop the sync thread
             self.store_sync.close()

@@ -800,3 +800,13 @@ def test_the_models_given_win_over_a_saved_state(
     assert len(said) == 1 and "gpt-new" in said[0] and "m-b" in said[0]
     # The new model is tried: an untried arm is chosen before the known one.
     assert router.route_sync("hello").selected_model == "gpt-new"
+
+
+def test_closing_a_router_never_started_leaves_its_state_file(tmp_path: Any) -> None:
+    path = tmp_path / "state.json"
+    saved = Router(["a", "b"], bandit_algorithm="ucb1", seed=0)
+    saved.update_sync(force(saved, "a"), quality=1.0)
+    saved.save(path)
+    Router(["a", "b"], bandit_algorithm="ucb1", state_path=path).close()
+    with Router(["a", "b"], bandit_algorithm="ucb1", state_path=path) as again:
+        assert again.stats().models["a"].feedback == 1
