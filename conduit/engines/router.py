@@ -812,6 +812,8 @@ class Router:
         target = Path(path) if path is not None else self.state_path
         if target is None:
             raise ConfigurationError("no path: pass one or construct the Router with state_path=")
+        if path is None:
+            self._ensure_started()  # load state_path first, rather than overwrite it
         write_state(target, {"router": self.state_dict()})
         with self._lock:
             self._since_save = 0

@@ -810,3 +810,13 @@ def test_closing_a_router_never_started_leaves_its_state_file(tmp_path: Any) -> 
     Router(["a", "b"], bandit_algorithm="ucb1", state_path=path).close()
     with Router(["a", "b"], bandit_algorithm="ucb1", state_path=path) as again:
         assert again.stats().models["a"].feedback == 1
+
+
+def test_saving_a_router_never_started_keeps_what_its_file_held(tmp_path: Any) -> None:
+    path = tmp_path / "state.json"
+    saved = Router(["a", "b"], bandit_algorithm="ucb1", seed=0)
+    saved.update_sync(force(saved, "a"), quality=1.0)
+    saved.save(path)
+    Router(["a", "b"], bandit_algorithm="ucb1", state_path=path).save()
+    with Router(["a", "b"], bandit_algorithm="ucb1", state_path=path) as again:
+        assert again.stats().models["a"].feedback == 1
