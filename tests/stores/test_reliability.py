@@ -221,3 +221,34 @@ def test_history_explanations_are_compact_and_still_explain(
     assert shown.scores.keys() == full.scores.keys()
     for name, score in shown.scores.items():
         assert score.utility == pytest.approx(full.scores[name].utility, rel=1e-3)
+
+
+def test_stores_depend_only_on_the_learner_interface() -> None:
+    """No store module imports the router or touches its private attributes."""
+    import ast
+
+    import conduit.stores as stores
+
+    for path in Path(stores.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "conduit.engines.router", path.name
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
+                owner = node.value.attr
+                assert not (owner in ("router", "learner") and node.attr.startswith("_")), (
+                    f"{path.name}:{node.lineno} uses {owner}.{node.attr}"
+                )
+
+
+def test_a_router_is_a_learner() -> None:
+    from conduit import Router
+    from conduit.stores import Learner
+
+    router = Router(["a", "b"], bandit_algorithm="ucb1", seed=0)
+    assert isinstance(router, Learner)
+    learned = router.snapshot()
+    assert set(learned["outcomes"]) == {"a", "b"}
+    router.merge_delta({"outcomes": {"a": {k: np.array(1.0) for k in KEYS}}, "bandit": {}})
+    assert router.stats().models["a"].pulls == 1
+    assert router.meta().algorithm == "ucb1"
