@@ -47,7 +47,6 @@ from conduit.stores.base import (
     COUNTS,
     HistoryRecord,
     Learner,
-    Meta,
     Snapshot,
     Store,
     Sums,
@@ -179,6 +178,7 @@ class StoreSync:
         #: everything this replica pushed and the store acknowledged, and the last such seq
         self._own: Sums = {}
         self._acked = 0
+        self._reseed_due: tuple[int, Sums] | None = None
         self._events: deque[_Event] = deque()
         self._unsent: list[HistoryRecord] = []
         self._io_lock = threading.Lock()
@@ -333,6 +333,8 @@ class StoreSync:
         self._sync_once()
         if retry:  # the retried push is in; push what was learned since it was taken
             self._sync_once()
+        if self._reseed_due is not None:
+            self._reseed()
 
     def _sync_once(self) -> None:
         learner = self.learner
@@ -366,7 +368,12 @@ class StoreSync:
             self._own = add_sums(own, delta)
         self._pending = None
         if self._acked and known is None:
-            snapshot = self._reseed(own, meta, snapshot)
+            # Everything pushed before is gone: add it back, once, after this sync's own
+            # bookkeeping (so that a failure of that push is retried, never double counted).
+            self._lost("this replica's earlier pushes are missing")
+            if not is_zero(own):
+                self._seq += 1
+                self._reseed_due = (self._seq, own)
         elif known is not None and known < self._acked:
             self._lost(f"it holds this replica's sync {known}, not {self._acked}")
         if snapshot is not None and not is_zero(delta):
@@ -407,23 +414,21 @@ class StoreSync:
             why,
         )
 
-    def _reseed(self, own: Sums, meta: Meta, snapshot: Snapshot | None) -> Snapshot | None:
-        """The store lost all this replica pushed (namespace or replica entry gone): add it
-        back, once, under a new sequence number."""
-        self._lost("this replica's earlier pushes are missing")
-        if is_zero(own):
-            return snapshot
-        self._seq += 1
-        result = self.store.push(
-            own, meta, namespace=self.namespace, replica=self.replica, seq=self._seq
+    def _reseed(self) -> None:
+        """Push back what the store lost of this replica's learning (idempotent: a retry
+        after an ambiguous failure carries the same sequence number)."""
+        assert self._reseed_due is not None
+        seq, own = self._reseed_due
+        self._last_global = self.store.push(
+            own, self.learner.meta(), namespace=self.namespace, replica=self.replica, seq=seq
         )
-        self._acked = self._seq
+        self._reseed_due = None
+        self._acked = max(self._acked, seq)
         logger.error(
             "state store %s: re-seeded namespace %r with this replica's learning",
             self.store.url,
             self.namespace,
         )
-        return result
 
     def _write_history(self) -> None:
         ns, keep_prompts = self.namespace, self.store.store_prompts

@@ -252,3 +252,44 @@ def test_a_router_is_a_learner() -> None:
     router.merge_delta({"outcomes": {"a": {k: np.array(1.0) for k in KEYS}}, "bandit": {}})
     assert router.stats().models["a"].pulls == 1
     assert router.meta().algorithm == "ucb1"
+
+
+class FailsOnce(FlakyStore):
+    """A memory store whose ``fail_at``-th write from now fails (a reseed interrupted)."""
+
+    fail_at: int | None = None
+
+    def _update(self, namespace: str, change: Callable[[str | None], str]) -> None:
+        if self.fail_at is not None:
+            self.fail_at -= 1
+            if self.fail_at == 0:
+                self.fail_at = None
+                from conduit.errors import StoreError
+
+                raise StoreError("connection reset (test)")
+        super()._update(namespace, change)
+
+
+def test_an_interrupted_reseed_is_retried_and_counted_once() -> None:
+    from conduit.errors import StoreError
+
+    store = FailsOnce()
+    router = make_router(store)
+    sync = router.store_sync
+    assert sync is not None
+    try:
+        learn(router, 12)
+        sync.sync_now()
+        store.reset()
+        learn(router, 3)
+        store.fail_at = 2  # the push of the 3 succeeds, the reseed of the 12 fails
+        with pytest.raises(StoreError):
+            sync.sync_now()
+        assert total(router) == 15
+        sync.sync_now()
+        sync.sync_now()
+        assert global_total(store) == 15 and total(router) == 15
+        assert sync.state_lost == 1
+    finally:
+        router.close()
+    assert global_total(store) == 15

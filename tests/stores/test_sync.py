@@ -16,6 +16,7 @@ from conduit import Router
 from conduit.errors import ConfigurationError, StoreError, UnknownDecisionError
 from conduit.stores import HistoryRecord, Store, open_store
 from conduit.stores.memory import MemoryStore
+from conduit.stores.sync import compact_explanation
 from conduit.types import Constraints
 
 MODELS = ["small", "openai/gpt-4o", "large"]
@@ -114,7 +115,8 @@ def test_history_explains_each_decision_and_names_its_kind(
     store = make_store()
     record = store.record(denied.decision_id)
     assert record is not None and record.kind == "code"
-    assert record.explain() == router.explain(denied.decision_id)
+    # stored compactly: the same explanation, numbers to 4 significant digits
+    assert record.explanation == compact_explanation(router.explain(denied.decision_id))
     explanation = record.explain()
     assert explanation is not None
     assert explanation.excluded == {"large": "in denied_models"}
@@ -133,7 +135,9 @@ def test_explain_falls_back_to_the_stores_history(make_store: Callable[..., Stor
     router.store_sync.sync_now()
     explanation = router.explain(decision.decision_id)
     assert explanation.selected_model == decision.selected_model
-    assert explanation.scores == decision.scores
+    assert explanation.scores.keys() == decision.scores.keys()
+    for name, score in explanation.scores.items():
+        assert score.utility == pytest.approx(decision.scores[name].utility, rel=1e-3)
     router.close()
 
 
