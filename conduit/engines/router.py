@@ -469,8 +469,11 @@ class Router:
         constraints: Constraints | None = None,
     ) -> RoutingDecision:
         """Choose a model for ``query``; a new query is embedded in a worker thread."""
-        if not self._started:  # loading state and the first pull block: not on the loop
-            await asyncio.to_thread(self.start)
+        if not self._started:
+            if self.state_path is None and self.state_store is None:
+                self.start()  # nothing to load or open: no I/O
+            else:  # loading state and the first pull block: not on the event loop
+                await asyncio.to_thread(self.start)
         q = self._as_query(query, preferences, constraints)
         extractor = self.extractor
         if extractor is None or not self._bandit.contextual:
