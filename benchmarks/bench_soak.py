@@ -1,7 +1,8 @@
 """Soak test: mixed LiteLLM traffic for a long time, with provider errors and store outages.
 
     python benchmarks/bench_soak.py [--minutes 30] [--concurrency 8] [--error-rate 0.05]
-                                    [--outages 3] [--outage-seconds 30] [--json OUT]
+                                    [--outages 3] [--outage-seconds 30] [--data-loss]
+                                    [--json OUT]
 
 A ``litellm.Router`` over two model groups of the simulator (the shipped RouterBench
 log served on loopback; ``--error-rate`` of answers are an OpenAI-style 429 or 500)
@@ -20,7 +21,10 @@ bound (pending decisions, kept explanations, the response map and the metrics'
 decision map, ``--cap`` each; the feature cache, the ``--prompts`` distinct prompts);
 then the measured phase, in which the redis-server is stopped for
 ``--outage-seconds``, ``--outages`` times, and started again (the last fifth has no
-outage, so the store can catch up).
+outage, so the store can catch up). With ``--data-loss`` the store is flushed
+(``FLUSHALL``: what a restart without persistence or an eviction does) at 85 % of
+the measured phase; the router must notice, keep its learning and re-seed the store.
+RSS, the router's learned counts and the history backlog are sampled once a second.
 
 Checks (exit 1 if any fails):
 
@@ -43,6 +47,13 @@ Checks (exit 1 if any fails):
   nothing); the feedback logger handled every event, none in error or unmatched; and
   after the outages the store caught up: its summed state and its history equal the
   router's; the metrics counted every decision;
+- **outages and data loss**: the history backlog never exceeds its bound; RSS over
+  the second half of each outage of a minute or more grows by at most a quarter of
+  ``--memory-bound`` (flat: learning is merged, not queued, while the store is down);
+  the router's learned counts never go down (sampled each second), and after a
+  ``--data-loss`` the router noticed it (``state_lost``) and the store holds exactly
+  the router's learning again (history written before the flush is gone: it is not
+  re-seeded);
 - **error budget**: provider errors seen by callers = errors the simulator injected;
   requests failed by Conduit = 0, Conduit fallbacks = 0; store sync errors (the
   outages) reported; p50/p99 of the time spent in Conduit's routing hook per request
@@ -62,6 +73,7 @@ import bisect
 import contextlib
 import dataclasses
 import gc
+import itertools
 import json
 import linecache
 import logging
@@ -114,6 +126,7 @@ class SoakConfig:
     max_delay: float = 2.0
     outages: int = 1
     outage_seconds: float = 5.0
+    data_loss: bool = False
     latency_ms: float = 5.0
     prompts: int = 500
     backend: str = "hashing"
@@ -304,6 +317,9 @@ class Soak:
         self.delayed: set[asyncio.Task[None]] = set()
         self.outage_log: list[str] = []
         self.rss: list[tuple[float, float]] = []
+        #: (time, learned decisions + feedback, history backlog), once a second
+        self.learned: list[tuple[float, int, int]] = []
+        self.windows: list[tuple[float, float]] = []
         records = read_log(shipped_log())
         self.prompts = list(dict.fromkeys(r.prompt for r in records))[: config.prompts]
         namespace = f"soak{uuid.uuid4().hex[:8]}"
@@ -446,29 +462,51 @@ class Soak:
             at = begin + span * (i + 0.5) / c.outages - c.outage_seconds / 2
             await asyncio.sleep(max(at - time.monotonic(), 0.0))
             await asyncio.to_thread(self.server.stop)
-            self.outage_log.append(f"store down at {time.monotonic() - self.start:.1f} s")
+            down = time.monotonic() - self.start
+            self.outage_log.append(f"store down at {down:.1f} s")
             await asyncio.sleep(c.outage_seconds)
             await asyncio.to_thread(self.server.start)
-            self.outage_log.append(f"store up at {time.monotonic() - self.start:.1f} s")
+            up = time.monotonic() - self.start
+            self.windows.append((down, up))
+            self.outage_log.append(f"store up at {up:.1f} s")
+        if c.data_loss:
+            await asyncio.sleep(max(begin + (end - begin) * 0.85 - time.monotonic(), 0.0))
+            await asyncio.to_thread(flush, self.server.url)
+            self.outage_log.append(f"store flushed at {time.monotonic() - self.start:.1f} s")
 
     async def outages_by_count(self, begin: int, end: int) -> None:
         """Stop the store ``outages`` times, each when the requests reach a fixed count in the
-        first four fifths of the measured ones, for ``outage_seconds`` each."""
+        first four fifths of the measured ones, for ``outage_seconds`` each; with
+        ``data_loss``, flush it when the requests reach 85 % of the measured ones."""
         c = self.config
         for i in range(c.outages):
             at = begin + (end - begin) * 0.8 * (i + 0.5) / c.outages
             while self.tally.requests < at:
                 await asyncio.sleep(0.01)
             await asyncio.to_thread(self.server.stop)
+            down = time.monotonic() - self.start
             self.outage_log.append(f"store down at request {self.tally.requests}")
             await asyncio.sleep(c.outage_seconds)
             await asyncio.to_thread(self.server.start)
+            self.windows.append((down, time.monotonic() - self.start))
             self.outage_log.append(f"store up at request {self.tally.requests}")
+        if c.data_loss:
+            while self.tally.requests < begin + (end - begin) * 0.85:
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(flush, self.server.url)
+            self.outage_log.append(f"store flushed at request {self.tally.requests}")
 
     async def sample(self, done: Callable[[], bool]) -> None:
-        """RSS once a second (a few thousand floats for an hour: a fixed cost)."""
+        """RSS, learned counts and the history backlog once a second (a few thousand
+        numbers for an hour: a fixed cost)."""
         while not done():
-            self.rss.append((time.monotonic() - self.start, rss_mib()))
+            at = time.monotonic() - self.start
+            self.rss.append((at, rss_mib()))
+            engine = self.strategy.conduit_router
+            if engine is not None and engine.store_sync is not None:
+                stats = engine.stats()
+                learned = stats.total_decisions + stats.total_feedback
+                self.learned.append((at, learned, engine.store_sync.backlog))
             await asyncio.sleep(1.0)
 
     async def quiet(self) -> Quiet:
@@ -530,6 +568,12 @@ class Soak:
             + (c.objects_allowance if c.blocks_allowance is None else c.blocks_allowance)
         )
         grown = (last.types - first.types).most_common(8)
+        learned = [n for _, n, _ in self.learned]
+        backlog_max = max((b for _, _, b in self.learned), default=0)
+        outage_growth = [
+            outage_rss_growth(self.rss, down, up) for down, up in self.windows if up - down >= 60.0
+        ]
+        history_exact = not c.data_loss and sync.dropped == 0
         pending = engine.stats().pending
         checks = {
             "memory flat (live objects)": objects_growth <= allowed,
@@ -540,9 +584,18 @@ class Soak:
             "decisions = requests, outcomes = what was fed back": local == expected,
             "every feedback event handled": events["errors"] == 0 and events["unmatched"] == 0,
             "store caught up (state)": {k: stored[k] for k in expected} == local,
-            "store caught up (history)": stored["history_rows"] == local["decisions"]
-            and stored["history_with_quality"] == local["quality_n"],
-            "no history dropped": sync.dropped == 0,
+            "store caught up (history)": (
+                stored["history_rows"] == local["decisions"]
+                and stored["history_with_quality"] == local["quality_n"]
+            )
+            if history_exact
+            else 0 < stored["history_rows"] <= local["decisions"],
+            "history backlog within its bound": backlog_max <= sync.max_backlog,
+            "memory flat during long outages (RSS)": all(
+                g <= c.memory_bound_mib / 4 for g in outage_growth
+            ),
+            "learning never went backwards": all(b >= a for a, b in itertools.pairwise(learned)),
+            "data loss noticed and re-seeded": not c.data_loss or sync.state_lost >= 1,
             "metrics counted every decision": metric_decisions == tally.requests,
             "provider errors seen = injected": dict(tally.provider_errors) == dict(injected),
             "requests failed by Conduit = 0": sum(tally.conduit_failures.values()) == 0,
@@ -565,6 +618,11 @@ class Soak:
             "store_sync_errors": sync.failures,
             "store_syncs": sync.syncs,
             "store_outages": self.outage_log,
+            "store_state_lost": sync.state_lost,
+            "history_dropped": sync.dropped,
+            "history_backlog_max": backlog_max,
+            "outage_rss_growth_mib": outage_growth,
+            "learned_samples": self.learned,
             "added_p50_ms": strategy.picks.percentile(0.5),
             "added_p99_ms": strategy.picks.percentile(0.99),
             "request_p50_ms": tally.requests_total.percentile(0.5),
@@ -593,6 +651,25 @@ class Soak:
             "checks": checks,
             "ok": all(checks.values()),
         }
+
+
+def outage_rss_growth(rss: list[tuple[float, float]], down: float, up: float) -> float:
+    """How much RSS rose over the second half of an outage (MiB)."""
+    middle = (down + up) / 2
+    first = [v for t, v in rss if down <= t <= middle]
+    second = [v for t, v in rss if middle <= t <= up]
+    return max(second, default=0.0) - max(first, default=0.0)
+
+
+def flush(url: str) -> None:
+    """Lose everything the Redis server holds (as a restart without persistence would)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
 
 
 def logger_handled(strategy: ConduitRoutingStrategy) -> float:
@@ -658,6 +735,10 @@ def print_report(r: dict[str, Any]) -> None:
         ("requests failed by Conduit", sum(r["conduit_failures"].values())),
         ("Conduit fallbacks", r["conduit_fallbacks"]),
         ("store sync errors", f"{r['store_sync_errors']} ({len(r['store_outages']) // 2} outages)"),
+        ("store events", ", ".join(r["store_outages"]) or "-"),
+        ("store state lost (re-seeded)", r["store_state_lost"]),
+        ("history dropped / backlog max", f"{r['history_dropped']} / {r['history_backlog_max']}"),
+        ("RSS growth, 2nd half of long outages", r["outage_rss_growth_mib"] or "-"),
         ("explicit feedback", r["explicit_feedback"]),
         ("learned (router)", r["local"]),
         ("learned (store)", r["store"]),
@@ -725,6 +806,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feedback-share", type=float, default=0.7)
     parser.add_argument("--outages", type=int, default=3)
     parser.add_argument("--outage-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--data-loss", action="store_true", help="flush the store at 85%% of the measured phase"
+    )
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument("--prompts", type=int, default=2723, help="distinct prompts used")
     parser.add_argument("--backend", default="auto", help="embedding backend")
@@ -747,6 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         feedback_share=args.feedback_share,
         outages=args.outages,
         outage_seconds=args.outage_seconds,
+        data_loss=args.data_loss,
         latency_ms=args.latency_ms,
         prompts=args.prompts,
         backend=args.backend,

@@ -1,6 +1,7 @@
 """Store benchmarks: sync latency and route() p99 with a store attached, per backend.
 
     python benchmarks/bench_stores.py [--backends memory,sqlite,postgres,redis] [--queries 2000]
+    python benchmarks/bench_stores.py --outage 80000
 
 A router over the shipped log's 11 models (LinUCB on 64 hashing features, the
 largest state a default router syncs) routes and learns ``--queries`` prompts
@@ -8,12 +9,18 @@ while its background thread syncs every ``--interval`` seconds (deliberately
 often, so routing overlaps many syncs); then ``sync_now()`` is timed alone.
 PostgreSQL and Redis use the test servers (override with --postgres / --redis);
 each run uses a fresh namespace and removes it afterwards.
+
+``--outage N`` instead routes and learns N requests (11 models, 2 KB prompts, UCB1) as
+fast as they go with a Redis URL where nothing listens, printing resident memory every
+N/8 requests: it must level off (learning accumulates in the router, history waits in
+a bounded backlog), and every decision must be learned.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import tempfile
 import time
@@ -42,7 +49,7 @@ def run(url: str | None, records: list, interval: float, syncs: int) -> dict[str
         seed=0,
         state_store=url,
         sync_interval=interval,
-    )
+    ).start()  # load and the first pull, before the timed routes
     route_ms: list[float] = []
     try:
         for record in records:
@@ -80,6 +87,40 @@ def run(url: str | None, records: list, interval: float, syncs: int) -> dict[str
     return result
 
 
+def rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def outage(n: int) -> None:
+    with socket.socket() as sock:  # a free port: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    records = read_log(shipped_log())
+    prompts = [(r.prompt * 8)[:2048] + f" {i}" for i, r in enumerate(records[:2000])]
+    router = Router(
+        list(records[0].outcomes),
+        bandit_algorithm="ucb1",
+        seed=0,
+        state_store=f"redis://127.0.0.1:{port}/0",
+        sync_interval=60.0,
+    ).start(wait=1.0)
+    started, step = time.perf_counter(), max(n // 8, 1)
+    print(f"outage: {n} requests, store down throughout; RSS {rss_mib():.0f} MiB at start")
+    for i in range(n):
+        d = router.route_sync(prompts[i % len(prompts)] + str(i))
+        router.update_sync(d.decision_id, quality=0.5, cost=0.001)
+        if (i + 1) % step == 0:
+            print(
+                f"{i + 1:>8} requests {time.perf_counter() - started:7.1f} s  "
+                f"RSS {rss_mib():6.0f} MiB  learned {router.stats().total_feedback}"
+            )
+    sync = router.store_sync
+    assert sync is not None
+    print(f"history events dropped {sync.dropped}, backlog {sync.backlog}/{sync.max_backlog}")
+    os._exit(0)  # the store never comes back: do not wait for close() to give up
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backends", default="none,memory,sqlite,postgres,redis")
@@ -88,7 +129,11 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.05)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--outage", type=int, metavar="N", help="the outage memory run instead")
     args = parser.parse_args()
+    if args.outage:
+        outage(args.outage)
+        return
     records = read_log(shipped_log(), limit=args.queries)
     ns = f"bench{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:

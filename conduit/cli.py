@@ -93,8 +93,11 @@ def _check_writable(path: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Write a report, private to the user (0600): it may name models, costs and prompts."""
+    from conduit.state import write_private
+
     try:
-        path.write_text(text, encoding="utf-8")
+        write_private(path, text)
     except OSError as exc:
         raise ValidationError(f"cannot write {path}: {exc.strerror or exc}") from exc
 

@@ -475,6 +475,11 @@ class _Learned:
             "History records dropped because the backlog was full during an outage.",
             value=sync.dropped,
         )
+        yield core.CounterMetricFamily(
+            "conduit_store_state_lost",
+            "Syncs that found the store had lost learning this replica pushed (re-seeded).",
+            value=sync.state_lost,
+        )
         yield core.GaugeMetricFamily(
             "conduit_store_sync_lag_seconds",
             "Seconds since the last successful sync with the state store.",

@@ -14,7 +14,16 @@ import numpy as np
 
 from conduit.errors import StateError
 
-__all__ = ["FORMAT", "VERSION", "decode", "encode", "read_state", "write_state"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "decode",
+    "encode",
+    "make_private_dirs",
+    "read_state",
+    "write_private",
+    "write_state",
+]
 
 FORMAT = "conduit-state"
 VERSION = 1
@@ -118,10 +127,37 @@ def decode(text: str | bytes) -> dict[str, Any]:
     return result
 
 
+def make_private_dirs(directory: str | Path) -> None:
+    """Create ``directory`` and any missing parents, each 0700 whatever the umask (another
+    local user must not be able to swap a state file in a directory Conduit made)."""
+    directory = Path(directory)
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process: leave its mode alone
+            continue
+        os.chmod(created, 0o700)  # mkdir's mode is narrowed by the umask, never widened
+
+
+def write_private(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by the user only (0600) whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
 def write_state(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write atomically (temp file, fsync, rename), private to the user (0600)."""
+    """Write atomically (temp file, fsync, rename), private to the user (0600); missing
+    parent directories are created 0700."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     text = encode(payload)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

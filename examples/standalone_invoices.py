@@ -1,6 +1,7 @@
 """Standalone Conduit, offline: a PydanticAI agent extracts invoices through three models.
 
-Run: ``python examples/standalone_invoices.py`` (needs ``pip install 'conduit[pydantic-ai]'``).
+Run: ``python examples/standalone_invoices.py`` (needs ``pip install -e ".[pydantic-ai]"``
+from a clone).
 
 The three "providers" are PydanticAI ``FunctionModel``s, so it needs no network and no
 key: ``careful`` always returns a valid invoice, ``sloppy`` returns a total that fails

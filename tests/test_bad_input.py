@@ -1223,7 +1223,7 @@ def test_state_file(
     unchanged(router, before)
     if text is not None:  # a router built on it refuses it too, rather than start empty
         with pytest.raises(StateError):
-            hashing_router(state_path=path)
+            hashing_router(state_path=path).start()
 
 
 # -- stores: URLs and malformed state blobs --------------------------------------------------------

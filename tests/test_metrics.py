@@ -226,7 +226,7 @@ def test_store_sync_errors_and_lag(tmp_path: Any) -> None:
     store = FlakyStore()
     router = Router(
         ["a", "b"], embedding_backend="hashing", seed=0, state_store=store, sync_interval=0.02
-    )
+    ).start()
     metrics = Metrics()
     metrics.watch(router)
     sync = router.store_sync

@@ -2,8 +2,9 @@
 
 Mixed LiteLLM traffic (async and sync calls, two model groups, preference presets)
 against the simulator injecting 5 % provider errors, explicit feedback (some of it
-late) and automatic feedback, and a 4 s outage of a real redis-server (which the
-benchmark starts, stops and restarts) in the middle. Every check of the benchmark must
+late) and automatic feedback, a 4 s outage of a real redis-server (which the
+benchmark starts, stops and restarts) in the middle, and the store flushed near the
+end (the router must keep its learning and re-seed it). Every check of the benchmark must
 hold. Between its quiet points the live objects grow by 600 to 1,200 whatever the
 number of requests (LiteLLM's pending attempt timers, the outage's last error and its
 traceback); with an allowance of 2,500 objects and 480 measured requests it catches a
@@ -45,7 +46,7 @@ def test_soak_with_provider_errors_and_a_store_outage(tmp_path: Path) -> None:
         "--outages", "1", "--outage-seconds", "4", "--prompts", "200", "--cap", "300",
         "--warmup", "0.4", "--memory-bound", "24", "--objects-allowance", "2500",
         "--blocks-allowance", "10000",
-        "--sync-interval", "0.5", "--json", str(out),
+        "--sync-interval", "0.5", "--data-loss", "--json", str(out),
     ]  # fmt: skip
     done = subprocess.run(
         [sys.executable, str(BENCH), *args],
@@ -67,5 +68,7 @@ def test_soak_with_provider_errors_and_a_store_outage(tmp_path: Path) -> None:
     assert warm >= cap and measured >= cap, report
     assert sum(result["provider_errors_seen"].values()) >= 20, report
     assert result["store"]["decisions"] == result["requests"]
-    assert result["store_sync_errors"] > 0 and len(result["store_outages"]) == 2
+    assert result["store_sync_errors"] > 0 and len(result["store_outages"]) == 3
+    assert result["store_state_lost"] >= 1  # the flush was noticed, and re-seeded
+    assert result["store"]["quality_n"] == result["local"]["quality_n"]
     assert result["explicit_feedback"] > 0.5 * result["successes"]

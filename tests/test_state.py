@@ -228,3 +228,45 @@ def test_read_state_names_the_file(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\xfa")
     with pytest.raises(StateError, match=r"binary\.json"):
         read_state(binary)
+
+
+# -- files Conduit creates are private whatever the umask -----------------------------------
+
+
+@pytest.fixture
+def open_umask() -> Any:
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+def test_parent_directories_of_a_state_file_are_private(tmp_path: Path, open_umask: Any) -> None:
+    target = tmp_path / "a" / "b" / "state.json"
+    write_state(target, {"x": 1})
+    for directory in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_parent_directories_of_an_sqlite_store_are_private(tmp_path: Path, open_umask: Any) -> None:
+    from conduit.stores import open_store
+
+    with open_store(f"sqlite:///{tmp_path / 'c' / 'd' / 'state.db'}"):
+        pass
+    for directory in (tmp_path / "c", tmp_path / "c" / "d"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_replay_json_output_is_private(tmp_path: Path, open_umask: Any) -> None:
+    from conduit.cli import main
+
+    log = tmp_path / "log.jsonl"
+    lines = [
+        json.dumps({"prompt": f"q{i}", "outcomes": {"x": {"quality": 1}, "y": {"quality": 0}}})
+        for i in range(20)
+    ]
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out.json"
+    argv = ["replay", "--data", str(log), "--embedding-backend", "hashing"]
+    assert main([*argv, "--algorithm", "ucb1", "--json", str(out), "-q"]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600

@@ -12,9 +12,10 @@ import asyncio
 import logging
 import math
 import threading
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ from conduit.types import (
 
 if TYPE_CHECKING:
     from conduit.stores import Store, StoreSync
+    from conduit.stores.base import Meta, Sums
 
 __all__ = ["DEFAULT_ALGORITHM", "Router", "estimate_tokens"]
 
@@ -69,6 +71,23 @@ PriceLike = Price | tuple[float, float] | Mapping[str, float]
 def estimate_tokens(text: str) -> float:
     """Prompt tokens, estimated as characters / 4 (the same on both sides of the cost model)."""
     return max(len(text) / 4.0, 1.0)
+
+
+def _check_model_name(model: object) -> str:
+    """``model`` if it is a usable model name: a non-empty str that is valid Unicode text.
+
+    A lone surrogate (from a JSON ``"\\ud800"`` escape) cannot be encoded as UTF-8,
+    so no store, log or metric could write it.
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigurationError(f"model names must be non-empty str, got {model!r}")
+    try:
+        model.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"model name {model!r} is not valid Unicode text (it holds a lone surrogate)"
+        ) from None
+    return model
 
 
 def _as_price(model: str, value: PriceLike) -> Price:
@@ -114,7 +133,10 @@ def _finite_feedback(name: str, value: object, upper: float, *, bounded: bool = 
     """``value`` if it is a finite number in [0, ``upper``]; ``bounded``: say the range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidFeedbackError(f"{name} must be a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range (2**1024): no outcome is that large
+        raise InvalidFeedbackError(f"{name} must be at most {upper:g}, got {value}") from None
     if not math.isfinite(number):
         raise InvalidFeedbackError(f"{name} must be finite, got {number}")
     if bounded and not 0 <= number <= upper:
@@ -212,11 +234,26 @@ class Router:
             raise ConfigurationError("models is empty: give at least one model name")
         seen: set[str] = set()
         for model in models:
-            if not isinstance(model, str) or not model.strip():
-                raise ConfigurationError(f"model names must be non-empty str, got {model!r}")
+            _check_model_name(model)
             if model in seen:
                 raise DuplicateModelError(f"model {model!r} is listed twice")
             seen.add(model)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ConfigurationError(f"seed must be an int >= 0 or None, got {seed!r}")
+        from conduit.stores.sync import check_interval
+
+        sync_interval = check_interval(sync_interval)
+        if isinstance(state_store, str):
+            from conduit.stores import check_url
+
+            check_url(state_store)
+        elif state_store is not None:
+            from conduit.stores.base import Store as _Store
+
+            if not isinstance(state_store, _Store):
+                raise ConfigurationError(
+                    f"state_store must be a URL or a Store, got {type(state_store).__name__}"
+                )
         if (use_hybrid and bandit_algorithm not in (None, "hybrid")) or (
             use_hybrid is False and bandit_algorithm == "hybrid"
         ):
@@ -276,14 +313,80 @@ class Router:
         self.autosave_every = int(autosave_every)
         self._since_save = 0
         self._save_thread: threading.Thread | None = None
-        if self.state_path is not None and self.state_path.exists():
-            self.load(self.state_path)
+        self.state_store = state_store
+        self.sync_interval = float(sync_interval)
         self.store_sync: StoreSync | None = None
-        if state_store is not None:  # learning shared through a store, synced in the background
-            from conduit.stores import StoreSync
+        self._started = False
+        self._start_lock = threading.Lock()
 
-            self.store_sync = StoreSync(self, state_store, interval=sync_interval)
-            self.store_sync.start()
+    # -- lifecycle: construction does no I/O; start() loads, opens and starts -------------
+    def start(self, *, wait: float = 10.0, clock: Callable[[], float] | None = None) -> Router:
+        """Load ``state_path`` (if the file exists), open ``state_store`` and start its sync
+        thread, waiting up to ``wait`` s for the first pull of what other replicas learned.
+
+        Called by ``with`` / ``async with``, and by the first :meth:`route`,
+        :meth:`update` or :meth:`stats` if not before; calling it again does nothing.
+        ``clock`` stamps history records (a replay gives them synthetic times).
+        """
+        with self._start_lock:
+            if self._started:
+                return self
+            if self.state_path is not None and self.state_path.exists():
+                self.load(self.state_path)
+            if self.state_store is not None:
+                from conduit.stores import StoreSync
+
+                self.store_sync = StoreSync(
+                    self, self.state_store, interval=self.sync_interval, clock=clock or time.time
+                )
+            self._started = True
+        if self.store_sync is not None:
+            self.store_sync.start(wait=wait)
+        return self
+
+    def _ensure_started(self) -> None:
+        if not self._started:
+            self.start()
+
+    def sync(self) -> None:
+        """Sync with the state store at once (learning and history); raises
+        :class:`~conduit.errors.StoreError` or :class:`~conduit.errors.StateError` on failure."""
+        self._ensure_started()
+        if self.store_sync is None:
+            raise ConfigurationError("this router has no state_store to sync with")
+        self.store_sync.sync_now()
+
+    # -- the learner interface a store sync uses (conduit.stores.base.Learner) -------------
+    def meta(self) -> Meta:
+        """Which kind of learner this is: two routers may share learning only if these agree."""
+        from conduit.stores.base import Meta
+
+        return Meta(
+            algorithm=self.algorithm,
+            features=self._feature_name(),
+            dim=self._bandit.dim,
+            params={k: v for k, v in self._bandit.params().items() if k != "seed"},
+        )
+
+    def snapshot(self) -> Sums:
+        """The additive statistics learned so far, per model (a copy, taken atomically)."""
+        from conduit.stores.base import as_sums
+
+        with self._lock:
+            return as_sums(self._bandit.stats(), self._outcomes.stats())
+
+    def merge_delta(self, delta: Sums) -> None:
+        """Add statistics learned elsewhere; models this router does not route to are ignored."""
+        with self._lock:
+            arms = set(self.models)
+            self._bandit.merge({a: s for a, s in delta.get("bandit", {}).items() if a in arms})
+            self._outcomes.merge(
+                {
+                    a: {k: float(v) for k, v in s.items()}
+                    for a, s in delta.get("outcomes", {}).items()
+                    if a in arms
+                }
+            )
 
     # -- models ----------------------------------------------------------------------------
     @property
@@ -296,6 +399,7 @@ class Router:
 
     def add_model(self, model: str, *, price: PriceLike | None = None) -> None:
         """Start routing to ``model`` too; what the others learned is kept."""
+        _check_model_name(model)
         with self._lock:
             converted = _as_price(model, price) if price is not None else None
             self._bandit.add_arm(model)
@@ -353,6 +457,7 @@ class Router:
         constraints: Constraints | None = None,
     ) -> RoutingDecision:
         """Choose a model for ``query`` (blocking twin of :meth:`route`)."""
+        self._ensure_started()
         q = self._as_query(query, preferences, constraints)
         return self._decide(q, self.features(q.text))
 
@@ -364,6 +469,11 @@ class Router:
         constraints: Constraints | None = None,
     ) -> RoutingDecision:
         """Choose a model for ``query``; a new query is embedded in a worker thread."""
+        if not self._started:
+            if self.state_path is None and self.state_store is None:
+                self.start()  # nothing to load or open: no I/O
+            else:  # loading state and the first pull block: not on the event loop
+                await asyncio.to_thread(self.start)
         q = self._as_query(query, preferences, constraints)
         extractor = self.extractor
         if extractor is None or not self._bandit.contextual:
@@ -546,6 +656,7 @@ class Router:
         """
         if not isinstance(decision_id, str) or not decision_id:
             raise InvalidFeedbackError(f"decision_id must be a non-empty str, got {decision_id!r}")
+        self._ensure_started()
         values: dict[str, float] = {}
         if quality is not None:
             values["quality"] = _finite_feedback("quality", quality, 1.0, bounded=True)
@@ -595,6 +706,7 @@ class Router:
 
     # -- statistics ------------------------------------------------------------------------
     def stats(self) -> RouterStats:
+        self._ensure_started()
         with self._lock:
             o = self._outcomes
             decisions, feedback = o.column("decisions"), o.column("quality_n")
@@ -671,6 +783,27 @@ class Router:
         if list(outcomes.models) != list(bandit.arms):
             raise StateError("state's outcome statistics and policy disagree on the models")
         with self._lock:
+            # The models given win: learning of those still present is kept, new ones start
+            # fresh, models no longer given are dropped.
+            given, saved = list(self.models), list(bandit.arms)
+            dropped = [m for m in saved if m not in given]
+            added = [m for m in given if m not in saved]
+            for model in added:
+                bandit.add_arm(model)
+                outcomes.add_model(model, None)
+            for model in dropped:
+                bandit.remove_arm(model)
+                outcomes.remove_model(model)
+            if dropped or added:
+                logger.info(
+                    "restored state learned for %d model(s); %d new start fresh (%s); "
+                    "%d no longer given dropped (%s)",
+                    len(saved) - len(dropped),
+                    len(added),
+                    ", ".join(added) or "-",
+                    len(dropped),
+                    ", ".join(dropped) or "-",
+                )
             prices = dict(self._outcomes.prices)
             self._bandit, self._outcomes = bandit, outcomes
             for model, price in prices.items():
@@ -682,6 +815,8 @@ class Router:
         target = Path(path) if path is not None else self.state_path
         if target is None:
             raise ConfigurationError("no path: pass one or construct the Router with state_path=")
+        if path is None:
+            self._ensure_started()  # load state_path first, rather than overwrite it
         write_state(target, {"router": self.state_dict()})
         with self._lock:
             self._since_save = 0
@@ -710,19 +845,28 @@ class Router:
             logger.warning("could not save router state to %s: %s", self.state_path, exc)
 
     def close(self) -> None:
-        """Save (if ``state_path`` is set) and wait for a save in progress."""
+        """Save (if ``state_path`` is set) and wait for a save in progress.
+
+        A router never started learned nothing: its state file is left as it is.
+        """
         if self._save_thread is not None:
             self._save_thread.join()
-        if self.state_path is not None:
+        if self.state_path is not None and self._started:
             self.save()
         if self.store_sync is not None:  # push what is left to the store, stop the sync thread
             self.store_sync.close()
 
     def __enter__(self) -> Router:
-        return self
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Router:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
 
     def __repr__(self) -> str:
         return f"Router(models={list(self.models)}, algorithm={self.algorithm!r})"

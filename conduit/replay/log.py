@@ -65,6 +65,12 @@ def _open(path: Path) -> IO[bytes]:
 def _outcome(where: str, model: object, value: object) -> Outcome:
     if not isinstance(model, str) or not model:
         raise LogFormatError(f"{where}: model names must be non-empty strings")
+    try:
+        model.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape: no store can keep it
+        raise LogFormatError(
+            f"{where}: model name {model!r} is not valid Unicode text (a lone surrogate)"
+        ) from None
     if not isinstance(value, dict) or "quality" not in value:
         raise LogFormatError(f"{where}: outcome of {model!r} must be an object with 'quality'")
     quality, cost = value["quality"], value.get("cost")

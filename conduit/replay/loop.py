@@ -59,7 +59,7 @@ from conduit.replay.report import (
     SweepPoint,
     SweepResult,
 )
-from conduit.stores import Store, StoreSync, open_store
+from conduit.stores import Store, open_store
 from conduit.types import Preferences
 
 __all__ = [
@@ -383,7 +383,12 @@ def _replay_once(
     labels: Labels = ALL_LABELS,
 ) -> _Trace:
     router = Router(
-        models=data.models, bandit_algorithm=algorithm, seed=seed, extractor=data.extractor
+        models=data.models,
+        bandit_algorithm=algorithm,
+        seed=seed,
+        extractor=data.extractor,
+        state_store=store,
+        sync_interval=1.0,
     )
     order = np.random.default_rng(seed).permutation(len(data))
     if store is None:
@@ -393,13 +398,11 @@ def _replay_once(
     if latest and latest[0].time >= start:
         start = latest[0].time + time_step
     clock = _ReplayClock(start, time_step)
-    sync = StoreSync(router, store, interval=1.0, clock=clock)
-    router.store_sync = sync
     try:
-        sync.sync_now()  # a store that is down, or holds another router's state, fails here
-        sync.start()
+        router.start(wait=0, clock=clock)
+        router.sync()  # a store that is down, or holds another router's state, fails here
         trace = _run(router, data, order, preferences, bar, clock, labels=labels, seed=seed)
-        sync.sync_now()  # everything learned and every record written, or an error
+        router.sync()  # everything learned and every record written, or an error
     finally:
         router.close()
     return trace

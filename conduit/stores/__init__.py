@@ -8,9 +8,11 @@
 ===============================  =============================================
 
 Every URL also takes ``?namespace=`` (which router's learning; default
-``default``) and ``?store_prompts=true`` (keep prompt text in the history; off
-by default, only its sha256 is kept). Without a URL, ``$CONDUIT_STATE_URL`` or an
-SQLite file in the user's data directory is used.
+``default``), ``?store_prompts=true`` (keep prompt text in the history; off
+by default, only its sha256 is kept) and the history retention,
+``?history_days=30&history_max=200000`` (the defaults; ``0``: no limit).
+Without a URL, ``$CONDUIT_STATE_URL`` or an SQLite file in the user's data
+directory is used.
 
 >>> store = open_store("memory://?namespace=docs")
 >>> store.namespace, store.pull() is None
@@ -20,25 +22,38 @@ SQLite file in the user's data directory is used.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from conduit.config import state_url
 from conduit.errors import ConfigurationError
-from conduit.stores.base import HistoryRecord, Meta, Snapshot, Store, Sums
+from conduit.stores.base import (
+    HISTORY_DAYS,
+    HISTORY_MAX,
+    HistoryRecord,
+    Learner,
+    Meta,
+    Snapshot,
+    Store,
+    Sums,
+    check_retention,
+)
 from conduit.stores.sync import StoreSync
 
 __all__ = [
     "HistoryRecord",
+    "Learner",
     "Meta",
     "Snapshot",
     "Store",
     "StoreSync",
     "Sums",
+    "check_url",
     "open_store",
     "redact",
 ]
 
-_OURS = ("namespace", "store_prompts", "prefix")
+_OURS = ("namespace", "store_prompts", "prefix", "history_days", "history_max")
 #: Query parameters that carry a credential (libpq's ``password``, ``sslpassword``, ...).
 _SECRET_PARAMS = frozenset({"password", "sslpassword", "passwd", "token", "api_key", "secret"})
 _TRUE = {"1", "true", "yes", "on"}
@@ -67,6 +82,29 @@ def redact(url: str) -> str:
     return urlunsplit(parts)
 
 
+_SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss", "unix")
+
+
+def check_url(url: object) -> str:
+    """``url`` if it names a store :func:`open_store` can open (checked without any I/O)."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"state store must be a URL like sqlite:///state.db, postgresql://..., redis://... "
+            f"or memory://, got {url!r}"
+        )
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _SCHEMES:
+        raise ConfigurationError(
+            f"unknown state store scheme {parts.scheme!r} in {redact(url)!r}; "
+            "use memory://, sqlite:///path, postgresql://... or redis://..."
+        )
+    flag = dict(parse_qsl(parts.query, keep_blank_values=True)).get("store_prompts", "").lower()
+    if flag not in _TRUE | _FALSE:
+        raise ConfigurationError(f"store_prompts must be true or false, got {flag!r}")
+    _retention(url)
+    return url
+
+
 def open_store(
     url: str | None = None,
     *,
@@ -82,18 +120,35 @@ def open_store(
     """
     if url is None:
         url = state_url()
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(
-            f"state store must be a URL like sqlite:///state.db, postgresql://..., redis://... "
-            f"or memory://, got {url!r}"
-        )
+    check_url(url)
+    store = _open(url, namespace, store_prompts, must_exist)
+    store.history_days, store.history_max = _retention(url)
+    return store
+
+
+def _retention(url: str) -> tuple[float | None, int | None]:
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    return check_retention(
+        _number(query, "history_days", float, HISTORY_DAYS),
+        _number(query, "history_max", int, HISTORY_MAX),
+    )
+
+
+def _number(query: dict[str, str], name: str, kind: type[float] | type[int], default: Any) -> Any:
+    if name not in query:
+        return default
+    try:
+        return kind(query[name])
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {query[name]!r}") from None
+
+
+def _open(url: str, namespace: str | None, store_prompts: bool | None, must_exist: bool) -> Store:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     ours = {k: v for k, v in query if k in _OURS}
     rest = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in _OURS])))
     flag = ours.get("store_prompts", "").lower()
-    if flag not in _TRUE | _FALSE:
-        raise ConfigurationError(f"store_prompts must be true or false, got {flag!r}")
     shown = redact(url)
     ns = namespace or ours.get("namespace") or "default"
     prompts = flag in _TRUE if store_prompts is None else store_prompts

@@ -25,13 +25,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from pydantic import ValidationError as PydanticValidationError
 
 from conduit.engines.bandits.base import FloatArray
 from conduit.engines.features.metadata import METADATA_NAMES, metadata_features
+from conduit.engines.outcomes import KEYS as OUTCOME_KEYS
 from conduit.errors import ConfigurationError, StateError
 from conduit.state import decode, encode
 from conduit.types import Explanation
@@ -42,6 +43,7 @@ __all__ = [
     "PARTS",
     "QUERY_KINDS",
     "HistoryRecord",
+    "Learner",
     "Meta",
     "Snapshot",
     "Store",
@@ -59,6 +61,15 @@ KIND = "conduit-store-state"
 PARTS = ("bandit", "outcomes")
 #: Replicas not heard from for this long are dropped from the de-duplication table.
 REPLICA_TTL = 30 * 24 * 3600.0
+#: Statistics that count events: never negative, and never fewer than a replica added.
+COUNTS = ("n", "decisions", "quality_n", "cost_n", "latency_n", "successes", "failures")
+#: Outcome sums of values that are never negative.
+_NONNEGATIVE = (*COUNTS, "quality_sum", "cost_sum", "latency_sum")
+#: Largest magnitude a stored statistic may have: far beyond any real traffic (1e6 USD per
+#: outcome times 1e12 outcomes), far enough below float's range that sums cannot overflow.
+MAX_STAT = 1e18
+_PAYLOAD_KEYS = frozenset({"kind", "meta", "sums", "revision", "updated", "replicas"})
+_META_KEYS = frozenset({"algorithm", "features", "dim", "params"})
 
 #: part -> arm -> statistic -> array (0-d for scalars).
 Sums = dict[str, dict[str, dict[str, FloatArray]]]
@@ -115,6 +126,9 @@ class Snapshot:
     revision: int = 0
     updated: float = 0.0
     replicas: dict[str, tuple[int, float]] = field(default_factory=dict)
+    previous_seq: int | None = None
+    """Set by :meth:`Store.push` only (never stored): the sequence number the store held
+    for the pushing replica before this push, ``None`` if it did not know the replica."""
 
     def encode(self) -> str:
         return encode(
@@ -136,10 +150,21 @@ class Snapshot:
             raise StateError(f"{where}: {exc} (left in place for inspection)") from exc
         if payload.get("kind") != KIND:
             raise StateError(f"{where} is not a Conduit store state (left in place for inspection)")
+        extra = sorted(set(payload) - _PAYLOAD_KEYS)
+        if extra:
+            raise StateError(f"{where} has unexpected fields {extra}")
         sums = payload.get("sums")
         if not isinstance(sums, dict) or set(sums) != set(PARTS):
             found = sorted(map(str, sums)) if isinstance(sums, dict) else type(sums).__name__
             raise StateError(f"{where} has statistics for {found}, expected {list(PARTS)}")
+        meta_json = payload.get("meta")
+        if isinstance(meta_json, dict) and set(meta_json) - _META_KEYS:
+            raise StateError(
+                f"{where} has unexpected metadata fields {sorted(set(meta_json) - _META_KEYS)}"
+            )
+        meta = Meta.from_json(meta_json)
+        if meta.dim < 1:
+            raise StateError(f"{where}: feature dimension must be >= 1, got {meta.dim}")
         checked: Sums = {}
         for part in PARTS:
             if not isinstance(sums[part], dict):
@@ -154,9 +179,16 @@ class Snapshot:
                     raise StateError(
                         f"{where}: statistics of {part}/{arm} are not arrays of numbers ({exc})"
                     ) from exc
-                if not all(np.all(np.isfinite(a)) for a in arrays.values()):
-                    raise StateError(f"{where}: statistics of {part}/{arm} are not finite")
+                _check_stats(arrays, part, meta.dim, f"{where}: statistics of {part}/{arm}")
                 checked[part][arm] = arrays
+            keys = {frozenset(stats) for stats in checked[part].values()}
+            if len(keys) > 1:
+                raise StateError(f"{where}: models of {part} hold different statistics")
+            if part == "outcomes" and keys and keys != {frozenset(OUTCOME_KEYS)}:
+                raise StateError(
+                    f"{where}: outcome statistics are {sorted(next(iter(keys)))}, "
+                    f"expected {sorted(OUTCOME_KEYS)}"
+                )
         try:
             replicas = {
                 str(r): (int(v[0]), float(v[1])) for r, v in payload.get("replicas", {}).items()
@@ -164,7 +196,9 @@ class Snapshot:
             revision, updated = int(payload.get("revision", 0)), float(payload.get("updated", 0.0))
         except (TypeError, ValueError, IndexError, AttributeError) as exc:
             raise StateError(f"{where}: malformed revision or replica table: {exc!r}") from exc
-        return cls(Meta.from_json(payload.get("meta")), checked, revision, updated, replicas)
+        if revision < 0 or any(seq < 0 for seq, _ in replicas.values()):
+            raise StateError(f"{where}: revision and sequence numbers must be >= 0")
+        return cls(meta, checked, revision, updated, replicas)
 
     def summary(self) -> dict[str, Any]:
         """What the state says, as plain JSON: metadata and, per model, decisions, feedback
@@ -195,6 +229,25 @@ class Snapshot:
             "replicas": len(self.replicas),
             "models": models,
         }
+
+
+def _check_stats(arrays: Mapping[str, FloatArray], part: str, dim: int, where: str) -> None:
+    """The invariants of one model's statistics: finite, in range, counts and sums of
+    non-negative values >= 0, vectors and matrices of the feature dimension."""
+    for key, value in arrays.items():
+        name = key.rsplit(".", 1)[-1]
+        if not np.all(np.isfinite(value)):
+            raise StateError(f"{where} are not finite ({key})")
+        if np.any(np.abs(value) > MAX_STAT):
+            raise StateError(f"{where} are out of range ({key} beyond {MAX_STAT:g})")
+        if name in _NONNEGATIVE and np.any(value < 0):
+            raise StateError(f"{where} are negative ({key})")
+        if part == "outcomes" and value.ndim != 0:
+            raise StateError(f"{where}: {key} must be a number, has shape {value.shape}")
+        if part == "bandit" and any(n != dim for n in value.shape):
+            raise StateError(
+                f"{where}: {key} has shape {value.shape}, the feature dimension is {dim}"
+            )
 
 
 def _plain(sums: Sums) -> dict[str, Any]:
@@ -397,6 +450,26 @@ def _merge_history(records: Iterable[HistoryRecord]) -> list[HistoryRecord]:
     return list(merged.values())
 
 
+#: Default history retention per namespace: 30 days and at most 200,000 decisions (about
+#: 100 MB in SQLite with explanations); ``0`` in either means no limit of that kind.
+HISTORY_DAYS = 30.0
+HISTORY_MAX = 200_000
+
+
+def check_retention(days: object, keep: object) -> tuple[float | None, int | None]:
+    """``(days, keep)`` validated; ``0`` or ``None`` means no limit of that kind."""
+    if days is not None and (
+        isinstance(days, bool)
+        or not isinstance(days, (int, float))
+        or not math.isfinite(days)
+        or days < 0
+    ):
+        raise ConfigurationError(f"history_days must be a number of days >= 0, got {days!r}")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+        raise ConfigurationError(f"history_max must be an int >= 0, got {keep!r}")
+    return (float(days) if days else None), (keep if keep else None)
+
+
 def check_namespace(namespace: str) -> str:
     if not isinstance(namespace, str) or not namespace or len(namespace) > 200:
         raise ConfigurationError(
@@ -407,6 +480,25 @@ def check_namespace(namespace: str) -> str:
             f"namespace must not contain control characters, got {namespace!r}"
         )
     return namespace
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """What a store sync needs of a router: its models, what kind of learner it is, its
+    additive statistics, and a way to add statistics learned elsewhere."""
+
+    @property
+    def models(self) -> tuple[str, ...]: ...
+
+    def meta(self) -> Meta: ...
+
+    def snapshot(self) -> Sums:
+        """The statistics learned so far (a copy, taken atomically)."""
+        ...
+
+    def merge_delta(self, delta: Sums) -> None:
+        """Add statistics learned elsewhere (models the learner does not have are ignored)."""
+        ...
 
 
 class Store(ABC):
@@ -422,11 +514,18 @@ class Store(ABC):
     scheme: str = ""
 
     def __init__(
-        self, *, url: str, namespace: str = "default", store_prompts: bool = False
+        self,
+        *,
+        url: str,
+        namespace: str = "default",
+        store_prompts: bool = False,
+        history_days: float | None = HISTORY_DAYS,
+        history_max: int | None = HISTORY_MAX,
     ) -> None:
         self.url = url
         self.namespace = check_namespace(namespace)
         self.store_prompts = bool(store_prompts)
+        self.history_days, self.history_max = check_retention(history_days, history_max)
 
     # -- what a backend provides ------------------------------------------------------
     @abstractmethod
@@ -456,6 +555,10 @@ class Store(ABC):
     @abstractmethod
     def _read_record(self, namespace: str, decision_id: str) -> HistoryRecord | None:
         """One decision's record, or ``None``."""
+
+    @abstractmethod
+    def _prune_history(self, namespace: str, before: float | None, keep: int | None) -> int:
+        """Delete records older than ``before`` and beyond the ``keep`` newest; how many."""
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release connections; the store can not be used afterwards."""
@@ -493,10 +596,15 @@ class Store(ABC):
             else:
                 base = Snapshot.decode(current, where)
                 meta.check(base.meta, where)
-            replicas = {r: v for r, v in base.replicas.items() if now - v[1] < REPLICA_TTL}
+            # The pusher's own entry is never expired: its absence means the store lost it.
+            replicas = {
+                r: v for r, v in base.replicas.items() if r == replica or now - v[1] < REPLICA_TTL
+            }
             sums = base.sums
+            previous: int | None = None
             if replica is not None and seq is not None:
-                last = replicas.get(replica, (-1, now))[0]
+                previous = replicas[replica][0] if replica in replicas else None
+                last = -1 if previous is None else previous
                 if seq > last:
                     sums = add_sums(sums, delta)
                 replicas[replica] = (max(seq, last), now)
@@ -505,7 +613,7 @@ class Store(ABC):
             new = Snapshot(
                 base.meta if current is not None else meta, sums, base.revision + 1, now, replicas
             )
-            result.append(new)
+            result.append(replace(new, previous_seq=previous))
             return new.encode()
 
         self._update(ns, change)
@@ -528,6 +636,25 @@ class Store(ABC):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ConfigurationError(f"limit must be an int >= 0, got {limit!r}")
         return self._read_history(check_namespace(namespace or self.namespace), limit)
+
+    def prune(
+        self,
+        *,
+        namespace: str | None = None,
+        days: float | None = None,
+        keep: int | None = None,
+    ) -> int:
+        """Delete history older than ``days`` and beyond the ``keep`` newest decisions (by
+        default the store's retention, ``history_days`` and ``history_max``); how many.
+        Learned state is never touched."""
+        days, keep = check_retention(
+            self.history_days if days is None else days,
+            self.history_max if keep is None else keep,
+        )
+        if days is None and keep is None:
+            return 0
+        before = None if days is None else time.time() - days * 86_400.0
+        return self._prune_history(check_namespace(namespace or self.namespace), before, keep)
 
     def record(self, decision_id: str, *, namespace: str | None = None) -> HistoryRecord | None:
         """The history record of one decision, or ``None`` if the store has none."""

@@ -1,4 +1,4 @@
-"""``conduit state show|export|import|reset``: inspect and move a store's learned state.
+"""``conduit state show|export|import|prune|reset``: inspect and move a store's learned state.
 
 Wire into the main parser with ``add_state_commands(subparsers)`` and run the
 parsed arguments with ``run_state(args)`` (the exit status). Every ``conduit``
@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from conduit.config import choose_namespace, state_url
 from conduit.errors import ConduitError, StateError, ValidationError
+from conduit.state import write_private
 from conduit.stores import open_store
 from conduit.stores.base import HISTORY_FIELDS, HistoryRecord, Snapshot, Store
 
@@ -64,9 +64,9 @@ def open_from_args(args: argparse.Namespace, *, must_exist: bool) -> Store:
 
 
 def add_state_commands(subparsers: Any) -> None:
-    """Add ``state`` with its four subcommands to an ``argparse`` subparsers object."""
+    """Add ``state`` with its five subcommands to an ``argparse`` subparsers object."""
     state: argparse.ArgumentParser = subparsers.add_parser(
-        "state", help="show, export, import or reset learned state"
+        "state", help="show, export, import, prune or reset learned state"
     )
     commands = state.add_subparsers(dest="state_command", required=True, metavar="COMMAND")
 
@@ -95,6 +95,22 @@ def add_state_commands(subparsers: Any) -> None:
         help="reset the namespace first instead of adding to its learning",
     )
     imp.set_defaults(func=_import)
+
+    prune = commands.add_parser(
+        "prune", help="delete old history (learned state is kept); default: the retention"
+    )
+    common(prune)
+    prune.add_argument(
+        "--days",
+        type=float,
+        help="delete decisions older than DAYS (default: the URL's history_days, else 30)",
+    )
+    prune.add_argument(
+        "--keep",
+        type=int,
+        help="keep at most the KEEP newest decisions (default: history_max, else 200000)",
+    )
+    prune.set_defaults(func=_prune)
 
     reset = commands.add_parser("reset", help="forget a namespace's learning and history")
     common(reset)
@@ -178,12 +194,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``, readable by the user only (0600)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        write_private(path, text)
     except OSError as exc:
         raise StateError(f"cannot write {path}: {exc}") from exc
 
@@ -200,6 +212,13 @@ def _import(args: argparse.Namespace) -> int:
             store.reset()
         result = store.push(snapshot.sums, snapshot.meta)
         print(f"imported {source} into {store.namespace!r} (now revision {result.revision})")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        removed = store.prune(days=args.days, keep=args.keep)
+        print(f"pruned {removed} history record(s) of {store.namespace!r}")
     return 0
 
 

@@ -69,6 +69,17 @@ class MemoryStore(Store):
                 old = table.get(record.decision_id)
                 table[record.decision_id] = old.merged(record) if old is not None else record
 
+    def _prune_history(self, namespace: str, before: float | None, keep: int | None) -> int:
+        with self._data.lock:
+            table = self._data.history.get(namespace, {})
+            newest = sorted(table.values(), key=lambda r: r.time, reverse=True)
+            gone = [r for r in newest if before is not None and r.time < before]
+            if keep is not None:
+                gone += [r for r in newest[keep:] if r not in gone]
+            for record in gone:
+                del table[record.decision_id]
+        return len(gone)
+
     def _read_history(self, namespace: str, limit: int) -> list[HistoryRecord]:
         with self._data.lock:
             records = list(self._data.history.get(namespace, {}).values())

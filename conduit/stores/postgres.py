@@ -19,6 +19,7 @@ from conduit.stores.base import HistoryRecord, Store
 from conduit.stores.sql import (
     LATEST,
     MIGRATIONS,
+    history_prune,
     history_select,
     history_upsert,
     record_select,
@@ -177,6 +178,18 @@ class PostgresStore(Store):
             cur.executemany(
                 history_upsert(f"{SCHEMA}.", "%s"), [(r.decision_id, *r.values()) for r in records]
             )
+
+    def _prune_history(self, namespace: str, before: float | None, keep: int | None) -> int:
+        by_age, by_count = history_prune(f"{SCHEMA}.", "%s")
+        removed = 0
+        with self._transaction() as cur:
+            if before is not None:
+                cur.execute(by_age, (namespace, before))
+                removed += cur.rowcount
+            if keep is not None:
+                cur.execute(by_count, (namespace, namespace, keep - 1))
+                removed += cur.rowcount
+        return int(removed)
 
     def _read_history(self, namespace: str, limit: int) -> list[HistoryRecord]:
         with self._transaction() as cur:

@@ -144,6 +144,27 @@ class RedisStore(Store):
 
         self._call(write)
 
+    def _prune_history(self, namespace: str, before: float | None, keep: int | None) -> int:
+        index = self._key("history", namespace)
+
+        def prune() -> int:
+            gone: set[bytes] = set()
+            if before is not None:
+                gone.update(self._client.zrangebyscore(index, "-inf", f"({before!r}"))
+            if keep is not None:
+                gone.update(self._client.zrange(index, 0, -(keep + 1)))
+            if not gone:
+                return 0
+            pipe = self._client.pipeline(transaction=False)
+            for decision_id in gone:
+                pipe.delete(self._key("decision", namespace, bytes(decision_id).decode()))
+            pipe.zrem(index, *gone)
+            pipe.execute()
+            return len(gone)
+
+        removed: int = self._call(prune)
+        return removed
+
     def _read_history(self, namespace: str, limit: int) -> list[HistoryRecord]:
         if limit == 0:
             return []

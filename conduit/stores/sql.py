@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conduit.stores.base import HISTORY_FIELDS
 
-__all__ = ["MIGRATIONS", "history_select", "history_upsert", "record_select"]
+__all__ = ["MIGRATIONS", "history_prune", "history_select", "history_upsert", "record_select"]
 
 #: Numbered schema migrations, oldest first; ``{s}`` is the schema prefix ("" or "conduit.").
 #: Never edit an applied one: append a new number. Both SQLite and PostgreSQL accept this SQL.
@@ -71,4 +71,17 @@ def record_select(schema: str, placeholder: str) -> str:
     return (
         f"SELECT decision_id, {', '.join(HISTORY_FIELDS)} FROM {schema}history "
         f"WHERE namespace = {placeholder} AND decision_id = {placeholder}"
+    )
+
+
+def history_prune(schema: str, placeholder: str) -> tuple[str, str]:
+    """Two deletes: records older than a time; records beyond the N most recent.
+
+    Parameters: (namespace, time) and (namespace, namespace, N).
+    """
+    return (
+        f"DELETE FROM {schema}history WHERE namespace = {placeholder} AND time < {placeholder}",
+        f"DELETE FROM {schema}history WHERE namespace = {placeholder} AND time < "
+        f"(SELECT time FROM {schema}history WHERE namespace = {placeholder} "
+        f"ORDER BY time DESC LIMIT 1 OFFSET {placeholder})",
     )

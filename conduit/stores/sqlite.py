@@ -16,10 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from conduit.errors import StateError, StoreError
+from conduit.state import make_private_dirs
 from conduit.stores.base import HistoryRecord, Store
 from conduit.stores.sql import (
     LATEST,
     MIGRATIONS,
+    history_prune,
     history_select,
     history_upsert,
     record_select,
@@ -53,7 +55,7 @@ class SQLiteStore(Store):
         self._conns_lock = threading.Lock()
         self._closed = False
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
             if not self.path.exists():
                 # Private before SQLite writes a byte; SQLite gives its -wal and -shm files
                 # the database file's mode. fchmod: the umask cannot widen or narrow it.
@@ -188,6 +190,16 @@ class SQLiteStore(Store):
             conn.executemany(
                 history_upsert("", "?"), [(r.decision_id, *r.values()) for r in records]
             )
+
+    def _prune_history(self, namespace: str, before: float | None, keep: int | None) -> int:
+        by_age, by_count = history_prune("", "?")
+        removed = 0
+        with self._transaction() as conn:
+            if before is not None:
+                removed += conn.execute(by_age, (namespace, before)).rowcount
+            if keep is not None:
+                removed += conn.execute(by_count, (namespace, namespace, keep - 1)).rowcount
+        return removed
 
     def _read_history(self, namespace: str, limit: int) -> list[HistoryRecord]:
         with self._connect() as conn:

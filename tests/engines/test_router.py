@@ -705,3 +705,118 @@ def test_explanations_are_bounded_and_unknown_ids_refused(make_router: MakeRoute
     off = make_router(max_explanations=0)
     with pytest.raises(UnknownDecisionError):
         off.explain(off.route_sync("q").decision_id)
+
+
+# -- reliability: arguments refused at the boundary, construction without I/O ---------------
+
+
+@pytest.mark.parametrize(
+    ("models", "kwargs", "pattern"),
+    [
+        (["a"], {"seed": -1}, "seed must be an int >= 0"),
+        (["a"], {"seed": 1.5}, "seed must be an int >= 0"),
+        (["a"], {"sync_interval": float("inf")}, "sync_interval"),
+        (["a"], {"sync_interval": 1e-9}, "sync_interval"),
+        (["a"], {"sync_interval": float("nan")}, "sync_interval"),
+        (["a", "b\ud800"], {}, "lone surrogate"),
+        (["a"], {"state_store": "ftp://x"}, "unknown state store scheme"),
+        (["a"], {"state_store": "memory://?history_max=-1"}, "history_max"),
+    ],
+)
+def test_bad_arguments_are_configuration_errors(
+    models: list[str], kwargs: dict[str, Any], pattern: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=pattern):
+        Router(models, bandit_algorithm="ucb1", **kwargs)
+
+
+def test_a_surrogate_model_name_is_refused_when_added() -> None:
+    router = Router(["a"], bandit_algorithm="ucb1")
+    with pytest.raises(ConfigurationError, match="lone surrogate"):
+        router.add_model("b\udfff")
+    assert router.models == ("a",)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"quality": 2**1024}, {"cost": 2**2000}, {"latency": 2**1100}, {"cost": -(2**1100)}],
+)
+def test_an_outcome_beyond_floats_range_is_invalid_feedback(kwargs: dict[str, Any]) -> None:
+    router = Router(["a", "b"], bandit_algorithm="ucb1", seed=0)
+    decision = router.route_sync("hi")
+    with pytest.raises(InvalidFeedbackError):
+        router.update_sync(decision.decision_id, **kwargs)
+    assert router.stats().total_feedback == 0
+    assert router.update_sync(decision.decision_id, quality=1.0) == {"quality"}  # nothing spent
+
+
+def test_construction_does_no_io_and_start_loads(tmp_path: Any) -> None:
+    path = tmp_path / "state.json"
+    path.write_text("{not a state", encoding="utf-8")
+    router = Router(["a", "b"], bandit_algorithm="ucb1", state_path=path)  # reads nothing
+    with pytest.raises(StateError):
+        router.start()
+    good = Router(["a", "b"], bandit_algorithm="ucb1", seed=0)
+    good.update_sync(force(good, "a"), quality=1.0)
+    good.save(path)
+    with Router(["a", "b"], bandit_algorithm="ucb1", state_path=path) as loaded:
+        assert loaded.stats().models["a"].feedback == 1
+
+
+def test_route_starts_a_router_that_was_not_started(tmp_path: Any) -> None:
+    path = tmp_path / "state.json"
+    saved = Router(["a", "b"], bandit_algorithm="ucb1", seed=0)
+    saved.update_sync(force(saved, "a"), quality=1.0)
+    saved.save(path)
+    router = Router(["a", "b"], bandit_algorithm="ucb1", state_path=path)
+    router.route_sync("hello")
+    assert router.stats().models["a"].feedback == 1
+
+
+async def test_async_with_starts_and_closes(tmp_path: Any) -> None:
+    path = tmp_path / "state.json"
+    async with Router(["a", "b"], bandit_algorithm="ucb1", state_path=path, seed=0) as router:
+        decision = await router.route("hi")
+        await router.update(decision.decision_id, quality=1.0)
+    assert path.exists()  # close() saved
+
+
+def test_the_models_given_win_over_a_saved_state(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state.json"
+    saved = Router(["m-a", "m-b"], bandit_algorithm="ucb1", seed=0)
+    for _ in range(3):
+        saved.update_sync(force(saved, "m-a"), quality=1.0)
+        saved.update_sync(force(saved, "m-b"), quality=0.0)
+    saved.save(path)
+    caplog.set_level("INFO", logger="conduit.router")
+    router = Router(["m-a", "gpt-new"], bandit_algorithm="ucb1", state_path=path).start()
+    assert set(router.models) == {"m-a", "gpt-new"}
+    stats = router.stats().models
+    assert stats["m-a"].feedback == 3 and stats["gpt-new"].feedback == 0
+    assert "m-b" not in stats
+    said = [r.getMessage() for r in caplog.records if "restored state" in r.getMessage()]
+    assert len(said) == 1 and "gpt-new" in said[0] and "m-b" in said[0]
+    # The new model is tried: an untried arm is chosen before the known one.
+    assert router.route_sync("hello").selected_model == "gpt-new"
+
+
+def test_closing_a_router_never_started_leaves_its_state_file(tmp_path: Any) -> None:
+    path = tmp_path / "state.json"
+    saved = Router(["a", "b"], bandit_algorithm="ucb1", seed=0)
+    saved.update_sync(force(saved, "a"), quality=1.0)
+    saved.save(path)
+    Router(["a", "b"], bandit_algorithm="ucb1", state_path=path).close()
+    with Router(["a", "b"], bandit_algorithm="ucb1", state_path=path) as again:
+        assert again.stats().models["a"].feedback == 1
+
+
+def test_saving_a_router_never_started_keeps_what_its_file_held(tmp_path: Any) -> None:
+    path = tmp_path / "state.json"
+    saved = Router(["a", "b"], bandit_algorithm="ucb1", seed=0)
+    saved.update_sync(force(saved, "a"), quality=1.0)
+    saved.save(path)
+    Router(["a", "b"], bandit_algorithm="ucb1", state_path=path).save()
+    with Router(["a", "b"], bandit_algorithm="ucb1", state_path=path) as again:
+        assert again.stats().models["a"].feedback == 1

@@ -82,6 +82,10 @@ BAD_LINES = [
     (_line({"x": {"quality": 1, "cost": -1}}), r":2: cost of 'x' must be a number >= 0 or null"),
     (_line({"x": {"quality": 1, "cost": "1"}}), r":2: cost of 'x' must be a number >= 0 or null"),
     ('{"prompt": "p", "outcomes": {"x": {"quality": 1, "cost": Infinity}}}', r":2: cost of 'x'"),
+    (
+        '{"prompt": "p", "outcomes": {"x\\ud800": {"quality": 1}}}',
+        r":2: model name .* lone surrogate",
+    ),
     (_line({"y": {"quality": 1}}), r":2: outcomes name models \['y'\], earlier lines \['x'\]"),
     (
         _line({"x": {"quality": 1}, "y": {"quality": 1}}),

@@ -22,7 +22,10 @@ def forced_model(record: LogRecord, models: list[str]) -> str:
 
 
 def make_router(models: list[str], **kwargs: object) -> Router:
-    return Router(models, bandit_algorithm="linucb", embedding_backend="hashing", seed=0, **kwargs)  # type: ignore[arg-type]
+    router = Router(
+        models, bandit_algorithm="linucb", embedding_backend="hashing", seed=0, **kwargs
+    )  # type: ignore[arg-type]
+    return router.start()
 
 
 def route_all(router: Router, records: list[LogRecord], pause: float = 0.0) -> int:

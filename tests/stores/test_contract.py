@@ -210,7 +210,7 @@ def test_namespaces_are_independent(make_store: Callable[..., Store]) -> None:
     a = make_store()
     b = make_store(namespace=f"{a.namespace}-b")
     a.push(delta(1.0), META)
-    b.push(delta(7.0), Meta(algorithm="ucb1", features="none", dim=1))
+    b.push(delta(7.0, dim=1), Meta(algorithm="ucb1", features="none", dim=1))
     pulled_a, pulled_b = a.pull(), b.pull()
     assert pulled_a is not None and pulled_b is not None
     assert pulled_a.meta.algorithm == "linucb" and pulled_b.meta.algorithm == "ucb1"

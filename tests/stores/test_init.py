@@ -22,11 +22,13 @@ def test_exported_names_are_complete() -> None:
     assert all(hasattr(stores, name) for name in exported)
     assert set(exported) == {
         "HistoryRecord",
+        "Learner",
         "Meta",
         "Snapshot",
         "Store",
         "StoreSync",
         "Sums",
+        "check_url",
         "open_store",
         "redact",
     }
