@@ -272,7 +272,7 @@ def test_each_feedback_part_is_learned_once(
     for _ in range(3):
         assert router.update_sync(d.decision_id, quality=0.1, cost=1.0, latency=9.0) == frozenset()
     assert_same_state(router.state_dict(), after_quality)
-    assert router.bandit.pulls().sum() == 1
+    assert router.bandit.feedback_counts().sum() == 1
 
 
 def test_oldest_pending_decision_is_forgotten_beyond_max_pending(make_router: MakeRouter) -> None:
@@ -446,7 +446,7 @@ def test_stats_count_decisions_feedback_and_cost(make_router: MakeRouter) -> Non
     assert stats.total_cost == pytest.approx(0.04)
     assert stats.pending == 5
     a, b = stats.models["a"], stats.models["b"]
-    assert (a.pulls, a.feedback, b.pulls, b.feedback) == (3, 2, 2, 0)
+    assert (a.decisions, a.feedback, b.decisions, b.feedback) == (3, 2, 2, 0)
     assert a.mean_quality == pytest.approx(0.75) and a.mean_cost == pytest.approx(0.02)
     assert a.mean_latency == pytest.approx(1.0) and b.mean_latency == pytest.approx(3.0)
     assert b.mean_quality is None and b.mean_cost is None
@@ -472,7 +472,7 @@ def test_adding_and_removing_models_keeps_the_others_learning(
     for m in ("a", "b", "c"):
         assert_same_state(router.bandit.stats()[m], policy[m])
         assert router.stats().models[m] == outcomes[m]
-    assert router.stats().models["d"].pulls == 0
+    assert router.stats().models["d"].decisions == 0
     assert (
         router.route_sync("hi?", constraints=Constraints(allowed_models=frozenset({"d"})))
         .scores["d"]
@@ -679,8 +679,8 @@ def test_explain_gives_the_numbers_behind_each_recent_decision(
             d.propensity,
         )
         assert e.preset == "quality" and e.exploring == d.exploring
-        # Exploring means: the chosen model is not the best by utility without its bonus.
-        greedy = {m: s.utility - s.bonus for m, s in d.scores.items()}
+        # Exploring means: the chosen model is not the best by utility without its exploration or noise.
+        greedy = {m: s.utility - s.exploration - s.noise for m, s in d.scores.items()}
         assert d.exploring == (greedy[d.selected_model] < max(greedy.values()) - 1e-12)
         assert d.exploit_model is not None
         assert d.exploit_model == d.selected_model or greedy[d.exploit_model] == max(

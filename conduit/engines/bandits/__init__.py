@@ -1,10 +1,14 @@
-"""Routing policies, one file each, behind :class:`~conduit.engines.bandits.base.Bandit`."""
+"""Routing policies, one file each, behind :class:`~conduit.engines.bandits.base.Bandit`.
+
+A single-learner policy (:class:`Policy`) implements one hook, its estimate of each
+candidate's quality; the hybrid composes two of them with a switch.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from conduit.engines.bandits.base import Bandit, Choice
+from conduit.engines.bandits.base import Bandit, Choice, Estimate, Policy
 from conduit.engines.bandits.baselines import (
     AlwaysBestBandit,
     AlwaysCheapestBandit,
@@ -27,9 +31,11 @@ __all__ = [
     "Choice",
     "ContextualThompsonBandit",
     "EpsilonGreedyBandit",
+    "Estimate",
     "HybridBandit",
     "LinUCBBandit",
     "OracleBandit",
+    "Policy",
     "RandomBandit",
     "ThompsonBandit",
     "UCB1Bandit",

@@ -90,9 +90,9 @@ def ill_conditioned_contexts(n: int, d: int, seed: int) -> np.ndarray:
 
 
 def relative_error(bandit: LinUCBBandit) -> float:
-    A = bandit._stats["A"][0]
+    A = bandit.stats()["a"]["A"]
     exact = np.linalg.inv(bandit.prior_precision() + A)
-    return float(np.linalg.norm(bandit._Ainv[0] - exact) / np.linalg.norm(exact))
+    return float(np.linalg.norm(bandit._cache["Ainv"][0] - exact) / np.linalg.norm(exact))
 
 
 def test_no_drift_after_many_rank_one_updates() -> None:
@@ -105,9 +105,9 @@ def test_no_drift_after_many_rank_one_updates() -> None:
     for i in range(n - 1):  # stop one short of a refactorisation, to see the incremental cache
         bandit.update("a", X[i], float(r[i]))
     assert relative_error(bandit) < 1e-8
-    A = bandit._stats["A"][0]
+    A = bandit.stats()["a"]["A"]
     np.testing.assert_allclose(A, X[: n - 1].T @ X[: n - 1], rtol=1e-9)
-    theta = np.linalg.solve(bandit.prior_precision() + A, bandit._stats["b"][0])
+    theta = np.linalg.solve(bandit.prior_precision() + A, bandit.stats()["a"]["b"])
     np.testing.assert_allclose(bandit.coefficients("a"), theta, rtol=1e-6, atol=1e-10)
 
 
@@ -128,7 +128,7 @@ def test_refactorisation_repairs_the_cached_inverse() -> None:
     X = ill_conditioned_contexts(2 * every, d, seed=4)
     for x in X[:every]:
         bandit.update("a", x, 0.5)
-    bandit._Ainv[0] += 1e-3  # an error the rank-one updates alone would carry forever
+    bandit._cache["Ainv"][0] += 1e-3  # an error the rank-one updates alone would carry forever
     for x in X[every : 2 * every - 1]:
         bandit.update("a", x, 0.5)
     assert relative_error(bandit) > 1e-6
