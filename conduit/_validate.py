@@ -69,9 +69,8 @@ def number(
     ok = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
     if ok:
         number = float(value)  # type: ignore[arg-type]
-        ok = (
-            (low is None or (number > low if strict_low else number >= low))
-            and (high is None or number <= high)
+        ok = (low is None or (number > low if strict_low else number >= low)) and (
+            high is None or number <= high
         )
     if not ok:
         kind = _bounds(low, high, strict_low, "a number")

@@ -271,7 +271,9 @@ class Router:
         self._outcomes = OutcomeStats()
         self._pending = PendingDecisions(ttl=pending_ttl, maxsize=max_pending)
         # Seeds the confidence's draws, with a decision counter (see _Reasons.sample).
-        self._sample_seed = int(np.random.SeedSequence(None if seed is None else seed + 7919).entropy)
+        self._sample_seed = int(
+            np.random.SeedSequence(None if seed is None else seed + 7919).entropy
+        )
         self._decisions_made = 0
         self._lock = threading.RLock()
         if (

@@ -679,7 +679,7 @@ def test_explain_gives_the_numbers_behind_each_recent_decision(
             d.propensity,
         )
         assert e.preset == "quality" and e.exploring == d.exploring
-        # Exploring means: the chosen model is not the best by utility without its exploration or noise.
+        # Exploring: not the best by utility without its exploration (or sampled noise).
         greedy = {m: s.utility - s.exploration - s.noise for m, s in d.scores.items()}
         assert d.exploring == (greedy[d.selected_model] < max(greedy.values()) - 1e-12)
         assert d.exploit_model is not None
@@ -691,6 +691,55 @@ def test_explain_gives_the_numbers_behind_each_recent_decision(
         router.update_sync(d.decision_id, quality=1.0 if d.selected_model == "b" else 0.0)
     if algorithm != "linucb":  # (LinUCB's optimism can keep the greedy choice on top)
         assert explored > 0, "40 decisions with feedback explore at least once"
+
+
+@pytest.mark.parametrize("algorithm", ["ucb1", "thompson", "hybrid"])
+def test_reason_and_confidence_are_computed_only_when_read(
+    make_router: MakeRouter, algorithm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conduit import reward
+
+    router = make_router(["a", "b", "c"], seed=3, bandit_algorithm=algorithm)
+    calls: list[int] = []
+    real = reward.confidence
+
+    def counting(*args: Any, **kwargs: Any) -> float:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reward, "confidence", counting)
+    decisions = [router.route_sync(f"question {i}?") for i in range(20)]
+    assert calls == [], "route() computed a confidence nobody read"
+    d = decisions[7]
+    confidence, reason = d.confidence, d.reason
+    assert len(calls) == 1
+    assert 0.0 <= confidence <= 1.0 and reason.startswith(f"{d.algorithm}: best score")
+    # Read again, through explain(), or as JSON: the same values, computed once.
+    e = router.explain(d.decision_id)
+    assert (d.confidence, e.confidence, e.reason) == (confidence, confidence, reason)
+    assert d.model_dump()["confidence"] == confidence and d.model_dump()["reason"] == reason
+    assert len(calls) == 1
+    # Unread decisions still serialise and compare with every field.
+    other = decisions[3]
+    dumped = type(other).model_validate_json(other.model_dump_json())
+    assert dumped == other and dumped.reason == other.reason
+    # The confidence depends on the decision, not on when (or whether) others were read.
+    twin = make_router(["a", "b", "c"], seed=3, bandit_algorithm=algorithm)
+    twins = [twin.route_sync(f"question {i}?") for i in range(20)]
+    assert twins[7].confidence == confidence and twins[7].reason == reason
+
+
+def test_sampled_noise_is_not_called_exploration(make_router: MakeRouter) -> None:
+    router = make_router(["a", "b", "c"], seed=0, bandit_algorithm="thompson")
+    d = router.route_sync("question?")
+    assert all(s.exploration == 0.0 for s in d.scores.values())
+    assert any(s.noise != 0.0 for s in d.scores.values())
+    assert "exploration" not in d.reason
+    text = router.explain(d.decision_id).format()
+    assert "sampled noise" in text and "exploration" not in text
+    ucb = make_router(["a", "b"], seed=0, bandit_algorithm="ucb1").route_sync("question?")
+    assert all(s.noise == 0.0 for s in ucb.scores.values())
+    assert "exploration" in ucb.reason
 
 
 def test_explanations_are_bounded_and_unknown_ids_refused(make_router: MakeRouter) -> None:

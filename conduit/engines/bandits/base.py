@@ -211,10 +211,10 @@ class Policy(Bandit):
         """Which candidate, and its propensity: the best utility, ties at random."""
         return reward.argmax(utility, self._rng)
 
-    def _arm_added(self) -> None:  # noqa: B027 - an optional hook: most policies cache nothing
+    def _arm_added(self) -> None:
         """Extend derived caches by the arm just appended (the last row)."""
 
-    def _rebuild(self) -> None:  # noqa: B027 - an optional hook: most policies cache nothing
+    def _rebuild(self) -> None:
         """Recompute derived caches from the statistics (after load, merge or removal)."""
 
     def params(self) -> dict[str, Any]:

@@ -38,9 +38,7 @@ class ContextualThompsonBandit(LinearPolicy):
         seed: int | None = None,
     ) -> None:
         self.v = _validate.positive("v", v)
-        self.propensity_samples = _validate.integer(
-            "propensity_samples", propensity_samples, low=1
-        )
+        self.propensity_samples = _validate.integer("propensity_samples", propensity_samples, low=1)
         super().__init__(
             dim=dim,
             ridge=ridge,

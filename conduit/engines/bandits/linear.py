@@ -61,6 +61,7 @@ class LinearPolicy(Policy):
         super().__init__(dim=dim, prior_mean=prior_mean, seed=seed)
         # Derived per arm: (Lambda + A)^-1, the ridge solution theta, updates since refactoring.
         self._cache = Stacked({"Ainv": (self.dim, self.dim), "theta": (self.dim,), "since": ()})
+        self._prior_inverse = np.diag(1.0 / np.diag(self.prior_precision()))
 
     def params(self) -> dict[str, Any]:
         return {
@@ -78,13 +79,15 @@ class LinearPolicy(Policy):
         """A new arm has ``A = 0`` and ``b = 0``: its inverse is ``Lambda^-1``, no solve needed,
         and no other arm's cache is touched (adding K arms is linear in K)."""
         i = self._cache.append()
-        self._cache["Ainv"][i] = np.diag(1.0 / np.diag(self.prior_precision()))
+        self._cache["Ainv"][i] = self._prior_inverse
 
     def _rebuild(self) -> None:
         stats, cache = self._stats, self._cache
         k, d = len(stats), self.dim
         if k == 0:
-            cache.replace({"Ainv": np.zeros((0, d, d)), "theta": np.zeros((0, d)), "since": np.zeros(0)})
+            cache.replace(
+                {"Ainv": np.zeros((0, d, d)), "theta": np.zeros((0, d)), "since": np.zeros(0)}
+            )
             return
         inverse = np.linalg.inv(stats["A"] + self.prior_precision())
         Ainv = np.asarray(0.5 * (inverse + np.swapaxes(inverse, 1, 2)), dtype=np.float64)

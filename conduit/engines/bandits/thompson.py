@@ -41,9 +41,7 @@ class ThompsonBandit(Policy):
         dim: int = 1,
     ) -> None:
         self.prior_strength = _validate.positive("prior_strength", prior_strength)
-        self.propensity_samples = _validate.integer(
-            "propensity_samples", propensity_samples, low=1
-        )
+        self.propensity_samples = _validate.integer("propensity_samples", propensity_samples, low=1)
         super().__init__(dim=dim, prior_mean=prior_mean, seed=seed)
         if not 0.0 < self.prior_mean < 1.0:  # Beta(0, b) and Beta(a, 0) cannot be sampled
             raise ConfigurationError(
