@@ -46,14 +46,10 @@ def integer(
     error: type[ConduitError] = ConfigurationError,
 ) -> int:
     """``value`` as an ``int`` within ``[low, high]`` (either bound optional)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, Integral)
-        or (low is not None and value < low)
-        or (high is not None and value > high)
-    ):
+    whole = None if isinstance(value, bool) or not isinstance(value, Integral) else int(value)
+    if whole is None or (low is not None and whole < low) or (high is not None and whole > high):
         raise error(f"{name} must be {_bounds(low, high, False, 'an int')}, got {value!r}")
-    return int(value)
+    return whole
 
 
 def number(

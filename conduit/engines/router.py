@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import secrets
 import threading
 import uuid
 from collections import OrderedDict
@@ -271,9 +272,7 @@ class Router:
         self._outcomes = OutcomeStats()
         self._pending = PendingDecisions(ttl=pending_ttl, maxsize=max_pending)
         # Seeds the confidence's draws, with a decision counter (see _Reasons.sample).
-        self._sample_seed = int(
-            np.random.SeedSequence(None if seed is None else seed + 7919).entropy
-        )
+        self._sample_seed = secrets.randbits(64) if seed is None else seed + 7919
         self._decisions_made = 0
         self._lock = threading.RLock()
         if (

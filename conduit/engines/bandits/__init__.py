@@ -6,6 +6,7 @@ candidate's quality; the hybrid composes two of them with a switch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from conduit.engines.bandits.base import Bandit, Choice, Estimate, Policy
@@ -68,7 +69,8 @@ def make_bandit(name: str, *, dim: int, seed: int | None = None, **params: Any) 
         raise ConfigurationError(
             f"unknown bandit_algorithm {name!r}; choose one of {sorted(ALGORITHMS)}"
         ) from None
+    factory: Callable[..., Bandit] = cls  # each policy has its own keyword arguments
     try:
-        return cls(dim=dim, seed=seed, **params)
+        return factory(dim=dim, seed=seed, **params)
     except TypeError as exc:
         raise ConfigurationError(f"{name}: {exc}") from exc
