@@ -25,7 +25,8 @@ __all__ = ["integer", "number", "positive"]
 
 def _bounds(low: float | None, high: float | None, strict_low: bool, kind: str) -> str:
     if low is not None and high is not None:
-        return f"in {'(' if strict_low else '['}{low:g}, {high:g}]"
+        within = f"in {'(' if strict_low else '['}{low:g}, {high:g}]"
+        return f"an int {within}" if kind == "an int" else within
     if high is None and (low, strict_low) in ((0, True), (1, False)) and kind == "an int":
         return "a positive int"
     if high is None and (low, strict_low) == (0, True):
@@ -59,10 +60,16 @@ def number(
     low: float | None = None,
     high: float | None = None,
     strict_low: bool = False,
+    allow_inf: bool = False,
     error: type[ConduitError] = ConfigurationError,
 ) -> float:
-    """``value`` as a finite ``float`` within the bounds (``strict_low``: ``> low``)."""
-    ok = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
+    """``value`` as a ``float`` within the bounds (``strict_low``: ``> low``); finite unless
+    ``allow_inf`` (never NaN)."""
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, Real)
+        and (math.isfinite(value) or (allow_inf and math.isinf(value)))
+    )
     if ok:
         number = float(value)  # type: ignore[arg-type]
         ok = (low is None or (number > low if strict_low else number >= low)) and (

@@ -14,15 +14,16 @@ import math
 import secrets
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from cachetools import FIFOCache
 
-from conduit import reward
+from conduit import _validate, reward
+from conduit._pending import Pending, PendingDecisions
 from conduit.engines.bandits import ALGORITHMS, Bandit, make_bandit
 from conduit.engines.bandits.base import FloatArray
 from conduit.engines.features.extractor import Backend, FeatureExtractor, make_embedder
@@ -37,7 +38,6 @@ from conduit.errors import (
     UnknownDecisionError,
     UnknownModelError,
 )
-from conduit.feedback import Pending, PendingDecisions
 from conduit.state import read_state, write_state
 from conduit.types import (
     Constraints,
@@ -275,16 +275,8 @@ class Router:
         self._sample_seed = secrets.randbits(64) if seed is None else seed + 7919
         self._decisions_made = 0
         self._lock = threading.RLock()
-        if (
-            isinstance(max_explanations, bool)
-            or not isinstance(max_explanations, int)
-            or max_explanations < 0
-        ):
-            raise ConfigurationError(
-                f"max_explanations must be an int >= 0, got {max_explanations!r}"
-            )
-        self.max_explanations = max_explanations
-        self._recent: OrderedDict[str, _Reasons] = OrderedDict()
+        self.max_explanations = _validate.integer("max_explanations", max_explanations, low=0)
+        self._recent: FIFOCache[str, _Reasons] = FIFOCache(max(max_explanations, 1))
         price_map = dict(prices or {})
         for model in price_map:
             if model not in seen:
@@ -477,8 +469,6 @@ class Router:
         if self.max_explanations:
             with self._lock:
                 self._recent[decision_id] = reasons
-                if len(self._recent) > self.max_explanations:
-                    self._recent.popitem(last=False)
         if self.store_sync is not None:
             self.store_sync.record_decision(decision, q.text, prefs)
         return decision

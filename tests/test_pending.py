@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conduit.errors import ConfigurationError, UnknownDecisionError
-from conduit.feedback import PARTS, Pending, PendingDecisions
+from conduit._pending import PARTS, Pending, PendingDecisions
 
 
 class FakeClock:
