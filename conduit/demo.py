@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from conduit import _arguments
 from conduit.errors import (
     ConduitError,
     ConfigurationError,
@@ -346,26 +347,16 @@ async def run(
     )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``conduit demo``."""
     parser.add_argument("--data", metavar="LOG", default=None,
                         help="routing log to serve and replay "
                              "(default: the shipped RouterBench log)")
-    parser.add_argument("--n", type=_positive_int, default=DEFAULT_N, metavar="N",
+    parser.add_argument("--n", type=_arguments.positive_int, default=DEFAULT_N, metavar="N",
                         help="queries to send (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N",
+    parser.add_argument("--seed", type=_arguments.non_negative_int, default=0, metavar="N",
                         help="seed of the query order (default: %(default)s)")
-    parser.add_argument("--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY,
+    parser.add_argument("--concurrency", type=_arguments.positive_int, default=DEFAULT_CONCURRENCY,
                         metavar="K", help="requests in flight at once (default: %(default)s)")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
                         help="simulated latency of each answer (default: 0)")
