@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
@@ -32,7 +32,6 @@ __all__ = [
 
 _Weight = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 
-PresetName = Literal["balanced", "quality", "cost", "speed"]
 
 
 class Preferences(BaseModel):
