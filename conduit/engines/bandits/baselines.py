@@ -19,6 +19,11 @@ from conduit.errors import ConfigurationError
 __all__ = ["AlwaysBestBandit", "AlwaysCheapestBandit", "OracleBandit", "RandomBandit"]
 
 
+def _known_share(cost_share: FloatArray | None, size: int) -> FloatArray:
+    """The candidates' cost shares, or zeros when the router gave none."""
+    return cost_share if cost_share is not None else np.zeros(size)
+
+
 class RandomBandit(MeanPolicy):
     """A uniformly random candidate (propensity ``1/K``)."""
 
@@ -66,8 +71,7 @@ class AlwaysCheapestBandit(MeanPolicy):
         quality_weight: float,
         cost_share: FloatArray | None,
     ) -> FloatArray:
-        share = cost_share if cost_share is not None else np.zeros(estimate.mean.size)
-        return -share
+        return -_known_share(cost_share, estimate.mean.size)
 
 
 class OracleBandit(MeanPolicy):
@@ -114,5 +118,4 @@ class OracleBandit(MeanPolicy):
         quality_weight: float,
         cost_share: FloatArray | None,
     ) -> FloatArray:
-        share = cost_share if cost_share is not None else np.zeros(estimate.mean.size)
-        return estimate.mean - 1e-6 * share
+        return estimate.mean - 1e-6 * _known_share(cost_share, estimate.mean.size)
