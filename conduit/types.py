@@ -33,7 +33,6 @@ __all__ = [
 _Weight = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 
 
-
 class Preferences(BaseModel):
     """How much one query cares about quality, cost and latency.
 
@@ -267,19 +266,8 @@ class Explanation(BaseModel):
 
     @classmethod
     def of(cls, decision: RoutingDecision, preferences: Preferences) -> Explanation:
-        return cls(
-            decision_id=decision.decision_id,
-            selected_model=decision.selected_model,
-            algorithm=decision.algorithm,
-            reason=decision.reason,
-            propensity=decision.propensity,
-            confidence=decision.confidence,
-            preferences=preferences,
-            scores=decision.scores,
-            excluded=decision.excluded,
-            exploring=decision.exploring,
-            exploit_model=decision.exploit_model,
-        )
+        fields = {name: getattr(decision, name) for name in RoutingDecision.model_fields}
+        return cls(preferences=preferences, **fields)
 
     def to_json(self) -> str:
         return self.model_dump_json()
