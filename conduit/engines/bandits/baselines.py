@@ -29,9 +29,6 @@ class RandomBandit(MeanPolicy):
 
     name = "random"
 
-    def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> Estimate:
-        return Estimate(self.means(idx))
-
     def _pick(self, utility: FloatArray) -> tuple[int, float]:
         return int(self._rng.integers(utility.size)), 1.0 / utility.size
 
@@ -40,9 +37,6 @@ class AlwaysBestBandit(MeanPolicy):
     """Greedy: the best mean quality so far (untried models first), ignoring cost."""
 
     name = "always_best"
-
-    def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> Estimate:
-        return Estimate(self.means(idx))
 
     def _utility(
         self,
@@ -59,9 +53,6 @@ class AlwaysCheapestBandit(MeanPolicy):
     """The candidate with the lowest predicted cost, whatever its quality."""
 
     name = "always_cheapest"
-
-    def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> Estimate:
-        return Estimate(self.means(idx))
 
     def _utility(
         self,

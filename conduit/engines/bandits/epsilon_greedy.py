@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from conduit import _validate, reward
-from conduit.engines.bandits.base import Estimate, FloatArray
+from conduit.engines.bandits.base import FloatArray
 from conduit.engines.bandits.mean import MeanPolicy
 
 __all__ = ["EpsilonGreedyBandit"]
@@ -36,9 +35,6 @@ class EpsilonGreedyBandit(MeanPolicy):
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "epsilon": self.epsilon}
-
-    def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> Estimate:
-        return Estimate(self.means(idx))
 
     def _pick(self, utility: FloatArray) -> tuple[int, float]:
         best = np.flatnonzero(utility >= utility.max() - reward.TIE_TOLERANCE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from conduit.engines.bandits.base import FloatArray, Policy
+from conduit.engines.bandits.base import Estimate, FloatArray, Policy
 
 __all__ = ["MeanPolicy"]
 
@@ -20,6 +20,10 @@ class MeanPolicy(Policy):
     def _learn(self, i: int, x: FloatArray, reward: float) -> None:
         self._stats["n"][i] += 1.0
         self._stats["total"][i] += reward
+
+    def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> Estimate:
+        """The mean alone: what a policy that does not explore by an index ranks by."""
+        return Estimate(self.means(idx))
 
     def means(self, idx: NDArray[np.intp]) -> FloatArray:
         n = self._stats["n"][idx]
