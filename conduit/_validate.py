@@ -27,8 +27,6 @@ def _bounds(low: float | None, high: float | None, strict_low: bool, kind: str) 
     if low is not None and high is not None:
         within = f"in {'(' if strict_low else '['}{low:g}, {high:g}]"
         return f"an int {within}" if kind == "an int" else within
-    if high is None and (low, strict_low) in ((0, True), (1, False)) and kind == "an int":
-        return "a positive int"
     if high is None and (low, strict_low) == (0, True):
         return f"a positive {kind.split()[-1]}"
     if low is not None:
@@ -76,7 +74,7 @@ def number(
             high is None or number <= high
         )
     if not ok:
-        kind = _bounds(low, high, strict_low, "a number")
+        kind = _bounds(low, high, strict_low, "a number" if allow_inf else "a finite number")
         raise error(f"{name} must be {kind}, got {value!r}")
     return number
 

@@ -29,10 +29,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from conduit import _arguments
+from conduit import _arguments, _validate
 from conduit.errors import (
     ConduitError,
-    ConfigurationError,
     MissingDependencyError,
     UnknownDecisionError,
     ValidationError,
@@ -151,8 +150,7 @@ def pick_queries(records: Sequence[LogRecord], n: int, seed: int) -> list[LogRec
     >>> [r.id for r in pick_queries(rows, 5, seed=0)]
     ['2', '0', '1', '2', '1']
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigurationError(f"n must be an int >= 1, got {n!r}")
+    _validate.integer("n", n, low=1)
     rng = np.random.default_rng(seed)
     picked: list[LogRecord] = []
     while len(picked) < n:
@@ -247,8 +245,7 @@ async def run(
     """Serve the log, route ``n`` of its queries through LiteLLM with Conduit, feed back quality."""
     from conduit.simulator import Simulator, quality_of
 
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    _validate.integer("concurrency", concurrency, low=1)
     path = shipped_log() if data is None else Path(data)
     records = read_log(path)
     queries = pick_queries(records, n, seed)

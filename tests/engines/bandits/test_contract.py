@@ -468,9 +468,9 @@ def test_ties_do_not_depend_on_arm_order(name: str, params: dict[str, Any], lear
 NAN = float("nan")
 BAD_PARAMS: list[tuple[str, dict[str, Any], str]] = [
     ("nope", {}, "unknown bandit_algorithm 'nope'"),
-    ("linucb", {"dim": 0}, "dim must be a positive int"),
-    ("linucb", {"dim": True}, "dim must be a positive int"),
-    ("linucb", {"dim": 2.0}, "dim must be a positive int"),
+    ("linucb", {"dim": 0}, "dim must be an int >= 1"),
+    ("linucb", {"dim": True}, "dim must be an int >= 1"),
+    ("linucb", {"dim": 2.0}, "dim must be an int >= 1"),
     ("linucb", {"alpha": 0.0}, "alpha must be a positive number"),
     ("linucb", {"ridge": -1.0}, "ridge must be a positive number"),
     ("linucb", {"bias_ridge": NAN}, "bias_ridge must be a positive number"),
