@@ -22,11 +22,6 @@ the paired differences. Measured:
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import argparse
 import asyncio
 import copy
@@ -39,7 +34,9 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import _common  # noqa: F401 - the offline environment, before LiteLLM is imported
 import litellm
+from _common import messages, percentile, summary_ms
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 from litellm.router import Router as LiteLLMRouter
 
@@ -49,15 +46,6 @@ from conduit_litellm import ConduitRoutingStrategy
 GROUP = "routerbench"
 #: The issue's bound on the median added latency with cached features.
 CLAIM_MS = 2.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median_ms": statistics.median(values), "p90_ms": percentile(values, 0.9)}
 
 
 def model_list(models: list[str]) -> list[dict[str, Any]]:
@@ -75,10 +63,6 @@ def model_list(models: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def messages(prompt: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": prompt}]
-
-
 async def flush() -> None:
     await GLOBAL_LOGGING_WORKER.flush()
 
@@ -87,8 +71,8 @@ def paired(baseline: list[float], conduit: list[float]) -> dict[str, Any]:
     diffs = [c - b for b, c in zip(baseline, conduit, strict=True)]
     return {
         "n": len(diffs),
-        "baseline": summary(baseline),
-        "conduit": summary(conduit),
+        "baseline": summary_ms(baseline),
+        "conduit": summary_ms(conduit),
         "added_median_ms": statistics.median(diffs),
         "added_p90_ms": percentile(diffs, 0.9),
     }
@@ -162,7 +146,7 @@ async def feedback_probe(
         "requests": len(prompts),
         "handled_before_return": inline,
         "never_handled": missing,
-        "handled_after_return": summary(after_ms) if after_ms else None,
+        "handled_after_return": summary_ms(after_ms) if after_ms else None,
     }
 
 

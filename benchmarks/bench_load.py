@@ -22,11 +22,6 @@ Exits 1 if any count mismatches.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import argparse
 import asyncio
 import contextlib
@@ -42,7 +37,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import _common  # noqa: F401 - the offline environment, before LiteLLM is imported
 import litellm
+from _common import messages, percentile
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 from litellm.router import Router as LiteLLMRouter
 
@@ -55,11 +52,6 @@ from conduit_litellm import ConduitRoutingStrategy
 
 GROUP = "routerbench"
 WARMUP = 20
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
 
 
 def model_list(sim: Simulator) -> list[dict[str, Any]]:
@@ -77,10 +69,6 @@ def model_list(sim: Simulator) -> list[dict[str, Any]]:
         }
         for m in sim.models
     ]
-
-
-def messages(prompt: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": prompt}]
 
 
 # -- stores -------------------------------------------------------------------------------------

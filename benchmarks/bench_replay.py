@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import _common  # noqa: F401 - the offline environment
 
 from conduit.engines.bandits import ALGORITHMS
 from conduit.replay import DEFAULT_ALGORITHM, load, replay, shipped_log, sweep

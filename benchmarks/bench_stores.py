@@ -26,18 +26,13 @@ import tempfile
 import time
 import uuid
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import _common  # noqa: F401 - the offline environment
+from _common import percentile
 
 from conduit import Router
 from conduit.errors import ConduitError
 from conduit.replay.log import read_log, shipped_log
 from conduit.stores import open_store
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def run(url: str | None, records: list, interval: float, syncs: int) -> dict[str, float]:  # type: ignore[type-arg]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from conduit import __version__
+from conduit import __version__, _arguments
 from conduit.engines.bandits import ALGORITHMS
 from conduit.errors import ConduitError, UnknownDecisionError, ValidationError
 from conduit.stores import HistoryRecord, Store
@@ -32,56 +32,6 @@ from conduit.types import PRESETS
 __all__ = ["main"]
 
 Subparsers = Any  # argparse's _SubParsersAction, which is private
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _cost_weight(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 100.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 100], got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be in 0..65535, got {value}")
-    return value
 
 
 def _check_writable(path: Path) -> None:
@@ -138,15 +88,22 @@ def _add_replay(subparsers: Subparsers) -> None:
     )
     prefs.add_argument(
         "--cost-weight",
-        type=_cost_weight,
+        type=_arguments.cost_weight,
         metavar="W",
         help="instead of a preset, weigh cost by W against quality 1 (latency 0)",
     )
     p.add_argument(
-        "--seed", type=_seed, default=0, metavar="N", help="seed of order and policy (default: 0)"
+        "--seed",
+        type=_arguments.non_negative_int,
+        default=0,
+        metavar="N",
+        help="seed of order and policy (default: 0)",
     )
     p.add_argument(
-        "--limit", type=_positive_int, metavar="N", help="use the first N queries of the log"
+        "--limit",
+        type=_arguments.positive_int,
+        metavar="N",
+        help="use the first N queries of the log",
     )
     p.add_argument(
         "--sweep",
@@ -173,7 +130,7 @@ def _add_replay(subparsers: Subparsers) -> None:
     p.add_argument("--namespace", help="namespace in --store (default: the URL's, else 'default')")
     p.add_argument(
         "--time-step",
-        type=_positive_float,
+        type=_arguments.positive_float,
         default=DEFAULT_TIME_STEP,
         metavar="S",
         help="seconds between replayed decisions in the store's history; the last one is "
@@ -181,14 +138,14 @@ def _add_replay(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "--feedback-rate",
-        type=_share,
+        type=_arguments.fraction,
         default=1.0,
         metavar="R",
         help="share of decisions whose quality the router learns (default: 1, every one)",
     )
     p.add_argument(
         "--feedback-noise",
-        type=_share,
+        type=_arguments.fraction,
         default=0.0,
         metavar="P",
         help="share of those quality labels flipped to 1 - q (default: 0)",
@@ -200,16 +157,6 @@ def _add_replay(subparsers: Subparsers) -> None:
         help="label decisions uniformly, or more where the router is unsure (default: uniform)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
 
 
 def _run_replay(args: argparse.Namespace) -> int:
@@ -439,7 +386,7 @@ def _add_dashboard(subparsers: Subparsers) -> None:
         "--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})"
     )
     p.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})"
+        "--port", type=_arguments.port, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})"
     )
     p.add_argument(
         "--token",

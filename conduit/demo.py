@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from conduit import _arguments, _validate
 from conduit.errors import (
     ConduitError,
     ConfigurationError,
@@ -205,8 +206,7 @@ def pick_queries(records: Sequence[LogRecord], n: int, seed: int) -> list[LogRec
     >>> [r.id for r in pick_queries(rows, 5, seed=0)]
     ['2', '0', '1', '2', '1']
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigurationError(f"n must be an int >= 1, got {n!r}")
+    _validate.integer("n", n, low=1)
     rng = np.random.default_rng(seed)
     picked: list[LogRecord] = []
     while len(picked) < n:
@@ -317,8 +317,7 @@ async def run(
         if judged_mode else None
     )  # fmt: skip
 
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    _validate.integer("concurrency", concurrency, low=1)
     path = shipped_log() if data is None else Path(data)
     records = read_log(path)
     queries = pick_queries(records, n, seed)
@@ -456,26 +455,6 @@ def summarise(
     )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
 def _modes(text: str) -> tuple[str, ...]:
     modes = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     unknown = [m for m in modes if m not in FEEDBACK_MODES]
@@ -491,11 +470,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="LOG", default=None,
                         help="routing log to serve and replay "
                              "(default: the shipped RouterBench log)")
-    parser.add_argument("--n", type=_positive_int, default=DEFAULT_N, metavar="N",
+    parser.add_argument("--n", type=_arguments.positive_int, default=DEFAULT_N, metavar="N",
                         help="queries to send (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N",
+    parser.add_argument("--seed", type=_arguments.non_negative_int, default=0, metavar="N",
                         help="seed of the query order (default: %(default)s)")
-    parser.add_argument("--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY,
+    parser.add_argument("--concurrency", type=_arguments.positive_int, default=DEFAULT_CONCURRENCY,
                         metavar="K", help="requests in flight at once (default: %(default)s)")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
                         help="simulated latency of each answer (default: 0)")
@@ -509,9 +488,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feedback", type=_modes, default=("explicit",), metavar="MODES",
                         help="where quality comes from: explicit, judge, shadow or none; several, "
                              "comma-separated, share one table (default: explicit)")
-    parser.add_argument("--judge-rate", type=_share, default=DEFAULT_JUDGE_RATE, metavar="R",
+    parser.add_argument("--judge-rate", type=_arguments.fraction, default=DEFAULT_JUDGE_RATE,
+                        metavar="R",
                         help="share of answers the judge grades (default: %(default)s)")
-    parser.add_argument("--judge-noise", type=_share, default=DEFAULT_JUDGE_NOISE, metavar="P",
+    parser.add_argument("--judge-noise", type=_arguments.fraction, default=DEFAULT_JUDGE_NOISE,
+                        metavar="P",
                         help="share of answers the simulated judge grades wrong "
                              "(default: %(default)s)")
 

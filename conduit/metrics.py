@@ -34,10 +34,12 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
+from cachetools import FIFOCache
+
+from conduit import _validate
 from conduit.errors import ConfigurationError, MissingDependencyError
 from conduit.types import PRESETS, Preferences, RoutingDecision
 
@@ -132,8 +134,7 @@ class MetricsServer:
     """
 
     def __init__(self, registry: CollectorRegistry, *, host: str, port: int) -> None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigurationError(f"metrics port must be an int in [0, 65535], got {port!r}")
+        _validate.integer("metrics port", port, low=0, high=65535)
         try:
             self._httpd, self._thread = _prometheus().start_http_server(
                 port, addr=host, registry=registry
@@ -181,8 +182,7 @@ class Metrics:
             ("max_groups", max_groups),
             ("tracked_decisions", tracked_decisions),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
+            _validate.integer(name, value, low=1)
         prom = _prometheus()
         self.registry: CollectorRegistry = prom.CollectorRegistry()
         self.max_models = max_models
@@ -190,7 +190,7 @@ class Metrics:
         self.tracked_decisions = tracked_decisions
         self._models = _Bounded(max_models)
         self._groups = _Bounded(max_groups)
-        self._decisions: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._decisions: FIFOCache[str, tuple[float, str]] = FIFOCache(tracked_decisions)
         self._lock = threading.Lock()
         self._router: RouterSource = lambda: None
         self._in_default = False
@@ -318,12 +318,10 @@ class Metrics:
             model = self._models.label(decision.selected_model)
             group = self._groups.label(model_group) if model_group else "none"
             self._decided.labels(model, group, preference_label(preferences)).inc()
-            if _exploring(decision):
+            if decision.exploring:  # the router's own verdict, made with the query's weights
                 self._explored.labels(model, group).inc()
             with self._lock:
                 self._decisions[decision.decision_id] = (time.monotonic(), model)
-                if len(self._decisions) > self.tracked_decisions:
-                    self._decisions.popitem(last=False)
         except Exception:  # metrics must never fail the request they describe
             self._warn_once()
 
@@ -387,25 +385,8 @@ class Metrics:
         """One sample's current value (a sample name such as ``conduit_decisions_total``)."""
         return self.registry.get_sample_value(name, labels)
 
-    def model_label(self, model: str) -> str:
-        """The ``model`` label ``model`` gets (itself, or ``other`` past the cap)."""
-        return self._models.label(model)
-
     def __repr__(self) -> str:
         return f"Metrics(max_models={self.max_models}, max_groups={self.max_groups})"
-
-
-def _exploring(decision: RoutingDecision) -> bool:
-    """Whether the chosen model is not the best by mean alone (its score less the bonus)."""
-    if len(decision.scores) < 2 or decision.selected_model not in decision.scores:
-        return False
-
-    def exploit(score: Any) -> float:
-        value = float(score.utility - score.bonus)
-        return value if math.isfinite(value) else -math.inf
-
-    best = max(exploit(s) for s in decision.scores.values())
-    return exploit(decision.scores[decision.selected_model]) < best - 1e-9
 
 
 class _Learned:
@@ -444,7 +425,7 @@ class _Learned:
         for model, s in stats.models.items():
             if not m._models.admit(model):  # past the cap: a gauge cannot be summed into OTHER
                 continue
-            pulls.add_metric([model], s.pulls)
+            pulls.add_metric([model], s.decisions)
             for kind, value in (
                 ("quality", s.mean_quality),
                 ("cost", s.mean_cost),

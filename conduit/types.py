@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from conduit.errors import ConduitError, InvalidFeedbackError, InvalidQueryError
@@ -24,8 +34,6 @@ __all__ = [
 ]
 
 _Weight = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
-
-PresetName = Literal["balanced", "quality", "cost", "speed"]
 
 
 def _describe(name: str, exc: PydanticValidationError) -> str:
@@ -169,15 +177,26 @@ class Query(_Checked):
 
 
 class ModelScore(BaseModel):
-    """What the router predicted for one candidate model at decision time."""
+    """What the router predicted for one candidate model at decision time.
+
+    ``utility = quality weight x (quality + exploration + noise) - penalty``: an index
+    policy (UCB1, LinUCB) adds an ``exploration`` bonus to the mean quality; a sampling
+    policy (Thompson) ranks a posterior draw, whose difference from the mean is ``noise``.
+    (``bonus``, the name of ``exploration`` in records written before, is still read.)
+    """
 
     model_config = ConfigDict(frozen=True)
 
     utility: float
     quality: float
-    bonus: float
+    exploration: float = Field(0.0, validation_alias=AliasChoices("exploration", "bonus"))
+    noise: float = 0.0
     cost: float | None
     latency: float | None
+
+
+#: The two fields of a :class:`RoutingDecision` the router computes only when they are read.
+_DEFERRED = ("reason", "confidence")
 
 
 class RoutingDecision(BaseModel):
@@ -185,8 +204,12 @@ class RoutingDecision(BaseModel):
 
     ``scores`` has one entry per candidate; ``excluded`` names each model the
     query's constraints removed, with the reason. ``exploring`` is true when the
-    choice was made for its exploration term: by predicted utility without it,
-    ``exploit_model`` would have won.
+    choice was made for its exploration term or sampled noise: by predicted
+    utility without it, ``exploit_model`` would have won.
+
+    The router leaves ``reason`` and ``confidence`` to be computed when first read
+    (``confidence`` is a Monte-Carlo estimate): a request that never looks at them
+    does not pay for them. They read, compare and serialise like any field.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -201,6 +224,46 @@ class RoutingDecision(BaseModel):
     excluded: dict[str, str] = Field(default_factory=dict)
     exploring: bool = False
     exploit_model: str | None = None
+    _why: Callable[[], tuple[str, float]] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def deferred(cls, why: Callable[[], tuple[str, float]], **fields: Any) -> RoutingDecision:
+        """A decision from trusted values whose ``reason`` and ``confidence`` come from
+        ``why()`` when first read (no validation: the router built every value)."""
+        decision = cls.model_construct(**fields)
+        decision._why = why
+        return decision
+
+    def _resolve(self) -> None:
+        why = self._why
+        if why is not None:
+            reason, confidence = why()
+            self.__dict__.update(reason=reason, confidence=confidence)
+            self.__pydantic_fields_set__.update(_DEFERRED)
+            self._why = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _DEFERRED and self.__pydantic_private__ and self._why is not None:
+            self._resolve()
+            return self.__dict__[name]
+        return super().__getattr__(name)  # type: ignore[misc]
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler: SerializerFunctionWrapHandler) -> Any:
+        self._resolve()
+        return handler(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._resolve()
+        if isinstance(other, RoutingDecision):
+            other._resolve()
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr_args__(self) -> Any:
+        self._resolve()
+        return super().__repr_args__()
 
 
 class Explanation(BaseModel):
@@ -210,7 +273,7 @@ class Explanation(BaseModel):
     keeps (as JSON, :meth:`to_json`), so ``conduit explain`` can answer for a
     decision made in another process.
 
-    >>> score = ModelScore(utility=0.7, quality=0.6, bonus=0.1, cost=0.002, latency=None)
+    >>> score = ModelScore(utility=0.7, quality=0.6, exploration=0.1, cost=0.002, latency=None)
     >>> decision = RoutingDecision(
     ...     decision_id="d1", selected_model="large", confidence=0.9, propensity=1.0,
     ...     scores={"large": score}, reason="ucb1: best score 0.700", algorithm="ucb1",
@@ -223,8 +286,8 @@ class Explanation(BaseModel):
     why: ucb1: best score 0.700
     preferences: quality 1, cost 0.05, latency 0.05 (quality)
     utility = quality weight x (quality + exploration) - cost and latency penalty
-      model  utility  quality  exploration  penalty       cost  latency
-    * large    0.700    0.600        0.100    0.000  $0.002000        -
+      model  utility  quality    exploration  penalty       cost  latency
+    * large    0.700    0.600          0.100    0.000  $0.002000        -
     excluded by constraints:
       small: in denied_models
     """
@@ -245,19 +308,8 @@ class Explanation(BaseModel):
 
     @classmethod
     def of(cls, decision: RoutingDecision, preferences: Preferences) -> Explanation:
-        return cls(
-            decision_id=decision.decision_id,
-            selected_model=decision.selected_model,
-            algorithm=decision.algorithm,
-            reason=decision.reason,
-            propensity=decision.propensity,
-            confidence=decision.confidence,
-            preferences=preferences,
-            scores=decision.scores,
-            excluded=decision.excluded,
-            exploring=decision.exploring,
-            exploit_model=decision.exploit_model,
-        )
+        fields = {name: getattr(decision, name) for name in RoutingDecision.model_fields}
+        return cls(preferences=preferences, **fields)
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -283,26 +335,28 @@ class Explanation(BaseModel):
             f"preferences: quality {p.quality:g}, cost {p.cost:g}, latency {p.latency:g}{preset}",
         ]
         width = max(len("model"), *(len(m) for m in self.scores))
+        # A sampling policy's term is noise around the mean, not an exploration bonus.
+        sampled = any(s.noise for s in self.scores.values())
+        term = "sampled noise" if sampled else "exploration"
+        lines.append(f"utility = quality weight x (quality + {term}) - cost and latency penalty")
         lines.append(
-            "utility = quality weight x (quality + exploration) - cost and latency penalty"
-        )
-        lines.append(
-            f"  {'model':<{width}}  {'utility':>7}  {'quality':>7}  {'exploration':>11}"
+            f"  {'model':<{width}}  {'utility':>7}  {'quality':>7}  {term:>13}"
             f"  {'penalty':>7}  {'cost':>9}  {'latency':>7}"
         )
         ranked = sorted(self.scores.items(), key=lambda item: -item[1].utility)
         for model, s in ranked:
             mark = "*" if model == self.selected_model else " "
-            penalty = p.quality * (s.quality + s.bonus) - s.utility
+            deviation = s.exploration + s.noise
+            penalty = p.quality * (s.quality + deviation) - s.utility
             cost = "-" if s.cost is None else f"${s.cost:.6f}"
             latency = "-" if s.latency is None else f"{s.latency:.2f}s"
             lines.append(
-                f"{mark} {model:<{width}}  {s.utility:>7.3f}  {s.quality:>7.3f}  {s.bonus:>11.3f}"
+                f"{mark} {model:<{width}}  {s.utility:>7.3f}  {s.quality:>7.3f}  {deviation:>13.3f}"
                 f"  {penalty:>7.3f}  {cost:>9}  {latency:>7}"
             )
         if self.exploring and self.exploit_model is not None:
             lines.append(
-                f"exploring: by predicted utility without exploration, {self.exploit_model} "
+                f"exploring: by predicted utility without {term}, {self.exploit_model} "
                 "would have won"
             )
         if self.excluded:
@@ -329,10 +383,10 @@ class ModelStats(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    pulls: int
+    decisions: int
     """Decisions that picked this model."""
     feedback: int
-    """Quality feedbacks learned."""
+    """Quality feedbacks learned (what the policy's counts hold)."""
     mean_quality: float | None
     mean_cost: float | None
     mean_latency: float | None

@@ -67,13 +67,13 @@ def is_judge_call(request_kwargs: Mapping[str, Any] | None) -> bool:
 def routing_saved(stats: RouterStats) -> float | None:
     """USD routing saved against sending every decision to the dearest model (by mean cost).
 
-    Over the models whose mean cost is known: ``sum(pulls * (dearest - own mean cost))``.
+    Over the models whose mean cost is known: ``sum(decisions * (dearest - own mean cost))``.
     """
     costs = {m: s.mean_cost for m, s in stats.models.items() if s.mean_cost is not None}
     if not costs:
         return None
     dearest = max(costs.values())
-    return sum(stats.models[m].pulls * (dearest - c) for m, c in costs.items())
+    return sum(stats.models[m].decisions * (dearest - c) for m, c in costs.items())
 
 
 def _answer_text(response: Any) -> str | None:

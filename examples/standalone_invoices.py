@@ -78,7 +78,7 @@ async def main(n: int = 60) -> None:
     for name, stats in router.stats().models.items():
         quality = "-" if stats.mean_quality is None else f"{stats.mean_quality:.2f}"
         cost = "-" if stats.mean_cost is None else f"{stats.mean_cost:.7f}"
-        print(f"{name:<8} {stats.pulls:>8} {quality:>8} {cost:>12} {answered[name]:>14}")
+        print(f"{name:<8} {stats.decisions:>8} {quality:>8} {cost:>12} {answered[name]:>14}")
     router.close()
 
 

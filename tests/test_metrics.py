@@ -73,15 +73,18 @@ def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
     return dict(out)
 
 
-def scores(**utility_bonus: tuple[float, float]) -> dict[str, ModelScore]:
+def scores(**utility_exploration: tuple[float, float]) -> dict[str, ModelScore]:
     return {
-        m: ModelScore(utility=u, quality=u - b, bonus=b, cost=None, latency=None)
-        for m, (u, b) in utility_bonus.items()
+        m: ModelScore(utility=u, quality=u - b, exploration=b, cost=None, latency=None)
+        for m, (u, b) in utility_exploration.items()
     }
 
 
-def decision(selected: str, table: dict[str, ModelScore], decision_id: str = "") -> RoutingDecision:
+def decision(
+    selected: str, table: dict[str, ModelScore], decision_id: str = "", exploring: bool = False
+) -> RoutingDecision:
     return RoutingDecision(
+        exploring=exploring,
         decision_id=decision_id or uuid.uuid4().hex,
         selected_model=selected,
         confidence=1.0,
@@ -120,21 +123,13 @@ def test_names_follow_prometheus_conventions() -> None:
     assert total(samples, "conduit_pending_decisions") == router.stats().pending == 0
 
 
-@pytest.mark.parametrize(
-    ("table", "selected", "exploring"),
-    [
-        (scores(a=(0.9, 0.1), b=(0.5, 0.0)), "a", False),  # best by mean too
-        (scores(a=(0.9, 0.5), b=(0.6, 0.0)), "a", True),  # the bonus carried it
-        (scores(a=(1e6, 1e6), b=(0.6, 0.0)), "a", True),  # an untried arm (UCB1's 1e6 bonus)
-        (scores(a=(0.8, 0.2), b=(0.6, 0.0)), "a", False),  # a tie by mean is not exploring
-        (scores(a=(0.7, 0.0)), "a", False),  # one candidate: nothing to explore
-    ],
-)
-def test_exploration_is_a_choice_other_than_the_best_by_mean(
-    table: dict[str, ModelScore], selected: str, exploring: bool
-) -> None:
+@pytest.mark.parametrize("exploring", [False, True])
+def test_exploration_is_counted_from_the_decision(exploring: bool) -> None:
+    """The router decides what exploring is (with the query's quality weight); the metric
+    counts its verdict rather than guessing it again from the scores."""
     metrics = Metrics()
-    metrics.decision(decision(selected, table), model_group="g")
+    table = scores(a=(0.9, 0.5), b=(0.6, 0.0))  # exploring by unweighted scores alone
+    metrics.decision(decision("a", table, exploring=exploring), model_group="g")
     assert (
         metrics.value("conduit_decisions_total", model="a", model_group="g", preference="balanced")
         == 1.0
@@ -149,10 +144,12 @@ def test_exploration_agrees_with_the_routers_reason() -> None:
     )
     metrics = Metrics()
     explored = 0
+    weights = Preferences(quality=3.0, cost=0.5, latency=0.1)  # not the scores' unit weight
     for i in range(40):
-        d = router.route_sync(f"question {i}")
+        d = router.route_sync(f"question {i}", preferences=weights if i % 2 else None)
         metrics.decision(d)
-        explored += "exploring" in d.reason
+        assert ("exploring" in d.reason) == d.exploring
+        explored += d.exploring
         router.update_sync(d.decision_id, quality=(i % 3) / 2)
     assert explored > 0
     samples = parse(metrics.exposition().decode())
@@ -417,7 +414,7 @@ async def test_routed_and_fed_back_requests_through_litellm(sim: Simulator) -> N
     assert engine is not None
     stats = engine.stats()
     assert by_label(samples, "conduit_decisions_total", "model") == {
-        m: s.pulls for m, s in stats.models.items() if s.pulls
+        m: s.decisions for m, s in stats.models.items() if s.decisions
     }
     assert by_label(samples, "conduit_decisions_total", "model_group") == dict(groups)
     assert by_label(samples, "conduit_decisions_total", "preference") == dict(prefs)

@@ -11,7 +11,67 @@ import pytest
 
 import conduit
 import conduit.engines.bandits as bandits
+import conduit_litellm
 from conduit.engines.bandits import ALGORITHMS, Bandit
+
+# The public surface, written out (as httpx does): a name added to or dropped from an
+# ``__all__`` fails here until it is added to or dropped from these lists on purpose.
+EXPORTED = {
+    "conduit": [
+        "ALGORITHMS",
+        "PRESETS",
+        "ConduitError",
+        "ConfigurationError",
+        "Constraints",
+        "DuplicateModelError",
+        "Explanation",
+        "Feedback",
+        "FeedbackError",
+        "InvalidFeedbackError",
+        "InvalidQueryError",
+        "LogFormatError",
+        "MissingDependencyError",
+        "ModelScore",
+        "ModelStats",
+        "NoModelAvailableError",
+        "Preferences",
+        "Query",
+        "Router",
+        "RouterStats",
+        "RoutingDecision",
+        "StateError",
+        "StoreError",
+        "UnknownDecisionError",
+        "UnknownModelError",
+        "ValidationError",
+        "__version__",
+    ],
+    "conduit.engines.bandits": [
+        "ALGORITHMS",
+        "AlwaysBestBandit",
+        "AlwaysCheapestBandit",
+        "Bandit",
+        "Choice",
+        "ContextualThompsonBandit",
+        "EpsilonGreedyBandit",
+        "Estimate",
+        "HybridBandit",
+        "LinUCBBandit",
+        "OracleBandit",
+        "Policy",
+        "RandomBandit",
+        "ThompsonBandit",
+        "UCB1Bandit",
+        "make_bandit",
+    ],
+    "conduit_litellm": [
+        "ConduitFeedbackLogger",
+        "ConduitRoutingPlugin",
+        "ConduitRoutingStrategy",
+        "FeedbackServer",
+        "extract_model_ids",
+    ],
+}
 
 # Modules whose public classes and functions are all part of ``conduit``'s surface.
 PUBLIC_MODULES = ["conduit.errors", "conduit.types", "conduit.engines.router"]
@@ -33,6 +93,26 @@ def defined_here(module: ModuleType) -> set[str]:
         and (inspect.isclass(obj) or inspect.isfunction(obj))
         and obj.__module__ == module.__name__
     }
+
+
+@pytest.mark.parametrize("package", [conduit, bandits, conduit_litellm], ids=lambda p: p.__name__)
+def test_exported_names_are_exactly_the_public_surface(package: ModuleType) -> None:
+    assert package.__all__ == EXPORTED[package.__name__]
+    public = {
+        name
+        for name, obj in vars(package).items()
+        if not name.startswith("_")
+        and not inspect.ismodule(obj)
+        and (
+            name.isupper()
+            or (
+                (inspect.isclass(obj) or inspect.isfunction(obj))
+                and obj.__module__.startswith(package.__name__)
+            )
+        )
+    }
+    # Every public class or function of the package at its top level is exported.
+    assert public <= set(package.__all__), sorted(public - set(package.__all__))
 
 
 @pytest.mark.parametrize("package", [conduit, bandits], ids=["conduit", "bandits"])

@@ -26,13 +26,15 @@ import logging
 import re
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
 
+from cachetools import TTLCache
+
+from conduit import _validate
 from conduit.dashboard.summary import HISTORY_LIMIT, summarize
 from conduit.errors import ConduitError, ConfigurationError
 from conduit.stores import Store, open_store
@@ -123,14 +125,8 @@ class DashboardServer:
                 f"binding {host!r} exposes the dashboard beyond this machine: give --token "
                 "(or set CONDUIT_DASHBOARD_TOKEN), or bind 127.0.0.1"
             )
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigurationError(f"port must be an int in 0..65535, got {port!r}")
-        if (
-            isinstance(history_limit, bool)
-            or not isinstance(history_limit, int)
-            or history_limit < 0
-        ):
-            raise ConfigurationError(f"history_limit must be an int >= 0, got {history_limit!r}")
+        _validate.integer("port", port, low=0, high=65535)
+        _validate.integer("history_limit", history_limit, low=0)
         if isinstance(store, str):
             self.store, self._owns_store = open_store(store), True
         else:
@@ -140,7 +136,8 @@ class DashboardServer:
         self._token = None if token is None else token.encode("ascii")
         self._page, self._csp = _page()
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conduit-dashboard")
-        self._cache: dict[str, tuple[float, bytes]] = {}
+        # A namespace per request must not grow this without bound.
+        self._cache: TTLCache[str, bytes] = TTLCache(maxsize=64, ttl=CACHE_SECONDS)
         self._cache_lock = threading.Lock()
         server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
         try:
@@ -261,19 +258,16 @@ class DashboardServer:
         return error(404, "not found")
 
     def _summary(self, namespace: str) -> bytes:
-        now = time.monotonic()
         with self._cache_lock:
             cached = self._cache.get(namespace)
-        if cached is not None and now - cached[0] < CACHE_SECONDS:
-            return cached[1]
+        if cached is not None:
+            return cached
         summary = self._reader.submit(
             summarize, self.store, namespace=namespace, history_limit=self.history_limit
         ).result()
         body = _json(summary.to_json())
         with self._cache_lock:
-            self._cache[namespace] = (now, body)
-            if len(self._cache) > 64:  # a namespace per request must not grow this without bound
-                self._cache.pop(next(iter(self._cache)))
+            self._cache[namespace] = body
         return body
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from conduit import _validate
 from conduit.errors import ConfigurationError, StateError
 from conduit.stores import Store
 from conduit.stores.base import HistoryRecord
@@ -141,9 +142,7 @@ def _finite(value: Any) -> Any:
 
 
 def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigurationError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
+    return _validate.integer(name, value, low=low)
 
 
 def summarize(

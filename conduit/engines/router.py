@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import secrets
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from cachetools import FIFOCache
 
+from conduit import _validate, reward
+from conduit._pending import Pending, PendingDecisions
 from conduit.engines.bandits import ALGORITHMS, Bandit, make_bandit
 from conduit.engines.bandits.base import FloatArray
 from conduit.engines.features.extractor import Backend, FeatureExtractor, make_embedder
@@ -36,7 +39,6 @@ from conduit.errors import (
     UnknownDecisionError,
     UnknownModelError,
 )
-from conduit.feedback import Pending, PendingDecisions
 from conduit.state import read_state, write_state
 from conduit.types import (
     Constraints,
@@ -113,22 +115,6 @@ def _known(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def _shares(values: FloatArray) -> FloatArray:
-    """Each value as a fraction of the largest known one.
-
-    An unknown value (NaN: no price and nothing observed yet) counts as free:
-    optimism in the face of uncertainty, so an untried model is tried once and
-    its cost learned, rather than assumed as dear as the dearest and never tried.
-    """
-    known = np.isfinite(values)
-    if not known.any():
-        return np.zeros_like(values)
-    top = float(values[known].max())
-    if top <= 0:
-        return np.zeros_like(values)
-    return np.where(known, values / top, 0.0)
-
-
 def _finite_feedback(name: str, value: object, upper: float, *, bounded: bool = False) -> float:
     """``value`` if it is a finite number in [0, ``upper``]; ``bounded``: say the range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -148,41 +134,75 @@ def _finite_feedback(name: str, value: object, upper: float, *, bounded: bool = 
     return number
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Reasons:
     """What one decision was made of, kept for :meth:`Router.explain` in a tenth of the
-    memory of its :class:`RoutingDecision` (rebuilt from this on demand)."""
+    memory of its :class:`RoutingDecision` (rebuilt from this on demand). The reason text
+    and the confidence are computed from it when first read, not on the request path."""
 
     model: str
     names: tuple[str, ...]
     numbers: FloatArray
-    """Rows: utility, quality, exploration bonus, predicted cost, latency (NaN: unknown)."""
-    reason: str
+    """Rows: utility, quality, exploration, sampled noise, predicted cost, latency (NaN:
+    unknown)."""
     propensity: float
-    confidence: float
     phase: str
     excluded: dict[str, str]
     exploit: int
     preferences: Preferences
+    sample: tuple[int, int]
+    """Seed of the confidence's Monte-Carlo draws: the same value whenever it is read."""
+    _why: tuple[str, float] | None = None
+
+    def why(self) -> tuple[str, float]:
+        """The reason text and the confidence (computed once)."""
+        if self._why is None:
+            self._why = (self._reason(), self._confidence())
+        return self._why
+
+    def _reason(self) -> str:
+        utility, mean, exploration, noise = self.numbers[:4]
+        names, j = self.names, self.names.index(self.model)
+        reason = f"{self.phase}: best score {utility[j]:.3f} (quality {mean[j]:.2f}"
+        if abs(noise[j]) >= 0.005:
+            reason += f" + sampled noise {noise[j]:.2f})"
+        elif abs(exploration[j]) >= 0.005:
+            reason += f" + exploration {exploration[j]:.2f})"
+        else:
+            reason += ")"
+        if len(names) > 1:
+            order = np.argsort(-utility)
+            runner = int(order[1] if order[0] == j else order[0])
+            reason += f"; next {names[runner]} {utility[runner]:.3f}"
+            if self.exploit != j:
+                reason += f"; exploring (by mean alone {names[self.exploit]} would win)"
+        if self.excluded:
+            reason += f"; {len(self.excluded)} excluded by constraints"
+        return reason
+
+    def _confidence(self) -> float:
+        utility, _, exploration, noise = self.numbers[:4]
+        rng = np.random.default_rng(self.sample)
+        return reward.confidence(utility, exploration + noise, self.names.index(self.model), rng)
 
     def decision(self, decision_id: str) -> RoutingDecision:
-        utility, mean, bonus, costs, latency = self.numbers
-        return RoutingDecision(
+        utility, mean, exploration, noise, costs, latency = self.numbers
+        return RoutingDecision.deferred(
+            self.why,
             decision_id=decision_id,
             selected_model=self.model,
-            confidence=self.confidence,
             propensity=self.propensity,
             scores={
-                name: ModelScore(
+                name: ModelScore.model_construct(
                     utility=float(utility[j]),
                     quality=float(mean[j]),
-                    bonus=float(bonus[j]),
+                    exploration=float(exploration[j]),
+                    noise=float(noise[j]),
                     cost=_known(costs[j]),
                     latency=_known(latency[j]),
                 )
                 for j, name in enumerate(self.names)
             },
-            reason=self.reason,
             algorithm=self.phase,
             excluded=dict(self.excluded),
             exploring=self.names[self.exploit] != self.model,
@@ -288,18 +308,12 @@ class Router:
         self._bandit: Bandit = make_bandit(algorithm, dim=dim, seed=seed, **params)
         self._outcomes = OutcomeStats()
         self._pending = PendingDecisions(ttl=pending_ttl, maxsize=max_pending)
-        self._aux_rng = np.random.default_rng(None if seed is None else seed + 7919)
+        # Seeds the confidence's draws, with a decision counter (see _Reasons.sample).
+        self._sample_seed = secrets.randbits(64) if seed is None else seed + 7919
+        self._decisions_made = 0
         self._lock = threading.RLock()
-        if (
-            isinstance(max_explanations, bool)
-            or not isinstance(max_explanations, int)
-            or max_explanations < 0
-        ):
-            raise ConfigurationError(
-                f"max_explanations must be an int >= 0, got {max_explanations!r}"
-            )
-        self.max_explanations = max_explanations
-        self._recent: OrderedDict[str, _Reasons] = OrderedDict()
+        self.max_explanations = _validate.integer("max_explanations", max_explanations, low=0)
+        self._recent: FIFOCache[str, _Reasons] = FIFOCache(max(max_explanations, 1))
         price_map = dict(prices or {})
         for model in price_map:
             if model not in seen:
@@ -528,73 +542,49 @@ class Router:
             all_latency = self._outcomes.mean("latency")
             cands, removed = self._candidates(q.constraints, all_costs, all_latency)
             costs, latency = all_costs[cands], all_latency[cands]
-            cost_share, latency_share = _shares(costs), _shares(latency)
-            penalty = prefs.cost * cost_share + prefs.latency * latency_share
+            cost_share, latency_share = reward.shares(costs), reward.shares(latency)
+            penalty = reward.penalty(
+                cost_share, latency_share, cost_weight=prefs.cost, latency_weight=prefs.latency
+            )
             choice = self._bandit.choose(
                 x, cands, penalty, quality_weight=prefs.quality, cost_share=cost_share
             )
             model = models[cands[choice.index]]
             self._outcomes.add(model, decisions=1.0)
             phase = self._phase()
+            self._decisions_made += 1
+            sample = (self._sample_seed, self._decisions_made)
         decision_id = uuid.uuid4().hex
         self._pending.add(decision_id, Pending(model=model, features=x, tokens=tokens))
-        names = [models[i] for i in cands]
-        decision, reasons = self._explain(
-            decision_id, model, names, choice, costs, latency, phase, prefs, removed
+        # Exploring: without its exploration term (or sampled noise) the chosen model would
+        # not be (among) the best.
+        j = choice.index
+        greedy = choice.utility - prefs.quality * choice.deviation
+        exploit = j if greedy[j] >= greedy.max() - 1e-12 else int(np.argmax(greedy))
+        reasons = _Reasons(
+            model=model,
+            names=tuple(models[i] for i in cands),
+            numbers=np.array(
+                [choice.utility, choice.mean, choice.exploration, choice.noise, costs, latency],
+                dtype=np.float64,
+            ),
+            propensity=float(choice.propensity),
+            phase=phase,
+            excluded=removed,
+            exploit=exploit,
+            preferences=prefs,
+            sample=sample,
         )
+        decision = reasons.decision(decision_id)
         if self.max_explanations:
             with self._lock:
                 self._recent[decision_id] = reasons
-                if len(self._recent) > self.max_explanations:
-                    self._recent.popitem(last=False)
         if self.store_sync is not None:
             self.store_sync.record_decision(decision, q.text, prefs)
         return decision
 
     def _phase(self) -> str:
         return str(getattr(self._bandit, "phase", self.algorithm))
-
-    def _explain(
-        self,
-        decision_id: str,
-        model: str,
-        names: list[str],
-        choice: Any,
-        costs: FloatArray,
-        latency: FloatArray,
-        phase: str,
-        prefs: Preferences,
-        removed: dict[str, str],
-    ) -> tuple[RoutingDecision, _Reasons]:
-        """The decision, and what it was made of in the compact form :meth:`explain` keeps."""
-        utility, mean, bonus = choice.utility, choice.mean, choice.bonus
-        j = choice.index
-        reason = f"{phase}: best score {utility[j]:.3f} (quality {mean[j]:.2f}"
-        reason += f" + exploration {bonus[j]:.2f})" if abs(bonus[j]) >= 0.005 else ")"
-        # Exploring: without its exploration term the chosen model would not be (among) the best.
-        greedy = utility - prefs.quality * bonus
-        exploit = j if greedy[j] >= greedy.max() - 1e-12 else int(np.argmax(greedy))
-        if len(names) > 1:
-            order = np.argsort(-utility)
-            runner = int(order[1] if order[0] == j else order[0])
-            reason += f"; next {names[runner]} {utility[runner]:.3f}"
-            if exploit != j:
-                reason += f"; exploring (by mean alone {names[exploit]} would win)"
-        if removed:
-            reason += f"; {len(removed)} excluded by constraints"
-        reasons = _Reasons(
-            model=model,
-            names=tuple(names),
-            numbers=np.array([utility, mean, bonus, costs, latency], dtype=np.float64),
-            reason=reason,
-            propensity=float(choice.propensity),
-            confidence=self._confidence(choice),
-            phase=phase,
-            excluded=removed,
-            exploit=exploit,
-            preferences=prefs,
-        )
-        return reasons.decision(decision_id), reasons
 
     def explain(self, decision_id: str) -> Explanation:
         """Why decision ``decision_id`` chose its model: scores, exploration, exclusions.
@@ -626,19 +616,6 @@ class Router:
             f"no explanation for decision {decision_id!r}: not among this router's last "
             f"{self.max_explanations} decisions{where}"
         )
-
-    def _confidence(self, choice: Any) -> float:
-        """Probability that the chosen model is truly the best, treating each score as
-        normal around its mean with the exploration term as its spread."""
-        utility, bonus = choice.utility, np.abs(choice.bonus)
-        if utility.size == 1:
-            return 1.0
-        centre = utility - choice.bonus
-        spread = np.minimum(np.maximum(bonus, 1e-9), 10.0)
-        draws = centre[:, None] + spread[:, None] * self._aux_rng.standard_normal(
-            (utility.size, 64)
-        )
-        return float(np.mean(np.argmax(draws, axis=0) == choice.index))
 
     # -- feedback --------------------------------------------------------------------------
     def update_sync(
@@ -713,7 +690,7 @@ class Router:
             q, c, lat = o.mean("quality"), o.mean("cost"), o.mean("latency")
             models = {
                 m: ModelStats(
-                    pulls=int(decisions[i]),
+                    decisions=int(decisions[i]),
                     feedback=int(feedback[i]),
                     mean_quality=_known(q[i]),
                     mean_cost=_known(c[i]),

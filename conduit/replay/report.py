@@ -7,8 +7,8 @@ Costs are USD per query, averaged over the queries whose cost the log knows;
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 __all__ = [
     "Baselines",
@@ -23,8 +23,38 @@ __all__ = [
 ]
 
 
+class _ToJSON:
+    """One serialiser for every result: fields as plain JSON values, recursively."""
+
+    __slots__ = ()
+    _json_keys: ClassVar[Mapping[str, str]] = {}
+    """Field name -> JSON key, where they differ."""
+    _omit_none: ClassVar[frozenset[str]] = frozenset()
+    """Fields left out of the JSON when they are None."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A dict of plain JSON values (what ``conduit replay --json`` writes)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None and f.name in self._omit_none:
+                continue
+            out[self._json_keys.get(f.name, f.name)] = _plain(value)
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _ToJSON):
+        return value.to_json()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True, slots=True)
-class Level:
+class Level(_ToJSON):
     """Mean quality and cost of one fixed policy on the replayed queries."""
 
     mean_quality: float
@@ -32,13 +62,11 @@ class Level:
     model: str | None = None
     """The single model this level is, if it is one."""
 
-    def to_json(self) -> dict[str, Any]:
-        head = {} if self.model is None else {"model": self.model}
-        return {**head, "mean_quality": self.mean_quality, "mean_cost": self.mean_cost}
+    _omit_none: ClassVar[frozenset[str]] = frozenset({"model"})
 
 
 @dataclass(frozen=True, slots=True)
-class Baselines:
+class Baselines(_ToJSON):
     """Fixed policies scored exactly on the same queries (nothing simulated)."""
 
     oracle: Level
@@ -52,18 +80,9 @@ class Baselines:
     single: Mapping[str, Level]
     """Every model alone, in the log's order."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "oracle": self.oracle.to_json(),
-            "best_single": self.best_single.to_json(),
-            "cheapest": None if self.cheapest is None else self.cheapest.to_json(),
-            "random": self.random.to_json(),
-            "single": {m: level.to_json() for m, level in self.single.items()},
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class PolicySummary:
+class PolicySummary(_ToJSON):
     """How the learning policy did over the whole replay."""
 
     algorithm: str
@@ -77,20 +96,9 @@ class PolicySummary:
     switch_at: int | None
     """Query number at which the policy's phase first changed (hybrid: to LinUCB)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "algorithm": self.algorithm,
-            "preferences": dict(self.preferences),
-            "mean_quality": self.mean_quality,
-            "mean_cost": self.mean_cost,
-            "share": dict(self.share),
-            "regret_vs_oracle": self.regret_vs_oracle,
-            "switch_at": self.switch_at,
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class LearningCurve:
+class LearningCurve(_ToJSON):
     """The policy's trailing-window mean quality and cost over time, at sampled steps."""
 
     window: int
@@ -99,17 +107,9 @@ class LearningCurve:
     mean_quality: tuple[float, ...]
     mean_cost: tuple[float | None, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "window": self.window,
-            "step": list(self.step),
-            "mean_quality": list(self.mean_quality),
-            "mean_cost": list(self.mean_cost),
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class ReplayResult:
+class ReplayResult(_ToJSON):
     """One policy replayed over a log, with the baselines on the same queries."""
 
     source: str
@@ -120,21 +120,11 @@ class ReplayResult:
     baselines: Baselines
     learning: LearningCurve
 
-    def to_json(self) -> dict[str, Any]:
-        """A dict of plain JSON values (what ``conduit replay --json`` writes)."""
-        return {
-            "source": self.source,
-            "n": self.n,
-            "models": list(self.models),
-            "seed": self.seed,
-            "policy": self.policy.to_json(),
-            "baselines": self.baselines.to_json(),
-            "learning_curve": self.learning.to_json(),
-        }
+    _json_keys: ClassVar[Mapping[str, str]] = {"learning": "learning_curve"}
 
 
 @dataclass(frozen=True, slots=True)
-class SweepPoint:
+class SweepPoint(_ToJSON):
     """One replay of the sweep, at one cost weight."""
 
     cost_weight: float
@@ -145,18 +135,9 @@ class SweepPoint:
     pgr: float | None
     """RouteLLM's performance gap recovered (two-model logs only)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cost_weight": self.cost_weight,
-            "mean_quality": self.mean_quality,
-            "mean_cost": self.mean_cost,
-            "strong_share": self.strong_share,
-            "pgr": self.pgr,
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class SweepResult:
+class SweepResult(_ToJSON):
     """Replays at a grid of cost weights: the policy's cost-quality curve.
 
     ``apgr``, ``cpt50`` and ``cpt80`` are RouteLLM's metrics, defined only for a
@@ -176,22 +157,7 @@ class SweepResult:
     cpt50: float | None
     cpt80: float | None
 
-    def to_json(self) -> dict[str, Any]:
-        """A dict of plain JSON values (the sweep part of ``conduit replay --json``)."""
-        return {
-            "source": self.source,
-            "n": self.n,
-            "models": list(self.models),
-            "seed": self.seed,
-            "algorithm": self.algorithm,
-            "strong": self.strong,
-            "weak": self.weak,
-            "baselines": self.baselines.to_json(),
-            "curve": [p.to_json() for p in self.points],
-            "apgr": self.apgr,
-            "cpt50": self.cpt50,
-            "cpt80": self.cpt80,
-        }
+    _json_keys: ClassVar[Mapping[str, str]] = {"points": "curve"}
 
 
 # -- tables ------------------------------------------------------------------------------------

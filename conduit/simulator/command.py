@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from conduit import _arguments
+
 if TYPE_CHECKING:
     from conduit.simulator.server import Simulator
 
@@ -45,26 +47,6 @@ def parse_alias(text: str) -> tuple[str, str]:
     return name, target
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"error rate must be a number in [0, 1], got {text!r}")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``conduit simulate``."""
     parser.add_argument("--data", metavar="LOG", default=None,
@@ -72,23 +54,23 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                              "RouterBench log")
     parser.add_argument("--host", default="127.0.0.1",
                         help="loopback address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=0,
+    parser.add_argument("--port", type=_arguments.port, default=0,
                         help="port to listen on; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--latency-ms", type=parse_latency, default=(0.0, 0.0),
                         metavar="MS[:JITTER]", help="delay of each answer, in milliseconds")
-    parser.add_argument("--error-rate", type=_rate, default=0.0, metavar="P",
+    parser.add_argument("--error-rate", type=_arguments.fraction, default=0.0, metavar="P",
                         help="share of requests answered with HTTP 500 or 429 (default: 0)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the latency jitter and injected errors")
     parser.add_argument("--alias", type=parse_alias, action="append", default=[],
                         metavar="NAME=LOGGED_MODEL",
                         help="also answer to NAME, with a logged model's outcomes (repeatable)")
-    parser.add_argument("--judge-noise", type=_share, default=0.0, metavar="P",
+    parser.add_argument("--judge-noise", type=_arguments.fraction, default=0.0, metavar="P",
                         help="share of answers the simulated judge grades wrong (quality "
                              "flipped; default: 0)")
-    parser.add_argument("--judge-length-bias", type=_share, default=0.0, metavar="B",
+    parser.add_argument("--judge-length-bias", type=_arguments.fraction, default=0.0, metavar="B",
                         help="quality the simulated judge adds to long answers (default: 0)")
-    parser.add_argument("--judge-position-bias", type=_share, default=0.0, metavar="P",
+    parser.add_argument("--judge-position-bias", type=_arguments.fraction, default=0.0, metavar="P",
                         help="share of pairwise verdicts that favour the first answer "
                              "(default: 0)")
 

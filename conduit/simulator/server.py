@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from conduit import _validate
 from conduit.errors import ConfigurationError, MissingDependencyError, UnknownModelError
 
 try:
@@ -152,19 +153,15 @@ class Simulator:
                 f"the simulator binds loopback only ({', '.join(sorted(LOOPBACK_HOSTS))}), "
                 f"got host {host!r}"
             )
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigurationError(f"port must be an int in [0, 65535], got {port!r}")
+        _validate.integer("port", port, low=0, high=65535)
         for name, value in (("latency_ms", latency_ms), ("jitter_ms", jitter_ms)):
-            if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-                raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
+            _validate.number(name, value, low=0)
         if jitter_ms > latency_ms:
             raise ConfigurationError(
                 f"jitter_ms ({jitter_ms}) must not exceed latency_ms ({latency_ms})"
             )
-        if not isinstance(error_rate, (int, float)) or not 0.0 <= error_rate <= 1.0:
-            raise ConfigurationError(f"error_rate must be in [0, 1], got {error_rate!r}")
-        if not isinstance(max_body_bytes, int) or max_body_bytes < 1:
-            raise ConfigurationError(f"max_body_bytes must be an int >= 1, got {max_body_bytes!r}")
+        _validate.number("error_rate", error_rate, low=0, high=1)
+        _validate.integer("max_body_bytes", max_body_bytes, low=1)
         if isinstance(log, Catalog):
             if aliases is not None or limit is not None:
                 raise ConfigurationError("aliases and limit apply to a log path, not a Catalog")

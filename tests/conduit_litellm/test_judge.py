@@ -261,11 +261,11 @@ def test_shadow_comparison_asks_the_dearest_deployment(sim: Simulator) -> None:
         conduit = strategy.conduit_router
         assert conduit is not None
         decided = conduit.stats().models
-        small_answers = decided["tiny-small"].pulls
+        small_answers = decided["tiny-small"].decisions
         assert stats["judge.shadow_graded"] == small_answers  # large vs itself: a plain grade
-        assert stats["judge.graded"] == decided["tiny-large"].pulls
-        assert sum(sim.judged.values()) == 2 * small_answers + decided["tiny-large"].pulls
-        assert sim.served["large"] == decided["tiny-large"].pulls + small_answers
+        assert stats["judge.graded"] == decided["tiny-large"].decisions
+        assert sum(sim.judged.values()) == 2 * small_answers + decided["tiny-large"].decisions
+        assert sim.served["large"] == decided["tiny-large"].decisions + small_answers
     finally:
         strategy.cleanup()
 

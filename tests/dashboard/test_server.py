@@ -167,7 +167,7 @@ BAD_SERVERS: list[tuple[dict[str, Any], str]] = [
     ({"token": "short"}, r"at least 16 printable ASCII"),
     ({"token": "sixteen chars with spaces"}, r"without spaces"),
     ({"token": "é" * 20}, r"printable ASCII"),
-    ({"port": 70000}, r"port must be an int in 0..65535"),
+    ({"port": 70000}, r"port must be an int in \[0, 65535\]"),
     ({"port": True}, r"port must be an int"),
     ({"history_limit": -1}, r"history_limit must be an int >= 0"),
     ({"namespace": "a\nb"}, r"control characters"),

@@ -272,7 +272,7 @@ def test_each_feedback_part_is_learned_once(
     for _ in range(3):
         assert router.update_sync(d.decision_id, quality=0.1, cost=1.0, latency=9.0) == frozenset()
     assert_same_state(router.state_dict(), after_quality)
-    assert router.bandit.pulls().sum() == 1
+    assert router.bandit.feedback_counts().sum() == 1
 
 
 def test_oldest_pending_decision_is_forgotten_beyond_max_pending(make_router: MakeRouter) -> None:
@@ -446,7 +446,7 @@ def test_stats_count_decisions_feedback_and_cost(make_router: MakeRouter) -> Non
     assert stats.total_cost == pytest.approx(0.04)
     assert stats.pending == 4  # ids["a"][0] has its whole outcome; the others wait for a part
     a, b = stats.models["a"], stats.models["b"]
-    assert (a.pulls, a.feedback, b.pulls, b.feedback) == (3, 2, 2, 0)
+    assert (a.decisions, a.feedback, b.decisions, b.feedback) == (3, 2, 2, 0)
     assert a.mean_quality == pytest.approx(0.75) and a.mean_cost == pytest.approx(0.02)
     assert a.mean_latency == pytest.approx(1.0) and b.mean_latency == pytest.approx(3.0)
     assert b.mean_quality is None and b.mean_cost is None
@@ -472,7 +472,7 @@ def test_adding_and_removing_models_keeps_the_others_learning(
     for m in ("a", "b", "c"):
         assert_same_state(router.bandit.stats()[m], policy[m])
         assert router.stats().models[m] == outcomes[m]
-    assert router.stats().models["d"].pulls == 0
+    assert router.stats().models["d"].decisions == 0
     assert (
         router.route_sync("hi?", constraints=Constraints(allowed_models=frozenset({"d"})))
         .scores["d"]
@@ -679,8 +679,8 @@ def test_explain_gives_the_numbers_behind_each_recent_decision(
             d.propensity,
         )
         assert e.preset == "quality" and e.exploring == d.exploring
-        # Exploring means: the chosen model is not the best by utility without its bonus.
-        greedy = {m: s.utility - s.bonus for m, s in d.scores.items()}
+        # Exploring: not the best by utility without its exploration (or sampled noise).
+        greedy = {m: s.utility - s.exploration - s.noise for m, s in d.scores.items()}
         assert d.exploring == (greedy[d.selected_model] < max(greedy.values()) - 1e-12)
         assert d.exploit_model is not None
         assert d.exploit_model == d.selected_model or greedy[d.exploit_model] == max(
@@ -691,6 +691,55 @@ def test_explain_gives_the_numbers_behind_each_recent_decision(
         router.update_sync(d.decision_id, quality=1.0 if d.selected_model == "b" else 0.0)
     if algorithm != "linucb":  # (LinUCB's optimism can keep the greedy choice on top)
         assert explored > 0, "40 decisions with feedback explore at least once"
+
+
+@pytest.mark.parametrize("algorithm", ["ucb1", "thompson", "hybrid"])
+def test_reason_and_confidence_are_computed_only_when_read(
+    make_router: MakeRouter, algorithm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conduit import reward
+
+    router = make_router(["a", "b", "c"], seed=3, bandit_algorithm=algorithm)
+    calls: list[int] = []
+    real = reward.confidence
+
+    def counting(*args: Any, **kwargs: Any) -> float:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reward, "confidence", counting)
+    decisions = [router.route_sync(f"question {i}?") for i in range(20)]
+    assert calls == [], "route() computed a confidence nobody read"
+    d = decisions[7]
+    confidence, reason = d.confidence, d.reason
+    assert len(calls) == 1
+    assert 0.0 <= confidence <= 1.0 and reason.startswith(f"{d.algorithm}: best score")
+    # Read again, through explain(), or as JSON: the same values, computed once.
+    e = router.explain(d.decision_id)
+    assert (d.confidence, e.confidence, e.reason) == (confidence, confidence, reason)
+    assert d.model_dump()["confidence"] == confidence and d.model_dump()["reason"] == reason
+    assert len(calls) == 1
+    # Unread decisions still serialise and compare with every field.
+    other = decisions[3]
+    dumped = type(other).model_validate_json(other.model_dump_json())
+    assert dumped == other and dumped.reason == other.reason
+    # The confidence depends on the decision, not on when (or whether) others were read.
+    twin = make_router(["a", "b", "c"], seed=3, bandit_algorithm=algorithm)
+    twins = [twin.route_sync(f"question {i}?") for i in range(20)]
+    assert twins[7].confidence == confidence and twins[7].reason == reason
+
+
+def test_sampled_noise_is_not_called_exploration(make_router: MakeRouter) -> None:
+    router = make_router(["a", "b", "c"], seed=0, bandit_algorithm="thompson")
+    d = router.route_sync("question?")
+    assert all(s.exploration == 0.0 for s in d.scores.values())
+    assert any(s.noise != 0.0 for s in d.scores.values())
+    assert "exploration" not in d.reason
+    text = router.explain(d.decision_id).format()
+    assert "sampled noise" in text and "exploration" not in text
+    ucb = make_router(["a", "b"], seed=0, bandit_algorithm="ucb1").route_sync("question?")
+    assert all(s.noise == 0.0 for s in ucb.scores.values())
+    assert "exploration" in ucb.reason
 
 
 def test_explanations_are_bounded_and_unknown_ids_refused(make_router: MakeRouter) -> None:

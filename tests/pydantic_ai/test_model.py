@@ -67,7 +67,7 @@ async def test_learning_shifts_traffic_to_the_model_whose_output_validates(
         (early if i < 30 else late).update(served(result.new_messages()))
 
     stats = router.stats().models
-    assert early["flaky"] >= 1 and stats["broken"].pulls >= 1  # each was tried
+    assert early["flaky"] >= 1 and stats["broken"].decisions >= 1  # each was tried
     # and, once learned, the valid model answers (nearly) everything
     assert late["valid"] / late.total() > max(0.9, early["valid"] / early.total())
     assert stats["valid"].mean_quality == 1.0
@@ -131,7 +131,7 @@ async def test_a_run_the_agent_gives_up_on_is_learned_as_low_quality(
     with pytest.raises(UnexpectedModelBehavior):
         (await agent.run("Invoice 1"))
     stats = router.stats().models["invalid"]
-    assert (stats.pulls, stats.feedback, stats.mean_quality) == (2, 2, 0.0)
+    assert (stats.decisions, stats.feedback, stats.mean_quality) == (2, 2, 0.0)
 
 
 async def test_costs_and_latencies_are_recorded(
@@ -175,10 +175,10 @@ async def test_a_provider_error_fails_over_to_the_next_best_model(
     for i in range(5):
         assert (await agent.run(f"Invoice {i}")).output == kit.Invoice(**kit.VALID)
     stats = router.stats().models
-    assert stats["broken"].pulls >= 1
-    assert (stats["broken"].feedback, stats["broken"].mean_quality) == (stats["broken"].pulls, 0.0)
+    assert stats["broken"].decisions >= 1
+    assert (stats["broken"].feedback, stats["broken"].mean_quality) == (stats["broken"].decisions, 0.0)
     assert stats["broken"].mean_latency is not None  # each failed attempt learned from
-    assert stats["valid"].pulls == 5
+    assert stats["valid"].decisions == 5
 
 
 async def test_when_every_model_fails_the_errors_come_back_together(
@@ -211,7 +211,7 @@ async def test_an_error_outside_fallback_on_is_raised_at_once(
             outcomes.append("bug")
     assert sorted(outcomes) == ["bug", "ok"]
     stats = router.stats().models["bug"]
-    assert (stats.pulls, stats.feedback) == (1, 0)  # not the model's quality: not learned
+    assert (stats.decisions, stats.feedback) == (1, 0)  # not the model's quality: not learned
 
 
 async def test_streaming_routes_learns_and_fails_over(
@@ -229,9 +229,9 @@ async def test_streaming_routes_learns_and_fails_over(
             assert await run.get_output() == kit.Invoice(**kit.VALID)
         assert served(run.new_messages()) == ["valid"]
     stats = router.stats().models
-    assert stats["broken"].pulls >= 1
-    assert (stats["broken"].feedback, stats["broken"].mean_quality) == (stats["broken"].pulls, 0.0)
-    assert stats["valid"].pulls == 3 and stats["valid"].mean_quality == 1.0
+    assert stats["broken"].decisions >= 1
+    assert (stats["broken"].feedback, stats["broken"].mean_quality) == (stats["broken"].decisions, 0.0)
+    assert stats["valid"].decisions == 3 and stats["valid"].mean_quality == 1.0
     assert stats["valid"].mean_cost is not None and stats["valid"].mean_cost > 0
 
 
@@ -270,7 +270,7 @@ async def test_tools_work_and_each_step_is_a_decision(router_factory: RouterFact
     ids = decision_ids(result)
     assert len(ids) == 2 and len(set(ids)) == 2
     stats = router.stats().models["m"]
-    assert (stats.pulls, stats.feedback, stats.mean_quality) == (2, 2, 1.0)
+    assert (stats.decisions, stats.feedback, stats.mean_quality) == (2, 2, 1.0)
 
 
 async def test_tool_arguments_that_fail_validation_are_learned_as_low_quality(
@@ -301,7 +301,7 @@ async def test_tool_arguments_that_fail_validation_are_learned_as_low_quality(
     for i in range(3):
         assert (await agent.run(f"Add {i}")).output == "done"
     stats = router.stats().models
-    assert stats["sloppy"].pulls >= 1 and stats["sloppy"].mean_quality == 0.0
+    assert stats["sloppy"].decisions >= 1 and stats["sloppy"].mean_quality == 0.0
     assert stats["careful"].mean_quality == 1.0
 
 
@@ -329,7 +329,7 @@ async def test_a_tools_own_model_retry_is_not_held_against_the_model(
 
     assert (await agent.run("Look up x")).output == "done"
     stats = router.stats().models["m"]
-    assert (stats.pulls, stats.mean_quality) == (3, 1.0)
+    assert (stats.decisions, stats.mean_quality) == (3, 1.0)
 
 
 async def test_record_feedback_teaches_the_decisions_of_that_run_only(
@@ -437,7 +437,7 @@ async def test_concurrent_runs_keep_their_own_decisions(
     stats = router.stats()
     assert stats.total_feedback == stats.total_decisions  # every response judged once
     assert stats.models["valid"].mean_quality == 1.0
-    assert stats.models["invalid"].pulls == 0 or stats.models["invalid"].mean_quality == 0.0
+    assert stats.models["invalid"].decisions == 0 or stats.models["invalid"].mean_quality == 0.0
 
 
 async def test_a_state_store_shares_what_conduit_model_learned(

@@ -90,7 +90,7 @@ async def test_streaming_over_http(sim: Simulator) -> None:
         chosen = run.new_messages()[-1].metadata["conduit"]["model"]
     assert text == sim.catalog.answer(chosen, "Name a colour.").content
     stats = model.router.stats().models[chosen]
-    assert (stats.pulls, stats.feedback) == (1, 1)
+    assert (stats.decisions, stats.feedback) == (1, 1)
     assert stats.mean_cost is not None and stats.mean_cost > 0
 
 
@@ -102,5 +102,5 @@ async def test_a_model_the_endpoint_does_not_serve_fails_over(sim: Simulator) ->
             result = await agent.run("What is 2 + 2?")
             assert result.response.metadata["conduit"]["model"] == "small"
     stats = model.router.stats().models
-    assert stats["retired"].pulls >= 1 and stats["retired"].mean_quality == 0.0
+    assert stats["retired"].decisions >= 1 and stats["retired"].mean_quality == 0.0
     assert sim.served == {"small": 3}

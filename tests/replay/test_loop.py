@@ -144,7 +144,7 @@ def test_the_router_sees_only_the_chosen_models_outcome(
     assert result.policy.mean_quality == pytest.approx(np.mean(qualities))
     stats = router.stats()
     assert stats.total_feedback == 20
-    assert {m: s.pulls for m, s in stats.models.items()} == {
+    assert {m: s.decisions for m, s in stats.models.items()} == {
         m: round(result.policy.share[m] * 20) for m in ("big", "mid", "small")
     }
 

@@ -70,7 +70,7 @@ def test_router_statistics_convert_for_every_policy() -> None:
         bandit.update("m", np.ones(3), 1.0)
         sums = as_sums(bandit.stats(), {"m": {"decisions": 1.0}})
         bandit.merge(sums["bandit"])  # a router accepts what the store holds
-        assert float(np.sum(bandit.pulls())) == 2.0
+        assert float(np.sum(bandit.feedback_counts())) == 2.0
 
 
 @pytest.mark.parametrize(

@@ -250,7 +250,7 @@ def test_a_router_is_a_learner() -> None:
     learned = router.snapshot()
     assert set(learned["outcomes"]) == {"a", "b"}
     router.merge_delta({"outcomes": {"a": {k: np.array(1.0) for k in KEYS}}, "bandit": {}})
-    assert router.stats().models["a"].pulls == 1
+    assert router.stats().models["a"].decisions == 1
     assert router.meta().algorithm == "ucb1"
 
 

@@ -1,10 +1,15 @@
-"""Routing policies, one file each, behind :class:`~conduit.engines.bandits.base.Bandit`."""
+"""Routing policies, one file each, behind :class:`~conduit.engines.bandits.base.Bandit`.
+
+A single-learner policy (:class:`Policy`) implements one hook, its estimate of each
+candidate's quality; the hybrid composes two of them with a switch.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from conduit.engines.bandits.base import Bandit, Choice
+from conduit.engines.bandits.base import Bandit, Choice, Estimate, Policy
 from conduit.engines.bandits.baselines import (
     AlwaysBestBandit,
     AlwaysCheapestBandit,
@@ -27,9 +32,11 @@ __all__ = [
     "Choice",
     "ContextualThompsonBandit",
     "EpsilonGreedyBandit",
+    "Estimate",
     "HybridBandit",
     "LinUCBBandit",
     "OracleBandit",
+    "Policy",
     "RandomBandit",
     "ThompsonBandit",
     "UCB1Bandit",
@@ -62,7 +69,8 @@ def make_bandit(name: str, *, dim: int, seed: int | None = None, **params: Any) 
         raise ConfigurationError(
             f"unknown bandit_algorithm {name!r}; choose one of {sorted(ALGORITHMS)}"
         ) from None
+    factory: Callable[..., Bandit] = cls  # each policy has its own keyword arguments
     try:
-        return cls(dim=dim, seed=seed, **params)
+        return factory(dim=dim, seed=seed, **params)
     except TypeError as exc:
         raise ConfigurationError(f"{name}: {exc}") from exc

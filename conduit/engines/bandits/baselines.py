@@ -1,86 +1,71 @@
-"""Baseline policies, for benchmarks and comparison rather than production."""
+"""Baseline policies, for benchmarks and comparison rather than production.
+
+They learn counts and mean quality (for ``stats``) like every mean learner, and
+take no parameters beyond the common ones: none of them explores by an index.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
+from numpy.typing import NDArray
 
-from conduit.engines.bandits.base import Choice, FloatArray
-from conduit.engines.bandits.ucb1 import UCB1Bandit
+from conduit.engines.bandits.base import Estimate, FloatArray
+from conduit.engines.bandits.mean import MeanPolicy
 from conduit.errors import ConfigurationError
 
 __all__ = ["AlwaysBestBandit", "AlwaysCheapestBandit", "OracleBandit", "RandomBandit"]
 
 
-class RandomBandit(UCB1Bandit):
-    """A uniformly random candidate (propensity ``1/K``); learns counts only for ``stats``."""
+def _known_share(cost_share: FloatArray | None, size: int) -> FloatArray:
+    """The candidates' cost shares, or zeros when the router gave none."""
+    return cost_share if cost_share is not None else np.zeros(size)
+
+
+class RandomBandit(MeanPolicy):
+    """A uniformly random candidate (propensity ``1/K``)."""
 
     name = "random"
 
-    def choose(
-        self,
-        x: FloatArray,
-        candidates: Sequence[int],
-        penalty: FloatArray,
-        *,
-        quality_weight: float = 1.0,
-        cost_share: FloatArray | None = None,
-    ) -> Choice:
-        idx = self._candidates(candidates)
-        index = int(self._rng.integers(idx.size))
-        mean = self.means(idx)
-        utility = quality_weight * mean - penalty
-        return Choice(index, 1.0 / idx.size, utility, mean, np.zeros(idx.size))
+    def _pick(self, utility: FloatArray) -> tuple[int, float]:
+        return int(self._rng.integers(utility.size)), 1.0 / utility.size
 
 
-class AlwaysBestBandit(UCB1Bandit):
+class AlwaysBestBandit(MeanPolicy):
     """Greedy: the best mean quality so far (untried models first), ignoring cost."""
 
     name = "always_best"
 
-    def choose(
+    def _utility(
         self,
-        x: FloatArray,
-        candidates: Sequence[int],
+        idx: NDArray[np.intp],
+        estimate: Estimate,
         penalty: FloatArray,
-        *,
-        quality_weight: float = 1.0,
-        cost_share: FloatArray | None = None,
-    ) -> Choice:
-        idx = self._candidates(candidates)
-        mean = self.means(idx)
-        untried = self._stats["n"][idx] == 0
-        utility = np.where(untried, np.inf, mean)
-        index, propensity = self._argmax(utility)
-        return Choice(index, propensity, utility, mean, np.zeros(idx.size))
+        quality_weight: float,
+        cost_share: FloatArray | None,
+    ) -> FloatArray:
+        return np.where(self._stats["n"][idx] == 0, np.inf, estimate.mean)
 
 
-class AlwaysCheapestBandit(UCB1Bandit):
+class AlwaysCheapestBandit(MeanPolicy):
     """The candidate with the lowest predicted cost, whatever its quality."""
 
     name = "always_cheapest"
 
-    def choose(
+    def _utility(
         self,
-        x: FloatArray,
-        candidates: Sequence[int],
+        idx: NDArray[np.intp],
+        estimate: Estimate,
         penalty: FloatArray,
-        *,
-        quality_weight: float = 1.0,
-        cost_share: FloatArray | None = None,
-    ) -> Choice:
-        idx = self._candidates(candidates)
-        share = cost_share if cost_share is not None else np.zeros(idx.size)
-        utility = -share
-        index, propensity = self._argmax(utility)
-        mean = self.means(idx)
-        return Choice(index, propensity, utility, mean, np.zeros(idx.size))
+        quality_weight: float,
+        cost_share: FloatArray | None,
+    ) -> FloatArray:
+        return -_known_share(cost_share, estimate.mean.size)
 
 
-class OracleBandit(UCB1Bandit):
+class OracleBandit(MeanPolicy):
     """Knows every model's true outcome for the current query (replay only).
 
     The replay calls :meth:`reveal` with each model's logged quality before it
@@ -92,11 +77,6 @@ class OracleBandit(UCB1Bandit):
     def __init__(self, *, prior_mean: float = 0.5, seed: int | None = None, dim: int = 1) -> None:
         super().__init__(prior_mean=prior_mean, seed=seed, dim=dim)
         self._truth: dict[str, float] | None = None
-
-    def params(self) -> dict[str, Any]:
-        params = super().params()
-        del params["c"]  # the oracle does not explore
-        return params
 
     def reveal(self, quality: Mapping[str, float]) -> None:
         """The true quality of each model for the next query (used by one :meth:`choose`)."""
@@ -110,24 +90,23 @@ class OracleBandit(UCB1Bandit):
                 raise ConfigurationError(f"true quality of {arm!r} must be a finite number")
         self._truth = truth
 
-    def choose(
-        self,
-        x: FloatArray,
-        candidates: Sequence[int],
-        penalty: FloatArray,
-        *,
-        quality_weight: float = 1.0,
-        cost_share: FloatArray | None = None,
-    ) -> Choice:
-        idx = self._candidates(candidates)
-        if self._truth is None:
+    def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> Estimate:
+        truth, self._truth = self._truth, None
+        if truth is None:
             raise ConfigurationError("the oracle needs the true outcomes: it runs only in replay")
-        missing = [self._arms[i] for i in idx if self._arms[i] not in self._truth]
+        arms = self.arms
+        missing = [arms[i] for i in idx if arms[i] not in truth]
         if missing:
+            self._truth = truth
             raise ConfigurationError(f"reveal() gave no true quality for {missing}")
-        truth = np.array([self._truth[self._arms[i]] for i in idx], dtype=np.float64)
-        share = cost_share if cost_share is not None else np.zeros(idx.size)
-        utility = truth - 1e-6 * share
-        index, propensity = self._argmax(utility)
-        self._truth = None
-        return Choice(index, propensity, utility, truth, np.zeros(idx.size))
+        return Estimate(np.array([truth[arms[i]] for i in idx], dtype=np.float64))
+
+    def _utility(
+        self,
+        idx: NDArray[np.intp],
+        estimate: Estimate,
+        penalty: FloatArray,
+        quality_weight: float,
+        cost_share: FloatArray | None,
+    ) -> FloatArray:
+        return estimate.mean - 1e-6 * _known_share(cost_share, estimate.mean.size)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from conduit.engines.bandits.base import Choice, FloatArray, check_positive
-from conduit.engines.bandits.linear import DEFAULT_BIAS_RIDGE, DEFAULT_RIDGE, LinearBandit
+from conduit import _validate
+from conduit.engines.bandits.base import Estimate, FloatArray
+from conduit.engines.bandits.linear import DEFAULT_BIAS_RIDGE, DEFAULT_RIDGE, LinearPolicy
 
 __all__ = ["ContextualThompsonBandit"]
 
 
-class ContextualThompsonBandit(LinearBandit):
+class ContextualThompsonBandit(LinearPolicy):
     """Agrawal & Goyal (2013): ``theta ~ N(theta_hat, v^2 A^-1)`` per arm, pick the best draw.
 
     Only ``x . theta`` matters for the decision, and for one context it is
@@ -36,8 +37,8 @@ class ContextualThompsonBandit(LinearBandit):
         refactor_every: int = 1000,
         seed: int | None = None,
     ) -> None:
-        self.v = check_positive("v", v)
-        self.propensity_samples = int(check_positive("propensity_samples", propensity_samples))
+        self.v = _validate.positive("v", v)
+        self.propensity_samples = _validate.integer("propensity_samples", propensity_samples, low=1)
         super().__init__(
             dim=dim,
             ridge=ridge,
@@ -55,20 +56,7 @@ class ContextualThompsonBandit(LinearBandit):
         mean, width = self._mean_and_width(x, np.array([self.arm_index(arm)]))
         return float(mean[0]), float(self.v * width[0])
 
-    def choose(
-        self,
-        x: FloatArray,
-        candidates: Sequence[int],
-        penalty: FloatArray,
-        *,
-        quality_weight: float = 1.0,
-        cost_share: FloatArray | None = None,
-    ) -> Choice:
-        idx = self._candidates(candidates)
+    def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> Estimate:
         mean, width = self._mean_and_width(x, idx)
         z = self._rng.standard_normal((idx.size, self.propensity_samples + 1))
-        draws = mean[:, None] + self.v * width[:, None] * z
-        utilities = quality_weight * draws - penalty[:, None]
-        index = int(np.argmax(utilities[:, 0]))
-        propensity = float(np.mean(np.argmax(utilities, axis=0) == index))
-        return Choice(index, propensity, utilities[:, 0], mean, draws[:, 0] - mean)
+        return Estimate(mean, draws=mean[:, None] + self.v * width[:, None] * z)

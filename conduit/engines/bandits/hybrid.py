@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from conduit import _validate
 from conduit.engines.bandits.base import Bandit, Choice, FloatArray
 from conduit.engines.bandits.linear import DEFAULT_BIAS_RIDGE, DEFAULT_RIDGE
 from conduit.engines.bandits.linucb import LinUCBBandit
+from conduit.engines.bandits.stats import Delta
 from conduit.engines.bandits.thompson import ThompsonBandit
 from conduit.engines.bandits.ucb1 import UCB1Bandit
 from conduit.errors import ConfigurationError, StateError
@@ -24,6 +26,9 @@ __all__ = ["HybridBandit"]
 
 class HybridBandit(Bandit):
     """UCB1 (or Thompson) until ``switch_after`` feedback events, then LinUCB.
+
+    A composition: two policies that both learn everything, and a switch on the
+    feedback count that says which one decides.
 
     >>> import numpy as np
     >>> h = HybridBandit(dim=3, switch_after=2, seed=0)
@@ -52,17 +57,10 @@ class HybridBandit(Bandit):
         refactor_every: int = 1000,
         seed: int | None = None,
     ) -> None:
-        if isinstance(switch_after, bool) or not isinstance(switch_after, int) or switch_after < 0:
-            raise ConfigurationError(f"switch_after must be an int >= 0, got {switch_after!r}")
+        self.switch_after = _validate.integer("switch_after", switch_after, low=0)
         if first not in ("ucb1", "thompson"):
             raise ConfigurationError(f"first must be 'ucb1' or 'thompson', got {first!r}")
-        self.switch_after = switch_after
         self.first_name = first
-        self.first: Bandit = (
-            UCB1Bandit(c=c, prior_mean=prior_mean, seed=seed)
-            if first == "ucb1"
-            else ThompsonBandit(prior_mean=prior_mean, seed=seed)
-        )
         self.second = LinUCBBandit(
             dim=dim,
             alpha=alpha,
@@ -72,7 +70,12 @@ class HybridBandit(Bandit):
             refactor_every=refactor_every,
             seed=seed,
         )
-        super().__init__(dim=dim, prior_mean=prior_mean, seed=seed)
+        self.first: UCB1Bandit | ThompsonBandit = (
+            UCB1Bandit(c=c, prior_mean=prior_mean, seed=seed)
+            if first == "ucb1"
+            else ThompsonBandit(prior_mean=prior_mean, seed=seed)
+        )
+        self.dim, self.prior_mean, self.seed = self.second.dim, self.second.prior_mean, seed
 
     def params(self) -> dict[str, Any]:
         return {
@@ -82,35 +85,18 @@ class HybridBandit(Bandit):
             **({"c": self.first.params()["c"]} if self.first_name == "ucb1" else {}),
         }
 
-    def _zero_stats(self) -> dict[str, FloatArray]:
-        return {}
-
-    def _learn(self, i: int, x: FloatArray, reward: float) -> None:
-        arm = self._arms[i]
-        self.first.update(arm, x, reward)
-        self.second.update(arm, x, reward)
-
+    # -- the switch --------------------------------------------------------------------
     @property
     def feedback_count(self) -> int:
-        return int(self.second.pulls().sum())
-
-    @property
-    def phase(self) -> str:
-        """Which learner decides now: the first until ``switch_after`` feedbacks, then LinUCB."""
-        return self.first.name if self.feedback_count < self.switch_after else self.second.name
+        return int(self.second.feedback_counts().sum())
 
     def _active(self) -> Bandit:
         return self.first if self.feedback_count < self.switch_after else self.second
 
-    def add_arm(self, arm: str) -> None:
-        super().add_arm(arm)
-        self.first.add_arm(arm)
-        self.second.add_arm(arm)
-
-    def remove_arm(self, arm: str) -> None:
-        super().remove_arm(arm)
-        self.first.remove_arm(arm)
-        self.second.remove_arm(arm)
+    @property
+    def phase(self) -> str:
+        """Which learner decides now: the first until ``switch_after`` feedbacks, then LinUCB."""
+        return self._active().name
 
     def choose(
         self,
@@ -125,8 +111,28 @@ class HybridBandit(Bandit):
             x, candidates, penalty, quality_weight=quality_weight, cost_share=cost_share
         )
 
-    def pulls(self) -> FloatArray:
-        return self.second.pulls()
+    # -- both learn everything ---------------------------------------------------------
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return self.second.arms
+
+    def arm_index(self, arm: str) -> int:
+        return self.second.arm_index(arm)
+
+    def add_arm(self, arm: str) -> None:
+        self.second.add_arm(arm)  # validates the name first
+        self.first.add_arm(arm)
+
+    def remove_arm(self, arm: str) -> None:
+        self.second.remove_arm(arm)
+        self.first.remove_arm(arm)
+
+    def update(self, arm: str, x: FloatArray, reward: float) -> None:
+        self.second.update(arm, x, reward)  # checks the reward and the context first
+        self.first.update(arm, x, reward)
+
+    def feedback_counts(self) -> FloatArray:
+        return self.second.feedback_counts()
 
     def stats(self) -> dict[str, dict[str, FloatArray]]:
         first, second = self.first.stats(), self.second.stats()
@@ -135,44 +141,45 @@ class HybridBandit(Bandit):
                 **{f"first.{k}": v for k, v in first[arm].items()},
                 **{f"second.{k}": v for k, v in second[arm].items()},
             }
-            for arm in self._arms
+            for arm in self.arms
         }
 
-    def merge(self, delta: Mapping[str, Mapping[str, FloatArray]]) -> None:
-        def part(prefix: str) -> dict[str, dict[str, FloatArray]]:
+    def check_delta(self, delta: Mapping[str, Mapping[str, Any]]) -> tuple[Delta, Delta]:
+        if not isinstance(delta, Mapping) or not all(
+            isinstance(parts, Mapping) for parts in delta.values()
+        ):
+            raise StateError("a delta maps arm names to statistics")
+
+        def part(prefix: str) -> dict[str, dict[str, Any]]:
             return {
                 arm: {k.removeprefix(prefix): v for k, v in parts.items() if k.startswith(prefix)}
                 for arm, parts in delta.items()
             }
 
-        if not isinstance(delta, Mapping) or not all(
-            isinstance(parts, Mapping) for parts in delta.values()
-        ):
-            raise StateError("a delta maps arm names to statistics")
-        # Check both halves before changing either, so a bad delta changes nothing.
-        first = self.first._check_delta(part("first."))
-        second = self.second._check_delta(part("second."))
-        expected = {f"first.{k}" for k in self.first._zero_stats()}
-        expected |= {f"second.{k}" for k in self.second._zero_stats()}
+        # Both halves are checked before either changes, so a bad delta changes nothing.
+        first = self.first.check_delta(part("first."))
+        second = self.second.check_delta(part("second."))
+        expected = {f"first.{k}" for k in self.first.stats_keys()}
+        expected |= {f"second.{k}" for k in self.second.stats_keys()}
         for arm, parts in delta.items():
             if set(parts) != expected:
                 raise StateError(
                     f"delta for {arm!r} has keys {sorted(parts)}, expected {sorted(expected)}"
                 )
-        self.second._apply_delta(second)
-        self.first._apply_delta(first)
-        for arm in self.second.arms:
-            if arm not in self._index:
-                super().add_arm(arm)
+        return first, second
+
+    def merge_checked(self, checked: tuple[Delta, Delta]) -> None:
+        first, second = checked
+        self.second.merge_checked(second)
+        self.first.merge_checked(first)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "algorithm": self.name,
             "params": self.params(),
-            "arms": list(self._arms),
+            "arms": list(self.arms),
             "first": self.first.state_dict(),
             "second": self.second.state_dict(),
-            "rng": self._rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -187,9 +194,4 @@ class HybridBandit(Bandit):
         new_second = LinUCBBandit(**self.second.params())
         new_first.load_state_dict(first)
         new_second.load_state_dict(second)
-        rng = self._check_rng(state)
         self.first, self.second = new_first, new_second
-        self._arms = arms
-        self._index = {a: i for i, a in enumerate(arms)}
-        if rng is not None:
-            self._rng = rng

@@ -30,20 +30,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from conduit.engines.bandits.base import Bandit, FloatArray, check_positive
+from conduit import _validate
+from conduit.engines.bandits.base import FloatArray, Policy
+from conduit.engines.bandits.stats import Stacked
 
-__all__ = ["DEFAULT_BIAS_RIDGE", "DEFAULT_RIDGE", "LinearBandit"]
+__all__ = ["DEFAULT_BIAS_RIDGE", "DEFAULT_RIDGE", "LinearPolicy"]
 
 DEFAULT_RIDGE = 16.0
 DEFAULT_BIAS_RIDGE = 1.0
 
 
-class LinearBandit(Bandit):
+class LinearPolicy(Policy):
     """Stacked per-arm ridge regression; subclasses add the exploration rule."""
 
     contextual = True
-    _Ainv: FloatArray  # (K, d, d): (Lambda + A)^-1 per arm
-    _theta: FloatArray  # (K, d): the ridge solution per arm
 
     def __init__(
         self,
@@ -55,10 +55,13 @@ class LinearBandit(Bandit):
         refactor_every: int = 1000,
         seed: int | None = None,
     ) -> None:
-        self.ridge = check_positive("ridge", ridge)
-        self.bias_ridge = check_positive("bias_ridge", bias_ridge)
-        self.refactor_every = int(check_positive("refactor_every", refactor_every))
+        self.ridge = _validate.positive("ridge", ridge)
+        self.bias_ridge = _validate.positive("bias_ridge", bias_ridge)
+        self.refactor_every = _validate.integer("refactor_every", refactor_every, low=1)
         super().__init__(dim=dim, prior_mean=prior_mean, seed=seed)
+        # Derived per arm: (Lambda + A)^-1, the ridge solution theta, updates since refactoring.
+        self._cache = Stacked({"Ainv": (self.dim, self.dim), "theta": (self.dim,), "since": ()})
+        self._prior_inverse = np.diag(1.0 / np.diag(self.prior_precision()))
 
     def params(self) -> dict[str, Any]:
         return {
@@ -68,38 +71,44 @@ class LinearBandit(Bandit):
             "refactor_every": self.refactor_every,
         }
 
-    def _zero_stats(self) -> dict[str, FloatArray]:
+    def _rows(self) -> dict[str, tuple[int, ...]]:
         d = self.dim
-        return {"A": np.zeros((d, d)), "b": np.zeros(d), "n": np.zeros(())}
+        return {"A": (d, d), "b": (d,), "n": ()}
+
+    def _arm_added(self) -> None:
+        """A new arm has ``A = 0`` and ``b = 0``: its inverse is ``Lambda^-1``, no solve needed,
+        and no other arm's cache is touched (adding K arms is linear in K)."""
+        i = self._cache.append()
+        self._cache["Ainv"][i] = self._prior_inverse
 
     def _rebuild(self) -> None:
-        A = self._stats["A"]
-        k, d = A.shape[0], self.dim
-        self._since_refactor = np.zeros(k, dtype=np.int64)
+        stats, cache = self._stats, self._cache
+        k, d = len(stats), self.dim
         if k == 0:
-            self._Ainv = np.zeros((0, d, d))
-            self._theta = np.zeros((0, d))
+            cache.replace(
+                {"Ainv": np.zeros((0, d, d)), "theta": np.zeros((0, d)), "since": np.zeros(0)}
+            )
             return
-        regularised = A + self.prior_precision()
-        inverse = np.linalg.inv(regularised)
-        self._Ainv = np.asarray(0.5 * (inverse + np.swapaxes(inverse, 1, 2)), dtype=np.float64)
-        self._theta = np.einsum("kij,kj->ki", self._Ainv, self._stats["b"])
+        inverse = np.linalg.inv(stats["A"] + self.prior_precision())
+        Ainv = np.asarray(0.5 * (inverse + np.swapaxes(inverse, 1, 2)), dtype=np.float64)
+        theta = np.einsum("kij,kj->ki", Ainv, stats["b"])
+        cache.replace({"Ainv": Ainv, "theta": theta, "since": np.zeros(k)})
 
     def _learn(self, i: int, x: FloatArray, reward: float) -> None:
-        stats = self._stats
+        stats, cache = self._stats, self._cache
         stats["A"][i] += np.outer(x, x)
         stats["b"][i] += x * (reward - self.prior_mean)
         stats["n"][i] += 1.0
-        self._since_refactor[i] += 1
-        if self._since_refactor[i] >= self.refactor_every:
+        cache["since"][i] += 1
+        if cache["since"][i] >= self.refactor_every:
             Ainv = np.linalg.inv(stats["A"][i] + self.prior_precision())
-            self._Ainv[i] = 0.5 * (Ainv + Ainv.T)
-            self._since_refactor[i] = 0
+            cache["Ainv"][i] = 0.5 * (Ainv + Ainv.T)
+            cache["since"][i] = 0
         else:
-            Ainv = self._Ainv[i]
+            Ainv = cache["Ainv"][i]
             v = Ainv @ x
             Ainv -= np.outer(v, v) / (1.0 + x @ v)
-        self._theta[i] = self._Ainv[i] @ stats["b"][i]
+        cache["theta"][i] = cache["Ainv"][i] @ stats["b"][i]
 
     def prior_precision(self) -> FloatArray:
         """``Lambda``: ``ridge`` on the context features, ``bias_ridge`` on the last (bias)."""
@@ -111,12 +120,12 @@ class LinearBandit(Bandit):
         self, x: FloatArray, idx: NDArray[np.intp]
     ) -> tuple[FloatArray, FloatArray]:
         """Ridge estimate and ``sqrt(x^T A^-1 x)`` for arms ``idx``, in one product each."""
-        mean = self.prior_mean + self._theta[idx] @ x
-        v = self._Ainv[idx] @ x
+        mean = self.prior_mean + self._cache["theta"][idx] @ x
+        v = self._cache["Ainv"][idx] @ x
         width = np.sqrt(np.maximum(v @ x, 0.0))
         return mean, width
 
     def coefficients(self, arm: str) -> FloatArray:
         """The ridge solution ``theta`` of one arm (prediction is ``prior_mean + x . theta``)."""
-        theta: FloatArray = self._theta[self.arm_index(arm)].copy()
+        theta: FloatArray = self._cache["theta"][self.arm_index(arm)].copy()
         return theta

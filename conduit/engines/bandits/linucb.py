@@ -7,13 +7,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from conduit.engines.bandits.base import FloatArray, check_positive
-from conduit.engines.bandits.linear import DEFAULT_BIAS_RIDGE, DEFAULT_RIDGE, LinearBandit
+from conduit import _validate
+from conduit.engines.bandits.base import Estimate, FloatArray
+from conduit.engines.bandits.linear import DEFAULT_BIAS_RIDGE, DEFAULT_RIDGE, LinearPolicy
 
 __all__ = ["LinUCBBandit"]
 
 
-class LinUCBBandit(LinearBandit):
+class LinUCBBandit(LinearPolicy):
     """Optimism in the face of uncertainty over a linear quality model (Li et al., 2010).
 
     The index of an arm is ``prior_mean + x . theta + alpha * sqrt(x^T A^-1 x)``.
@@ -43,7 +44,7 @@ class LinUCBBandit(LinearBandit):
         refactor_every: int = 1000,
         seed: int | None = None,
     ) -> None:
-        self.alpha = check_positive("alpha", alpha)
+        self.alpha = _validate.positive("alpha", alpha)
         super().__init__(
             dim=dim,
             ridge=ridge,
@@ -56,6 +57,6 @@ class LinUCBBandit(LinearBandit):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "alpha": self.alpha}
 
-    def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
+    def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> Estimate:
         mean, width = self._mean_and_width(x, idx)
-        return mean, self.alpha * width
+        return Estimate(mean, exploration=self.alpha * width)

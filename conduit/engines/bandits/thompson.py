@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from conduit.engines.bandits.base import Bandit, Choice, FloatArray, check_positive
+from conduit import _validate
+from conduit.engines.bandits.base import Estimate, FloatArray, Policy
 from conduit.errors import ConfigurationError
 
 __all__ = ["ThompsonBandit"]
 
 
-class ThompsonBandit(Bandit):
+class ThompsonBandit(Policy):
     """Beta-Bernoulli Thompson sampling; a fractional quality q counts as q successes.
 
     The prior is ``Beta(s * prior_mean, s * (1 - prior_mean))`` with strength
@@ -40,8 +40,8 @@ class ThompsonBandit(Bandit):
         seed: int | None = None,
         dim: int = 1,
     ) -> None:
-        self.prior_strength = check_positive("prior_strength", prior_strength)
-        self.propensity_samples = int(check_positive("propensity_samples", propensity_samples))
+        self.prior_strength = _validate.positive("prior_strength", prior_strength)
+        self.propensity_samples = _validate.integer("propensity_samples", propensity_samples, low=1)
         super().__init__(dim=dim, prior_mean=prior_mean, seed=seed)
         if not 0.0 < self.prior_mean < 1.0:  # Beta(0, b) and Beta(a, 0) cannot be sampled
             raise ConfigurationError(
@@ -55,8 +55,8 @@ class ThompsonBandit(Bandit):
             "propensity_samples": self.propensity_samples,
         }
 
-    def _zero_stats(self) -> dict[str, FloatArray]:
-        return {"n": np.zeros(()), "successes": np.zeros(()), "failures": np.zeros(())}
+    def _rows(self) -> dict[str, tuple[int, ...]]:
+        return {"n": (), "successes": (), "failures": ()}
 
     def _learn(self, i: int, x: FloatArray, reward: float) -> None:
         self._stats["n"][i] += 1.0
@@ -73,23 +73,8 @@ class ThompsonBandit(Bandit):
         a, b = self._beta(np.array([self.arm_index(arm)]))
         return float(a[0]), float(b[0])
 
-    def choose(
-        self,
-        x: FloatArray,
-        candidates: Sequence[int],
-        penalty: FloatArray,
-        *,
-        quality_weight: float = 1.0,
-        cost_share: FloatArray | None = None,
-    ) -> Choice:
-        idx = self._candidates(candidates)
+    def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> Estimate:
         a, b = self._beta(idx)
         # +1 draw: column 0 decides, the rest estimate the propensity of that decision.
         draws = self._rng.beta(a[:, None], b[:, None], size=(idx.size, self.propensity_samples + 1))
-        utilities = quality_weight * draws - penalty[:, None]
-        utility = utilities[:, 0]
-        index = int(np.argmax(utility))
-        winners = np.argmax(utilities, axis=0)
-        propensity = float(np.mean(winners == index))
-        mean = a / (a + b)
-        return Choice(index, propensity, utility, mean, draws[:, 0] - mean)
+        return Estimate(a / (a + b), draws=draws)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
+
+from cachetools import LRUCache
 
 from conduit.engines.bandits.base import FloatArray
 from conduit.engines.features.base import is_int
@@ -35,7 +36,7 @@ class FeatureCache:
         if not is_int(maxsize) or maxsize < 0:
             raise ConfigurationError(f"maxsize must be an int >= 0, got {maxsize!r}")
         self.maxsize = int(maxsize)
-        self._data: OrderedDict[str, FloatArray] = OrderedDict()
+        self._data: LRUCache[str, FloatArray] = LRUCache(max(self.maxsize, 1))
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -46,7 +47,6 @@ class FeatureCache:
             if value is None:
                 self.misses += 1
                 return None
-            self._data.move_to_end(key)
             self.hits += 1
             return value
 
@@ -56,9 +56,6 @@ class FeatureCache:
         value.setflags(write=False)
         with self._lock:
             self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
 
     def __len__(self) -> int:
         with self._lock:

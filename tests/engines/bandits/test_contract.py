@@ -154,7 +154,7 @@ def test_only_candidates_are_returned(name: str, params: dict[str, Any]) -> None
     for candidates, c, arm in steps(bandit, 80, seed=5):
         assert 0 <= c.index < len(candidates)
         assert bandit.arm_index(arm) in candidates
-        for values in (c.utility, c.mean, c.bonus):
+        for values in (c.utility, c.mean, c.exploration, c.noise):
             assert np.shape(values) == (len(candidates),)
         picked[arm] += 1
     assert len(picked) > 1
@@ -316,7 +316,8 @@ def corrupt_states(name: str, params: dict[str, Any], state: dict[str, Any]) -> 
         yield replaced(state, (*path, "arms"), [node["arms"][0]] * len(node["arms"]))
         yield replaced(state, (*path, "arms"), "abc")
         yield replaced(state, (*path, "arms"), [1, 2, 3])
-        yield replaced(state, (*path, "rng"), {"bit_generator": "Bogus"})
+        if "rng" in node:  # a composition (the hybrid) has none of its own
+            yield replaced(state, (*path, "rng"), {"bit_generator": "Bogus"})
 
 
 def state_at(state: Any, path: tuple[Any, ...]) -> Any:
@@ -467,9 +468,9 @@ def test_ties_do_not_depend_on_arm_order(name: str, params: dict[str, Any], lear
 NAN = float("nan")
 BAD_PARAMS: list[tuple[str, dict[str, Any], str]] = [
     ("nope", {}, "unknown bandit_algorithm 'nope'"),
-    ("linucb", {"dim": 0}, "dim must be a positive int"),
-    ("linucb", {"dim": True}, "dim must be a positive int"),
-    ("linucb", {"dim": 2.0}, "dim must be a positive int"),
+    ("linucb", {"dim": 0}, "dim must be an int >= 1"),
+    ("linucb", {"dim": True}, "dim must be an int >= 1"),
+    ("linucb", {"dim": 2.0}, "dim must be an int >= 1"),
     ("linucb", {"alpha": 0.0}, "alpha must be a positive number"),
     ("linucb", {"ridge": -1.0}, "ridge must be a positive number"),
     ("linucb", {"bias_ridge": NAN}, "bias_ridge must be a positive number"),

@@ -62,8 +62,8 @@ def test_linucb_prediction_and_bonus_are_ridge_regression() -> None:
         expected_bonus_a = ALPHA * math.sqrt(x @ np.linalg.solve(gram, x))
         expected_bonus_b = ALPHA * math.sqrt(x @ np.linalg.solve(prior_precision(d), x))
         np.testing.assert_allclose(c.mean, [PRIOR + x @ theta, PRIOR], rtol=1e-9)
-        np.testing.assert_allclose(c.bonus, [expected_bonus_a, expected_bonus_b], rtol=1e-9)
-        np.testing.assert_allclose(c.utility, c.mean + c.bonus, rtol=1e-12)
+        np.testing.assert_allclose(c.exploration, [expected_bonus_a, expected_bonus_b], rtol=1e-9)
+        np.testing.assert_allclose(c.utility, c.mean + c.exploration, rtol=1e-12)
 
 
 def test_linucb_utility_weights_quality_and_subtracts_penalty() -> None:
@@ -73,7 +73,7 @@ def test_linucb_utility_weights_quality_and_subtracts_penalty() -> None:
     x = np.array([1.0, 0.5])
     penalty = np.array([0.3, 0.1])
     c = bandit.choose(x, [0, 1], penalty, quality_weight=2.0)
-    np.testing.assert_allclose(c.utility, 2.0 * (c.mean + c.bonus) - penalty)
+    np.testing.assert_allclose(c.utility, 2.0 * (c.mean + c.exploration) - penalty)
 
 
 def test_contextual_thompson_posterior_mean_and_std() -> None:
@@ -93,7 +93,7 @@ def test_contextual_thompson_posterior_mean_and_std() -> None:
     assert std == pytest.approx(V * math.sqrt(x @ np.linalg.solve(gram, x)), rel=1e-9)
 
     # The decisions sample from exactly that normal distribution.
-    draws = np.array([bandit.choose(x, [0], np.zeros(1)).bonus[0] for _ in range(4000)])
+    draws = np.array([bandit.choose(x, [0], np.zeros(1)).noise[0] for _ in range(4000)])
     z = draws / std
     assert abs(z.mean()) < 0.1
     assert abs(z.std() - 1.0) < 0.05
@@ -154,7 +154,7 @@ def test_ucb1_bonus_and_mean() -> None:
     for j, (arm, values) in enumerate(rewards.items()):
         n = len(values)
         assert c.mean[j] == pytest.approx((sum(values) + PRIOR) / (n + 1))
-        assert c.bonus[j] == pytest.approx(c_param * math.sqrt(2 * math.log(total) / n)), arm
+        assert c.exploration[j] == pytest.approx(c_param * math.sqrt(2 * math.log(total) / n)), arm
 
 
 def test_ucb1_tries_every_arm_first() -> None:
@@ -225,7 +225,7 @@ def test_hybrid_first_linucb_decision_uses_phase_one_learning() -> None:
     # The same numbers as a LinUCB that saw the same feedback from the start.
     reference = alone.choose(x, [0, 1], np.zeros(2))
     np.testing.assert_allclose(first_linucb.mean, reference.mean, rtol=1e-12)
-    np.testing.assert_allclose(first_linucb.bonus, reference.bonus, rtol=1e-12)
+    np.testing.assert_allclose(first_linucb.exploration, reference.exploration, rtol=1e-12)
 
 
 def test_hybrid_phase_survives_state_round_trip() -> None:

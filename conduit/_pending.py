@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from cachetools import TTLCache
+
+from conduit import _validate
 from conduit.engines.bandits.base import FloatArray
-from conduit.errors import ConfigurationError, UnknownDecisionError
+from conduit.errors import UnknownDecisionError
 
 __all__ = ["PARTS", "Pending", "PendingDecisions"]
 
@@ -38,6 +41,22 @@ class Pending:
     seen: set[str] = field(default_factory=set)
 
 
+class _Counted(TTLCache[str, Pending]):
+    """cachetools' TTL map, counting what it drops (expired, or evicted past ``maxsize``)."""
+
+    dropped = 0
+
+    def expire(self, time: Any = None) -> Any:
+        gone = super().expire(time)
+        self.dropped += len(gone)
+        return gone
+
+    def popitem(self) -> tuple[str, Pending]:
+        item = super().popitem()
+        self.dropped += 1
+        return item
+
+
 class PendingDecisions:
     """A thread-safe map of ``decision_id -> Pending``, at most ``maxsize``, each for ``ttl`` s."""
 
@@ -48,39 +67,28 @@ class PendingDecisions:
         maxsize: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
-            raise ConfigurationError(f"pending_ttl must be a positive number of seconds: {ttl!r}")
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
-            raise ConfigurationError(f"max_pending must be a positive int, got {maxsize!r}")
-        self.ttl = float(ttl)
-        self.maxsize = maxsize
+        self.ttl = _validate.number("pending_ttl", ttl, low=0, strict_low=True, allow_inf=True)
+        self.maxsize = _validate.integer("max_pending", maxsize, low=1)
         self._clock = clock
-        self._items: OrderedDict[str, Pending] = OrderedDict()
+        self._items = _Counted(maxsize=self.maxsize, ttl=self.ttl, timer=clock)
         self._lock = threading.Lock()
-        self.expired = 0
+
+    @property
+    def expired(self) -> int:
+        """Entries dropped so far, by age or by the size bound."""
+        return self._items.dropped
 
     def add(self, decision_id: str, pending: Pending) -> None:
         """Keep ``pending`` under ``decision_id``, stamped now; evict the expired and the oldest."""
         with self._lock:
             pending.created = self._clock()
+            self._items.pop(decision_id, None)  # a re-added id counts as new
             self._items[decision_id] = pending
-            self._items.move_to_end(decision_id)
-            self._evict()
-
-    def _evict(self) -> None:
-        now = self._clock()
-        while self._items:
-            oldest = next(iter(self._items.values()))
-            if len(self._items) > self.maxsize or now - oldest.created > self.ttl:
-                self._items.popitem(last=False)
-                self.expired += 1
-            else:
-                break
 
     def claim(self, decision_id: str, parts: set[str]) -> tuple[Pending, set[str]]:
         """Mark ``parts`` as seen; return the entry and those parts not seen before."""
         with self._lock:
-            self._evict()
+            self._items.expire()
             pending = self._items.get(decision_id)
             if pending is None:
                 raise UnknownDecisionError(
@@ -108,15 +116,15 @@ class PendingDecisions:
     def waiting(self) -> int:
         """Entries still waiting for some part of their outcome (tombstones excluded)."""
         with self._lock:
-            self._evict()
+            self._items.expire()
             return sum(1 for p in self._items.values() if len(p.seen) < len(PARTS))
 
     def __len__(self) -> int:
         with self._lock:
-            self._evict()
+            self._items.expire()
             return len(self._items)
 
     def __contains__(self, decision_id: object) -> bool:
         with self._lock:
-            self._evict()
+            self._items.expire()
             return decision_id in self._items
