@@ -69,6 +69,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -133,6 +140,22 @@ def _add_replay(subparsers: Subparsers) -> None:
         type=_cost_weight,
         metavar="W",
         help="instead of a preset, weigh cost by W against quality 1 (latency 0)",
+    )
+    targets = p.add_mutually_exclusive_group()
+    targets.add_argument(
+        "--budget",
+        type=_fraction,
+        metavar="F",
+        help="target mean cost per query: F of always using the dearest model (0.2 = 20%%)",
+    )
+    targets.add_argument(
+        "--budget-usd", type=_positive_float, metavar="USD", help="target mean cost per query"
+    )
+    targets.add_argument(
+        "--quality-floor",
+        type=_fraction,
+        metavar="F",
+        help="target mean quality: F of the best model's learned quality, as cheaply as possible",
     )
     p.add_argument(
         "--seed", type=_seed, default=0, metavar="N", help="seed of order and policy (default: 0)"
@@ -202,6 +225,9 @@ def _run_replay(args: argparse.Namespace) -> int:
             algorithm=args.algorithm,
             preference=args.preference,
             cost_weight=args.cost_weight,
+            budget=args.budget,
+            budget_usd=args.budget_usd,
+            quality_floor=args.quality_floor,
             seed=args.seed,
             progress=progress,
             store=store,

@@ -55,7 +55,7 @@ from conduit.replay.report import (
     SweepResult,
 )
 from conduit.stores import Store, StoreSync, open_store
-from conduit.types import Preferences
+from conduit.types import Preferences, TargetStats
 
 __all__ = [
     "DEFAULT_ALGORITHM",
@@ -216,7 +216,21 @@ def _data(
     )
 
 
-def _preferences(preference: Preferences | str | None, cost_weight: float | None) -> Preferences:
+def _preferences(
+    preference: Preferences | str | None,
+    cost_weight: float | None,
+    targets: dict[str, float | None] | None = None,
+) -> Preferences:
+    """The preferences every replayed query carries; ``targets``: a budget or quality floor
+    on top (with ``cost_weight``, where the controller starts)."""
+    given = {k: v for k, v in (targets or {}).items() if v is not None}
+    if given:
+        base = _preferences(preference, cost_weight)
+        try:
+            return Preferences(**{**base.model_dump(), **given})
+        except PydanticValidationError as exc:
+            errors = "; ".join(str(e["msg"]) for e in exc.errors())
+            raise ConfigurationError(f"invalid target {given}: {errors}") from None
     if cost_weight is None:
         try:
             return Preferences.of(preference if preference is not None else DEFAULT_PREFERENCE)
@@ -284,6 +298,7 @@ class _Trace:
     order: NDArray[np.intp]
     chosen: NDArray[np.intp]
     switch_at: int | None
+    target: TargetStats | None = None
 
 
 def _run(
@@ -320,7 +335,8 @@ def _run(
             switch_at = step + 1
         if bar is not None:
             bar.update(1)
-    return _Trace(order=order, chosen=chosen, switch_at=switch_at)
+    target = None if preferences.target is None else router.stats().targets.get(preferences.target)
+    return _Trace(order=order, chosen=chosen, switch_at=switch_at, target=target)
 
 
 def _replay_once(
@@ -375,6 +391,9 @@ def replay(
     algorithm: str = DEFAULT_ALGORITHM,
     preference: Preferences | str | None = None,
     cost_weight: float | None = None,
+    budget: float | None = None,
+    budget_usd: float | None = None,
+    quality_floor: float | None = None,
     seed: int = 0,
     limit: int | None = None,
     embedding_backend: Backend = "auto",
@@ -388,14 +407,21 @@ def replay(
     ``data`` is a path, a shipped log's name, a :class:`ReplayData` from
     :func:`load` (features reused), or None for the shipped RouterBench log.
     Every query carries ``preference`` (a preset name, default ``balanced``) or,
-    given ``cost_weight`` W, ``Preferences(quality=1, cost=W, latency=0)``.
+    given ``cost_weight`` W, ``Preferences(quality=1, cost=W, latency=0)``; ``budget``
+    (a fraction of always using the dearest model's cost), ``budget_usd`` or
+    ``quality_floor`` (a fraction of the best model's learned quality) adds that target,
+    met online by the router's controller (the result's ``policy.target`` says how well).
     ``store`` (a :class:`~conduit.stores.Store` or URL) receives the learned state
     and a history record per decision, ``time_step`` seconds apart; the router
     starts from what the store's namespace has already learned.
     """
     algorithm = _check_algorithm(algorithm)
     seed = _check_seed(seed)
-    prefs = _preferences(preference, cost_weight)
+    prefs = _preferences(
+        preference,
+        cost_weight,
+        {"budget": budget, "budget_usd": budget_usd, "quality_floor": quality_floor},
+    )
     if (
         isinstance(time_step, bool)
         or not isinstance(time_step, (int, float))
@@ -427,6 +453,7 @@ def replay(
         share={m: float(counts[k]) / len(loaded) for k, m in enumerate(loaded.models)},
         regret_vs_oracle=base.oracle.mean_quality - mean_quality,
         switch_at=trace.switch_at,
+        target=trace.target,
     )
     return ReplayResult(
         source=loaded.source,
