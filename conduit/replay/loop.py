@@ -447,7 +447,7 @@ def replay(
     mean_quality = float(quality.mean())
     policy = PolicySummary(
         algorithm=algorithm,
-        preferences=prefs.model_dump(),
+        preferences=prefs.model_dump(exclude_none=True),
         mean_quality=mean_quality,
         mean_cost=metrics.mean_cost(cost),
         share={m: float(counts[k]) / len(loaded) for k, m in enumerate(loaded.models)},
