@@ -7,11 +7,12 @@ per target by dual ascent on the running averages: after each outcome,
 
     log w += step * (realised - goal) / scale
 
-where, for a budget, *realised* is the outcome's cost, *goal* the mean budget in USD
-(``budget`` x the dearest candidate's predicted cost, per decision) and *scale* the
-dearest candidate's mean predicted cost; for a quality floor, *realised* is the
-outcome's quality, *goal* the mean of ``quality_floor`` x the best candidate's
-learned quality at each decision, and *scale* 1. Spending above the budget (or
+where, for a budget, *realised* is the outcome's cost, *goal* its decision's budget in
+USD (``budget`` x the dearest candidate's predicted cost for that query) and *scale*
+the recent mean of that predicted cost (a moving average, which forgets the cold
+start's estimates); for a quality floor, *realised* is the
+outcome's quality, *goal* ``quality_floor`` x the best candidate's learned quality
+when it was decided, and *scale* 1. Spending above the budget (or
 quality above the floor) raises the cost weight; the other way lowers it. The update
 is multiplicative, so one step size serves weights from 0.001 to 100, and the
 weight is clipped to that range, which stops wind-up while a target is out of reach.
@@ -43,6 +44,8 @@ __all__ = ["MAX_WEIGHT", "MIN_WEIGHT", "TARGET_STEP", "Targets"]
 TARGET_STEP = 0.05
 #: The range the controller keeps the cost weight in (Preferences' weights stop at 100).
 MIN_WEIGHT, MAX_WEIGHT = 1e-3, 100.0
+#: Weight of the newest decision in the moving average of the dearest candidate's cost.
+RECENT = 0.01
 #: Distinct targets tracked at once (least recently used forgotten beyond this).
 MAX_TARGETS = 64
 #: Decisions awaiting their outcome that the controller remembers (oldest dropped).
@@ -58,6 +61,7 @@ class _Target:
     decisions: float = 0.0
     reference_sum: float = 0.0  # the dearest candidate's predicted cost, where known
     reference_n: float = 0.0
+    reference_recent: float = 0.0  # its moving average over about the last 1 / RECENT decisions
     goal_sum: float = 0.0  # budget in USD, or required quality, per decision where known
     goal_n: float = 0.0
     cost_sum: float = 0.0
@@ -100,7 +104,7 @@ class Targets:
             raise ConfigurationError(f"target step must be a number in (0, 1], got {step!r}")
         self.step = float(step)
         self._targets: OrderedDict[str, _Target] = OrderedDict()
-        self._open: OrderedDict[str, str] = OrderedDict()
+        self._open: OrderedDict[str, tuple[str, float]] = OrderedDict()  # id -> target, goal
 
     def _get(self, prefs: Preferences, target: str) -> _Target:
         found = self._targets.get(target)
@@ -134,6 +138,8 @@ class Targets:
         if math.isfinite(dearest) and dearest > 0:
             t.reference_sum += dearest
             t.reference_n += 1.0
+            recent = t.reference_recent or dearest
+            t.reference_recent = recent + RECENT * (dearest - recent)
         goal = math.nan
         if prefs.budget is not None:
             goal = prefs.budget * dearest
@@ -144,7 +150,7 @@ class Targets:
         if math.isfinite(goal) and goal > 0:
             t.goal_sum += goal
             t.goal_n += 1.0
-        self._open[decision_id] = target
+        self._open[decision_id] = (target, goal)
         if len(self._open) > MAX_OPEN:
             self._open.popitem(last=False)
 
@@ -152,9 +158,9 @@ class Targets:
         self, decision_id: str, *, quality: float | None = None, cost: float | None = None
     ) -> None:
         """Learn from a decision's outcome (either part, as it arrives)."""
-        target = self._open.get(decision_id)
-        t = None if target is None else self._targets.get(target)
-        if target is None or t is None:
+        target, goal = self._open.get(decision_id, ("", math.nan))
+        t = self._targets.get(target)
+        if t is None:
             return
         budget = _kind(target) != "quality_floor"
         if cost is not None:
@@ -167,10 +173,11 @@ class Targets:
         if realised is None:
             return
         del self._open[decision_id]
-        goal = t.goal()
-        if goal is None:
-            return
-        scale = max(t.reference() or goal, goal) if budget else 1.0
+        if not (math.isfinite(goal) and goal > 0):
+            return  # nothing was known to aim at when it was decided
+        # Each outcome against its own decision's goal: a running mean of goals would
+        # carry the cold start's cost estimates for thousands of queries.
+        scale = max(t.reference_recent, goal) if budget else 1.0
         error = max(-1.0, min(1.0, (realised - goal) / scale))
         t.log_weight = min(
             max(t.log_weight + self.step * error, math.log(MIN_WEIGHT)), math.log(MAX_WEIGHT)
