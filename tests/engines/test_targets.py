@@ -223,3 +223,19 @@ def test_the_weight_stays_in_range_when_a_target_is_out_of_reach() -> None:
         t.decided(f"f{i}", floor, costs, quality)
         t.observe(f"f{i}", quality=0.0)
     assert t.weight(floor) == pytest.approx(MIN_WEIGHT)
+
+
+def test_replay_cli_routes_under_a_target_and_reports_goal_against_realised(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from conduit.cli import main
+
+    args = ["replay", "--data", "routellm-mmlu.jsonl.gz", "--limit", "300", "-q"]
+    args += ["--embedding-backend", "hashing"]
+    assert main([*args, "--budget", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "target budget=0.5: goal $" in out and "of the dearest" in out
+    assert main([*args, "--quality-floor", "0.9"]) == 0
+    assert "target quality_floor=0.9: goal quality" in capsys.readouterr().out
+    assert main([*args, "--budget", "0.2", "--quality-floor", "0.9"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
