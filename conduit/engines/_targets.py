@@ -11,8 +11,9 @@ where, for a budget, *realised* is the outcome's cost, *goal* its decision's bud
 USD (``budget`` x the dearest candidate's predicted cost for that query) and *scale*
 the recent mean of that predicted cost (a moving average, which forgets the cold
 start's estimates); for a quality floor, *realised* is the
-outcome's quality, *goal* ``quality_floor`` x the best candidate's learned quality
-when it was decided, and *scale* 1. Spending above the budget (or
+outcome's quality, *goal* ``quality_floor`` x the best candidate's quality for that
+query as the router saw it (the router passes its policy's upper bound, so a strong
+model it seldom tries cannot drag the floor down), and *scale* 1. Spending above the budget (or
 quality above the floor) raises the cost weight; the other way lowers it. The update
 is multiplicative, so one step size serves weights from 0.001 to 100, and the
 weight is clipped to that range, which stops wind-up while a target is out of reach.

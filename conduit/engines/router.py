@@ -440,8 +440,10 @@ class Router:
             phase = self._phase()
             decision_id = uuid.uuid4().hex
             if prefs.target is not None:
-                learned = self._outcomes.mean("quality")[cands]
-                self._targets.decided(decision_id, prefs, costs, learned)
+                # optimistic: a strong model seldom chosen is learned low (chosen on hard
+                # queries, few samples); its upper bound keeps a quality floor from sinking
+                upper = np.asarray(choice.mean) + np.abs(np.asarray(choice.bonus))
+                self._targets.decided(decision_id, prefs, costs, np.minimum(upper, 1.0))
         self._pending.add(decision_id, Pending(model=model, features=x, tokens=tokens))
         names = [models[i] for i in cands]
         decision, reasons = self._explain(

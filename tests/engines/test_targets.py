@@ -79,11 +79,15 @@ def test_a_quality_floor_is_met_as_cheaply_as_possible(floor: float) -> None:
     quality = float(np.mean([QUALITY[m] for m in tail]))
     goal = floor * 0.9
     assert quality >= goal - 0.01
-    # ... and no dearer than needed: dear on a share p with 0.6 + 0.3 p = goal.
+    # ... and cheaper than always the dear model. The optimum sends it a share p with
+    # 0.6 + 0.3 p = goal; the controller aims at the floor of the dear model's *upper*
+    # quality bound (so an under-sampled strong model cannot sink the floor), which
+    # costs some traffic above that while the bound is loose.
     optimum = (goal - 0.6) / 0.3
-    assert np.mean([m == "dear" for m in tail]) == pytest.approx(optimum, abs=0.05)
+    share = np.mean([m == "dear" for m in tail])
+    assert optimum <= share <= optimum + 0.25
     t = router.stats().targets[f"quality_floor={floor:g}"]
-    assert t.goal == pytest.approx(goal, abs=0.01)
+    assert t.goal is not None and goal <= t.goal <= floor * 1.0 + 0.01
 
 
 def test_without_a_target_the_weights_are_used_as_given() -> None:
