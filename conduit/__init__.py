@@ -29,6 +29,7 @@ from conduit.types import (
     Query,
     RouterStats,
     RoutingDecision,
+    TargetStats,
 )
 
 __version__ = "0.1.0"
@@ -57,6 +58,7 @@ __all__ = [
     "RoutingDecision",
     "StateError",
     "StoreError",
+    "TargetStats",
     "UnknownDecisionError",
     "UnknownModelError",
     "ValidationError",

@@ -21,6 +21,7 @@ __all__ = [
     "non_negative_int",
     "port",
     "positive_float",
+    "positive_fraction",
     "positive_int",
 ]
 
@@ -73,4 +74,12 @@ def positive_float(text: str) -> float:
     value = _parse(text, float, "a number")
     if not (value > 0 and math.isfinite(value)):  # also rejects nan
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def positive_fraction(text: str) -> float:
+    """A share in (0, 1]: a budget or a quality floor (zero would mean nothing at all)."""
+    value = positive_float(text)
+    if value > 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
     return value

@@ -92,6 +92,25 @@ def _add_replay(subparsers: Subparsers) -> None:
         metavar="W",
         help="instead of a preset, weigh cost by W against quality 1 (latency 0)",
     )
+    targets = p.add_mutually_exclusive_group()
+    targets.add_argument(
+        "--budget",
+        type=_arguments.positive_fraction,
+        metavar="F",
+        help="target mean cost per query: F of always using the dearest model (0.2 = 20%%)",
+    )
+    targets.add_argument(
+        "--budget-usd",
+        type=_arguments.positive_float,
+        metavar="USD",
+        help="target mean cost per query",
+    )
+    targets.add_argument(
+        "--quality-floor",
+        type=_arguments.positive_fraction,
+        metavar="F",
+        help="target mean quality: F of the best model's learned quality, as cheaply as possible",
+    )
     p.add_argument(
         "--seed",
         type=_arguments.non_negative_int,
@@ -187,6 +206,9 @@ def _run_replay(args: argparse.Namespace) -> int:
             algorithm=args.algorithm,
             preference=args.preference,
             cost_weight=args.cost_weight,
+            budget=args.budget,
+            budget_usd=args.budget_usd,
+            quality_floor=args.quality_floor,
             seed=args.seed,
             progress=progress,
             store=store,

@@ -31,9 +31,12 @@ __all__ = [
     "Query",
     "RouterStats",
     "RoutingDecision",
+    "TargetStats",
 ]
 
 _Weight = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+_Fraction = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+_Usd = Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)]
 
 
 def _describe(name: str, exc: PydanticValidationError) -> str:
@@ -86,12 +89,41 @@ class Preferences(_Checked):
     quality: _Weight = 1.0
     cost: _Weight = 0.5
     latency: _Weight = 0.1
+    budget: _Fraction | None = None
+    """Target mean cost per request as a fraction of always using the dearest candidate."""
+    budget_usd: _Usd | None = None
+    """Target mean cost per request in USD."""
+    quality_floor: _Fraction | None = None
+    """Target mean quality as a fraction of the best candidate's learned quality."""
 
     @model_validator(mode="after")
     def _not_all_zero(self) -> Preferences:
         if self.quality == 0 and self.cost == 0 and self.latency == 0:
             raise ValueError("at least one preference weight must be positive")
+        given = [
+            n for n in ("budget", "budget_usd", "quality_floor") if getattr(self, n) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give at most one target, got {' and '.join(given)}")
+        if given and self.quality == 0:
+            raise ValueError(f"a {given[0]} target needs a positive quality weight")
         return self
+
+    @property
+    def target(self) -> str | None:
+        """The target as ``name=value`` (how the router keys its controller), or None.
+
+        With a target, the router steers the cost weight online so the running mean
+        meets it; ``cost`` is only where that weight starts.
+
+        >>> Preferences(budget=0.2).target, Preferences().target
+        ('budget=0.2', None)
+        """
+        for name in ("budget", "budget_usd", "quality_floor"):
+            value = getattr(self, name)
+            if value is not None:
+                return f"{name}={value:g}"
+        return None
 
     @classmethod
     def of(cls, value: Preferences | str | Mapping[str, float] | None) -> Preferences:
@@ -392,6 +424,25 @@ class ModelStats(BaseModel):
     mean_latency: float | None
 
 
+class TargetStats(BaseModel):
+    """One target's goal against what was realised, from :meth:`conduit.Router.stats`.
+
+    ``goal`` and ``realised`` are mean cost per request (USD) for a budget and mean
+    quality for a quality floor; ``cost_share`` is the realised mean cost as a fraction
+    of the dearest candidate's; ``cost_weight`` is where the controller holds the cost
+    weight now.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    target: str
+    decisions: int
+    goal: float | None
+    realised: float | None
+    cost_share: float | None
+    cost_weight: float
+
+
 class RouterStats(BaseModel):
     """Per-model statistics and totals, from :meth:`conduit.Router.stats`."""
 
@@ -406,3 +457,5 @@ class RouterStats(BaseModel):
     pending: int
     """Decisions still waiting for some part of their outcome (quality, cost or latency) and
     not expired; a decision whose three parts all arrived is not pending."""
+    targets: dict[str, TargetStats] = Field(default_factory=dict)
+    """Each budget or quality floor routed under, with what was realised."""

@@ -25,6 +25,7 @@ from cachetools import FIFOCache
 
 from conduit import _validate, reward
 from conduit._pending import Pending, PendingDecisions
+from conduit.engines._targets import Targets
 from conduit.engines.bandits import ALGORITHMS, Bandit, make_bandit
 from conduit.engines.bandits.base import FloatArray
 from conduit.engines.features.extractor import Backend, FeatureExtractor, make_embedder
@@ -246,6 +247,7 @@ class Router:
         state_store: str | Store | None = None,
         sync_interval: float = 5.0,
         max_explanations: int = 1000,
+        preferences: Preferences | str | None = None,
     ) -> None:
         if isinstance(models, str) or not isinstance(models, Iterable):
             raise ConfigurationError("models must be a list of model names")
@@ -307,6 +309,11 @@ class Router:
         dim = extractor.dim if (extractor is not None and contextual) else 1
         self._bandit: Bandit = make_bandit(algorithm, dim=dim, seed=seed, **params)
         self._outcomes = OutcomeStats()
+        try:  # the default of queries that carry none; a target's controller is learned state
+            self.preferences = Preferences.of(preferences)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        self._targets = Targets()
         self._pending = PendingDecisions(ttl=pending_ttl, maxsize=max_pending)
         # Seeds the confidence's draws, with a decision counter (see _Reasons.sample).
         self._sample_seed = secrets.randbits(64) if seed is None else seed + 7919
@@ -436,12 +443,16 @@ class Router:
             self._outcomes.prices[model] = _as_price(model, price)
 
     # -- routing ---------------------------------------------------------------------------
-    @staticmethod
     def _as_query(
-        query: Query | str, preferences: Preferences | str | None, constraints: Constraints | None
+        self,
+        query: Query | str,
+        preferences: Preferences | str | None,
+        constraints: Constraints | None,
     ) -> Query:
         try:
             if isinstance(query, Query):
+                if preferences is None and "preferences" not in query.model_fields_set:
+                    preferences = self.preferences  # the router's default
                 if preferences is None and constraints is None:
                     return query
                 return Query(
@@ -451,7 +462,7 @@ class Router:
                 )
             return Query(
                 text=query,
-                preferences=Preferences.of(preferences),
+                preferences=Preferences.of(preferences or self.preferences),
                 constraints=constraints or Constraints(),
             )
         except ValueError as exc:
@@ -543,8 +554,9 @@ class Router:
             cands, removed = self._candidates(q.constraints, all_costs, all_latency)
             costs, latency = all_costs[cands], all_latency[cands]
             cost_share, latency_share = reward.shares(costs), reward.shares(latency)
+            cost_weight = self._targets.weight(prefs)  # a target's: steered by its controller
             penalty = reward.penalty(
-                cost_share, latency_share, cost_weight=prefs.cost, latency_weight=prefs.latency
+                cost_share, latency_share, cost_weight=cost_weight, latency_weight=prefs.latency
             )
             choice = self._bandit.choose(
                 x, cands, penalty, quality_weight=prefs.quality, cost_share=cost_share
@@ -554,7 +566,12 @@ class Router:
             phase = self._phase()
             self._decisions_made += 1
             sample = (self._sample_seed, self._decisions_made)
-        decision_id = uuid.uuid4().hex
+            decision_id = uuid.uuid4().hex
+            if prefs.target is not None:
+                # optimistic: a strong model seldom chosen is learned low (chosen on hard
+                # queries, few samples); its upper bound keeps a quality floor from sinking
+                upper = np.asarray(choice.mean) + np.abs(np.asarray(choice.deviation))
+                self._targets.decided(decision_id, prefs, costs, np.minimum(upper, 1.0))
         self._pending.add(decision_id, Pending(model=model, features=x, tokens=tokens))
         # Exploring: without its exploration term (or sampled noise) the chosen model would
         # not be (among) the best.
@@ -662,6 +679,12 @@ class Router:
                 self._outcomes.record_cost(pending.model, values["cost"], pending.tokens)
             if "latency" in new:
                 self._outcomes.add(pending.model, latency_n=1.0, latency_sum=values["latency"])
+            if "quality" in new or "cost" in new:
+                self._targets.observe(
+                    decision_id,
+                    quality=values["quality"] if "quality" in new else None,
+                    cost=values["cost"] if "cost" in new else None,
+                )
             self._since_save += 1
         if "quality" in new:
             self._pending.forget_features(decision_id)
@@ -706,6 +729,7 @@ class Router:
                 total_feedback=int(feedback.sum()),
                 total_cost=float(o.column("cost_sum").sum()),
                 pending=self._pending.waiting(),
+                targets=self._targets.stats(),
             )
 
     # -- state -----------------------------------------------------------------------------
@@ -720,6 +744,7 @@ class Router:
                 "dim": self._bandit.dim,
                 "bandit": self._bandit.state_dict(),
                 "outcomes": self._outcomes.state_dict(),
+                "targets": self._targets.state_dict(),
             }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -759,6 +784,12 @@ class Router:
             raise StateError(f"state's outcome statistics are malformed: {e!r}") from e
         if list(outcomes.models) != list(bandit.arms):
             raise StateError("state's outcome statistics and policy disagree on the models")
+        targets = Targets(step=self._targets.step)
+        if "targets" in state:  # absent from states saved before targets existed
+            try:
+                targets.load_state_dict(state["targets"])
+            except (TypeError, ValueError) as exc:
+                raise StateError(f"state's target controllers are malformed: {exc}") from exc
         with self._lock:
             # The models given win: learning of those still present is kept, new ones start
             # fresh, models no longer given are dropped.
@@ -781,6 +812,7 @@ class Router:
                     len(dropped),
                     ", ".join(dropped) or "-",
                 )
+            self._targets = targets
             prices = dict(self._outcomes.prices)
             self._bandit, self._outcomes = bandit, outcomes
             for model, price in prices.items():

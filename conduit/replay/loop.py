@@ -60,7 +60,7 @@ from conduit.replay.report import (
     SweepResult,
 )
 from conduit.stores import Store, open_store
-from conduit.types import Preferences
+from conduit.types import Preferences, TargetStats
 
 __all__ = [
     "ALL_LABELS",
@@ -250,7 +250,20 @@ def _data(
     )
 
 
-def _preferences(preference: Preferences | str | None, cost_weight: float | None) -> Preferences:
+def _preferences(
+    preference: Preferences | str | None,
+    cost_weight: float | None,
+    targets: dict[str, float | None] | None = None,
+) -> Preferences:
+    """The preferences every replayed query carries; ``targets``: a budget or quality floor
+    on top (with ``cost_weight``, where the controller starts)."""
+    given = {k: v for k, v in (targets or {}).items() if v is not None}
+    if given:
+        base = _preferences(preference, cost_weight)
+        try:
+            return Preferences(**{**base.model_dump(), **given})
+        except ValueError as exc:  # InvalidQueryError: the target's own message
+            raise ConfigurationError(f"invalid target {given}: {exc}") from None
     if cost_weight is None:
         try:
             return Preferences.of(preference if preference is not None else DEFAULT_PREFERENCE)
@@ -319,6 +332,7 @@ class _Trace:
     chosen: NDArray[np.intp]
     switch_at: int | None
     labelled: int = 0
+    target: TargetStats | None = None
 
 
 def _run(
@@ -369,7 +383,14 @@ def _run(
             bar.update(1)
     if labels == ALL_LABELS:
         labelled[:] = True
-    return _Trace(order=order, chosen=chosen, switch_at=switch_at, labelled=int(labelled.sum()))
+    target = None if preferences.target is None else router.stats().targets.get(preferences.target)
+    return _Trace(
+        order=order,
+        chosen=chosen,
+        switch_at=switch_at,
+        labelled=int(labelled.sum()),
+        target=target,
+    )
 
 
 def _replay_once(
@@ -428,6 +449,9 @@ def replay(
     algorithm: str = DEFAULT_ALGORITHM,
     preference: Preferences | str | None = None,
     cost_weight: float | None = None,
+    budget: float | None = None,
+    budget_usd: float | None = None,
+    quality_floor: float | None = None,
     seed: int = 0,
     limit: int | None = None,
     embedding_backend: Backend = "auto",
@@ -442,7 +466,10 @@ def replay(
     ``data`` is a path, a shipped log's name, a :class:`ReplayData` from
     :func:`load` (features reused), or None for the shipped RouterBench log.
     Every query carries ``preference`` (a preset name, default ``balanced``) or,
-    given ``cost_weight`` W, ``Preferences(quality=1, cost=W, latency=0)``.
+    given ``cost_weight`` W, ``Preferences(quality=1, cost=W, latency=0)``; ``budget``
+    (a fraction of always using the dearest model's cost), ``budget_usd`` or
+    ``quality_floor`` (a fraction of the best model's learned quality) adds that target,
+    met online by the router's controller (the result's ``policy.target`` says how well).
     ``store`` (a :class:`~conduit.stores.Store` or URL) receives the learned state
     and a history record per decision, ``time_step`` seconds apart; the router
     starts from what the store's namespace has already learned. ``labels`` makes
@@ -450,7 +477,11 @@ def replay(
     """
     algorithm = _check_algorithm(algorithm)
     seed = _check_seed(seed)
-    prefs = _preferences(preference, cost_weight)
+    prefs = _preferences(
+        preference,
+        cost_weight,
+        {"budget": budget, "budget_usd": budget_usd, "quality_floor": quality_floor},
+    )
     if (
         isinstance(time_step, bool)
         or not isinstance(time_step, (int, float))
@@ -478,12 +509,13 @@ def replay(
     mean_quality = float(quality.mean())
     policy = PolicySummary(
         algorithm=algorithm,
-        preferences=prefs.model_dump(),
+        preferences=prefs.model_dump(exclude_none=True),
         mean_quality=mean_quality,
         mean_cost=metrics.mean_cost(cost),
         share={m: float(counts[k]) / len(loaded) for k, m in enumerate(loaded.models)},
         regret_vs_oracle=base.oracle.mean_quality - mean_quality,
         switch_at=trace.switch_at,
+        target=trace.target,
     )
     return ReplayResult(
         source=loaded.source,

@@ -10,6 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
+from conduit.types import TargetStats
+
 __all__ = [
     "Baselines",
     "LearningCurve",
@@ -46,6 +50,8 @@ class _ToJSON:
 def _plain(value: Any) -> Any:
     if isinstance(value, _ToJSON):
         return value.to_json()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
@@ -95,6 +101,8 @@ class PolicySummary(_ToJSON):
     """Oracle mean quality minus the policy's."""
     switch_at: int | None
     """Query number at which the policy's phase first changed (hybrid: to LinUCB)."""
+    target: TargetStats | None = None
+    """The budget or quality floor routed under: its goal against what was realised."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +195,7 @@ def format_replay(result: ReplayResult) -> str:
     """The replay as a table: the policy, the oracle, random and every single model."""
     p, b = result.policy, result.baselines
     best = b.best_single
-    prefs = ", ".join(f"{k} {v:g}" for k, v in p.preferences.items())
+    prefs = ", ".join(f"{k} {v:g}" for k, v in p.preferences.items() if v is not None)
     title = (
         f"{result.source}: {result.n} queries, {len(result.models)} models, "
         f"policy {p.algorithm} ({prefs}), seed {result.seed}"
@@ -230,7 +238,32 @@ def format_replay(result: ReplayResult) -> str:
     ]
     if p.switch_at is not None:
         summary.append(f"phase switch at query {p.switch_at}")
-    return "\n".join([title, "", _table(header, rows), "", "; ".join(summary)])
+    lines = [title, "", _table(header, rows), "", "; ".join(summary)]
+    if p.target is not None:
+        lines.append(format_target(p.target))
+    return "\n".join(lines)
+
+
+def format_target(t: TargetStats) -> str:
+    """One line: a target's goal against what was realised, and the cost weight it holds.
+
+    >>> print(format_target(TargetStats(target="budget=0.2", decisions=10, goal=0.002,
+    ...     realised=0.0019, cost_share=0.19, cost_weight=1.5)))  # doctest: +NORMALIZE_WHITESPACE
+    target budget=0.2: goal $0.002000/query,
+    realised $0.001900/query (19.0% of the dearest), cost weight now 1.5
+    """
+    floor = t.target.startswith("quality_floor")
+    if floor:
+        goal = "-" if t.goal is None else f"quality {t.goal:.3f}"
+        realised = "-" if t.realised is None else f"quality {t.realised:.3f}"
+    else:
+        goal = "-" if t.goal is None else f"{_cost(t.goal)}/query"
+        realised = "-" if t.realised is None else f"{_cost(t.realised)}/query"
+        if t.cost_share is not None:
+            realised += f" ({100.0 * t.cost_share:.1f}% of the dearest)"
+    return (
+        f"target {t.target}: goal {goal}, realised {realised}, cost weight now {t.cost_weight:.3g}"
+    )
 
 
 def format_sweep(result: SweepResult) -> str:

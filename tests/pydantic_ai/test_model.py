@@ -176,7 +176,8 @@ async def test_a_provider_error_fails_over_to_the_next_best_model(
         assert (await agent.run(f"Invoice {i}")).output == kit.Invoice(**kit.VALID)
     stats = router.stats().models
     assert stats["broken"].decisions >= 1
-    assert (stats["broken"].feedback, stats["broken"].mean_quality) == (stats["broken"].decisions, 0.0)
+    broken = stats["broken"]
+    assert (broken.feedback, broken.mean_quality) == (broken.decisions, 0.0)
     assert stats["broken"].mean_latency is not None  # each failed attempt learned from
     assert stats["valid"].decisions == 5
 
@@ -230,7 +231,8 @@ async def test_streaming_routes_learns_and_fails_over(
         assert served(run.new_messages()) == ["valid"]
     stats = router.stats().models
     assert stats["broken"].decisions >= 1
-    assert (stats["broken"].feedback, stats["broken"].mean_quality) == (stats["broken"].decisions, 0.0)
+    broken = stats["broken"]
+    assert (broken.feedback, broken.mean_quality) == (broken.decisions, 0.0)
     assert stats["valid"].decisions == 3 and stats["valid"].mean_quality == 1.0
     assert stats["valid"].mean_cost is not None and stats["valid"].mean_cost > 0
 

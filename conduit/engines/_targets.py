@@ -1,0 +1,256 @@
+"""Targets: steer the cost weight online so a budget or a quality floor is met on average.
+
+A :class:`~conduit.types.Preferences` with ``budget``, ``budget_usd`` or
+``quality_floor`` names a constraint on a running mean, not a weight. The router
+still routes by ``quality * q_hat - w * cost_share - ...``; this module picks ``w``
+per target by dual ascent on the running averages: after each outcome,
+
+    log w += step * (realised - goal) / scale
+
+where, for a budget, *realised* is the outcome's cost, *goal* its decision's budget in
+USD (``budget`` x the dearest candidate's predicted cost for that query) and *scale*
+the recent mean of that predicted cost (a moving average, which forgets the cold
+start's estimates); for a quality floor, *realised* is the
+outcome's quality, *goal* ``quality_floor`` x the best candidate's quality for that
+query as the router saw it (the router passes its policy's upper bound, so a strong
+model it seldom tries cannot drag the floor down), and *scale* 1. Spending above the budget (or
+quality above the floor) raises the cost weight; the other way lowers it. The update
+is multiplicative, so one step size serves weights from 0.001 to 100, and the
+weight is clipped to that range, which stops wind-up while a target is out of reach.
+Sum of the errors over T outcomes is ``Δ log w / step``: once the weight settles,
+the realised mean tracks the goal to within that over T.
+
+The state (per target: the log weight and additive sums of goals, costs and
+qualities) is plain JSON, part of the router's learned state. Across replicas the
+sums add; the log weights are combined as a decision-weighted mean (:meth:`merge`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from conduit.engines.bandits.base import FloatArray
+from conduit.errors import ConfigurationError
+from conduit.types import Preferences, TargetStats
+
+__all__ = ["MAX_WEIGHT", "MIN_WEIGHT", "TARGET_STEP", "Targets"]
+
+#: Step of the dual update on the log cost weight, per outcome (errors are in [-1, 1]).
+TARGET_STEP = 0.05
+#: The range the controller keeps the cost weight in (Preferences' weights stop at 100).
+MIN_WEIGHT, MAX_WEIGHT = 1e-3, 100.0
+#: Weight of the newest decision in the moving average of the dearest candidate's cost.
+RECENT = 0.01
+#: Distinct targets tracked at once (least recently used forgotten beyond this).
+MAX_TARGETS = 64
+#: Decisions awaiting their outcome that the controller remembers (oldest dropped).
+MAX_OPEN = 100_000
+STATE_VERSION = 1
+
+
+@dataclass(slots=True)
+class _Target:
+    """One target's controller: its log cost weight and additive running sums."""
+
+    log_weight: float
+    decisions: float = 0.0
+    reference_sum: float = 0.0  # the dearest candidate's predicted cost, where known
+    reference_n: float = 0.0
+    reference_recent: float = 0.0  # its moving average over about the last 1 / RECENT decisions
+    goal_sum: float = 0.0  # budget in USD, or required quality, per decision where known
+    goal_n: float = 0.0
+    cost_sum: float = 0.0
+    cost_n: float = 0.0
+    quality_sum: float = 0.0
+    quality_n: float = 0.0
+
+    def goal(self) -> float | None:
+        return self.goal_sum / self.goal_n if self.goal_n else None
+
+    def reference(self) -> float | None:
+        return self.reference_sum / self.reference_n if self.reference_n else None
+
+
+def _kind(target: str) -> str:
+    return target.split("=", 1)[0]
+
+
+def _finite_max(values: FloatArray) -> float:
+    known = values[np.isfinite(values)]
+    return float(known.max()) if known.size else math.nan
+
+
+class Targets:
+    """The cost-weight controllers of every target a router has routed under.
+
+    >>> targets = Targets()
+    >>> prefs = Preferences(budget=0.5, cost=1.0)
+    >>> targets.weight(prefs)
+    1.0
+    >>> costs, quality = np.array([1.0, 0.1]), np.array([0.9, 0.6])
+    >>> targets.decided("d1", prefs, costs, quality)
+    >>> targets.observe("d1", cost=1.0)  # spent the dearest model's cost: above budget
+    >>> targets.weight(prefs) > 1.0
+    True
+    """
+
+    def __init__(self, *, step: float = TARGET_STEP) -> None:
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step <= 1:
+            raise ConfigurationError(f"target step must be a number in (0, 1], got {step!r}")
+        self.step = float(step)
+        self._targets: OrderedDict[str, _Target] = OrderedDict()
+        self._open: OrderedDict[str, tuple[str, float]] = OrderedDict()  # id -> target, goal
+
+    def _get(self, prefs: Preferences, target: str) -> _Target:
+        found = self._targets.get(target)
+        if found is None:
+            start = min(max(prefs.cost, MIN_WEIGHT), MAX_WEIGHT)
+            found = self._targets[target] = _Target(log_weight=math.log(start))
+            if len(self._targets) > MAX_TARGETS:
+                self._targets.popitem(last=False)
+        else:
+            self._targets.move_to_end(target)
+        return found
+
+    def weight(self, prefs: Preferences) -> float:
+        """The cost weight to route ``prefs`` with: the controller's for a target, else ``cost``."""
+        target = prefs.target
+        if target is None:
+            return prefs.cost
+        return math.exp(self._get(prefs, target).log_weight)
+
+    def decided(
+        self, decision_id: str, prefs: Preferences, costs: FloatArray, quality: FloatArray
+    ) -> None:
+        """Count a decision under ``prefs``; ``costs`` are the candidates' predicted costs
+        and ``quality`` their learned mean quality (NaN: not known yet)."""
+        target = prefs.target
+        if target is None:
+            return
+        t = self._get(prefs, target)
+        t.decisions += 1.0
+        dearest = _finite_max(costs)
+        if math.isfinite(dearest) and dearest > 0:
+            t.reference_sum += dearest
+            t.reference_n += 1.0
+            recent = t.reference_recent or dearest
+            t.reference_recent = recent + RECENT * (dearest - recent)
+        goal = math.nan
+        if prefs.budget is not None:
+            goal = prefs.budget * dearest
+        elif prefs.budget_usd is not None:
+            goal = prefs.budget_usd
+        elif prefs.quality_floor is not None:
+            goal = prefs.quality_floor * _finite_max(quality)
+        if math.isfinite(goal) and goal > 0:
+            t.goal_sum += goal
+            t.goal_n += 1.0
+        self._open[decision_id] = (target, goal)
+        if len(self._open) > MAX_OPEN:
+            self._open.popitem(last=False)
+
+    def observe(
+        self, decision_id: str, *, quality: float | None = None, cost: float | None = None
+    ) -> None:
+        """Learn from a decision's outcome (either part, as it arrives)."""
+        target, goal = self._open.get(decision_id, ("", math.nan))
+        t = self._targets.get(target)
+        if t is None:
+            return
+        budget = _kind(target) != "quality_floor"
+        if cost is not None:
+            t.cost_sum += cost
+            t.cost_n += 1.0
+        if quality is not None:
+            t.quality_sum += quality
+            t.quality_n += 1.0
+        realised = cost if budget else quality
+        if realised is None:
+            return
+        del self._open[decision_id]
+        if not (math.isfinite(goal) and goal > 0):
+            return  # nothing was known to aim at when it was decided
+        # Each outcome against its own decision's goal: a running mean of goals would
+        # carry the cold start's cost estimates for thousands of queries.
+        scale = max(t.reference_recent, goal) if budget else 1.0
+        error = max(-1.0, min(1.0, (realised - goal) / scale))
+        t.log_weight = min(
+            max(t.log_weight + self.step * error, math.log(MIN_WEIGHT)), math.log(MAX_WEIGHT)
+        )
+
+    def stats(self) -> dict[str, TargetStats]:
+        out: dict[str, TargetStats] = {}
+        for target, t in self._targets.items():
+            budget = _kind(target) != "quality_floor"
+            cost = t.cost_sum / t.cost_n if t.cost_n else None
+            quality = t.quality_sum / t.quality_n if t.quality_n else None
+            reference = t.reference()
+            out[target] = TargetStats(
+                target=target,
+                decisions=int(t.decisions),
+                goal=t.goal(),
+                realised=cost if budget else quality,
+                cost_share=None if cost is None or not reference else cost / reference,
+                cost_weight=math.exp(t.log_weight),
+            )
+        return out
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "step": self.step,
+            "targets": {k: asdict(t) for k, t in self._targets.items()},
+        }
+
+    @staticmethod
+    def _parse(state: Mapping[str, Any]) -> OrderedDict[str, _Target]:
+        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
+            raise ValueError(f"target state must be a mapping of version {STATE_VERSION}")
+        raw = state.get("targets")
+        if not isinstance(raw, Mapping):
+            raise ValueError("target state holds no targets mapping")
+        parsed: OrderedDict[str, _Target] = OrderedDict()
+        for key, fields in raw.items():
+            if not isinstance(key, str) or _kind(key) not in (
+                "budget",
+                "budget_usd",
+                "quality_floor",
+            ):
+                raise ValueError(f"unknown target {key!r}")
+            t = _Target(**{k: float(v) for k, v in dict(fields).items()})
+            sums = [v for k, v in asdict(t).items() if k != "log_weight"]
+            low, high = math.log(MIN_WEIGHT), math.log(MAX_WEIGHT)
+            if not all(math.isfinite(v) and v >= 0 for v in sums) or not (
+                low - 1e-9 <= t.log_weight <= high + 1e-9
+            ):
+                raise ValueError(f"target {key!r} holds a weight out of range or a bad sum")
+            parsed[key] = t
+        return parsed
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Replace the controllers by saved ones; a malformed state raises ValueError."""
+        self._targets = self._parse(state)
+        self._open.clear()
+
+    def merge(self, state: Mapping[str, Any]) -> None:
+        """Fold in another replica's controllers: sums add, log weights average by decisions."""
+        for key, other in self._parse(state).items():
+            mine = self._targets.get(key)
+            if mine is None:
+                self._targets[key] = other
+                continue
+            total = mine.decisions + other.decisions
+            if total > 0:
+                mine.log_weight = (
+                    mine.log_weight * mine.decisions + other.log_weight * other.decisions
+                ) / total
+            for name in asdict(mine):
+                if name != "log_weight":
+                    setattr(mine, name, getattr(mine, name) + getattr(other, name))
