@@ -15,11 +15,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from conduit import __version__
 from conduit.config import state_url
 from conduit.engines.bandits import ALGORITHMS
+from conduit.engines.features.extractor import Backend
 from conduit.errors import ConduitError, ValidationError
 from conduit.stores.cli import add_state_commands, run_state
 from conduit.types import PRESETS
@@ -153,7 +154,7 @@ def _add_replay(subparsers: Subparsers) -> None:
     p.add_argument(
         "--embedding-backend",
         default="auto",
-        choices=["auto", "onnx", "sentence-transformers", "hashing"],
+        choices=list(get_args(Backend)),
         help="how prompts are embedded (default: auto)",
     )
     p.add_argument(
