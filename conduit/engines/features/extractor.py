@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from conduit.engines.bandits.base import FloatArray
+from conduit.engines.features._batching import Combiner
 from conduit.engines.features.base import Embedder, is_int
 from conduit.engines.features.cache import FeatureCache, text_key
 from conduit.engines.features.focus import question_focus
@@ -144,6 +145,7 @@ class FeatureExtractor:
         self.dim = self._embed_dim + len(METADATA_NAMES) + 1
         self.cache = FeatureCache(maxsize=cache_size)
         self.second_level = second_level
+        self._combiner = Combiner(self.embedder.embed)
 
     @property
     def name(self) -> str:
@@ -186,8 +188,11 @@ class FeatureExtractor:
                 self.cache.put(key, found)
                 return found
         focused = _unicode(question_focus(text, self.max_chars))
-        embedding = self.embedder.embed([focused])[0].astype(np.float64)
-        x = self._assemble(text, embedding)
+        if getattr(self.embedder, "inline", False):
+            row = self.embedder.embed([focused])[0]
+        else:  # concurrent new prompts (worker threads) share one model run
+            row = self._combiner.embed_one(focused)
+        x = self._assemble(text, row.astype(np.float64))
         self.cache.put(key, x)
         if self.second_level is not None:
             self.second_level.put(self.name, text, x)
