@@ -193,6 +193,8 @@ def load(
     """
     if limit is not None:
         _check_limit(limit)
+    if not isinstance(cache, (bool, str, os.PathLike)):
+        raise ConfigurationError(f"cache must be a bool or a folder path, got {cache!r}")
     path = _resolve(data)
     models, prompts, quality, cost = _read(path, limit)
     extractor = FeatureExtractor(

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conduit.errors import ConfigurationError
 from conduit.replay import _cache, load
 
 WriteLog = Callable[..., Path]
@@ -147,3 +148,11 @@ def test_an_unwritable_cache_folder_warns_and_the_load_succeeds(
 def test_the_default_folder_is_the_user_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere/cache")
     assert _cache.default_dir() == Path("/somewhere/cache/conduit/features")
+
+
+@pytest.mark.parametrize("cache", [1, None, 2.5, ["folder"]])
+def test_a_cache_that_is_not_a_bool_or_a_path_is_refused(
+    write_log: WriteLog, cache: object
+) -> None:
+    with pytest.raises(ConfigurationError, match="cache must be a bool or a folder path"):
+        load(write_log(THREE_MODELS), embedding_backend="hashing", cache=cache)  # type: ignore[arg-type]
