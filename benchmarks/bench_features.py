@@ -1,6 +1,6 @@
 """How fast is a query turned into features, per embedding backend?
 
-Measures, for each installed backend (onnx, sentence-transformers, hashing), in one run:
+Measures, for each installed backend (static, onnx, sentence-transformers, hashing), in one run:
 
 - load: seconds to build the embedder, importing its libraries on first use (what a
   router's constructor pays in a fresh process);
@@ -38,7 +38,7 @@ from conduit.engines.features.extractor import (
 )
 from conduit.errors import MissingDependencyError
 
-BACKENDS: tuple[Backend, ...] = ("onnx", "sentence-transformers", "hashing")
+BACKENDS: tuple[Backend, ...] = ("static", "onnx", "sentence-transformers", "hashing")
 LIBRARIES = ("numpy", "onnxruntime", "tokenizers", "torch", "sentence-transformers", "transformers")
 
 _SUBJECTS = [

@@ -1,6 +1,7 @@
 """Quality and cost of learned routing on the shipped real routing logs (mean of seeds 0-2).
 
     python benchmarks/bench_replay.py [--json OUT] [--seeds 0 1 2] [--quick]
+    python benchmarks/bench_replay.py --variants [--embedding-backend onnx] [--seeds 0 1]
 
 Claims checked (README, "Measured"):
 - RouterBench ARC+Winogrande, 11 models, online, balanced preference: mean quality
@@ -8,23 +9,74 @@ Claims checked (README, "Measured"):
 - RouteLLM MMLU, 2 models, ``--sweep``: APGR >= 0.55 (random routing: 0.5).
 Also every algorithm on RouterBench, for the comparison table. ``--quick`` uses the
 first 3,000 MMLU queries instead of all 14,037.
+
+``--variants`` is the quality gate for a change of embedding: on each log (RouterBench
+hybrid balanced: quality and cost vs GPT-4; model7-mixed, ``--preference quality``, from
+``--model7 PATH``; MMLU ``--sweep`` APGR) the full log, each half, and the models in
+reverse order, so a difference is not one file's accident. Run it once per backend and
+compare.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
+from dataclasses import replace as dc_replace
 
 import _common  # noqa: F401 - the offline environment
 
 from conduit.engines.bandits import ALGORITHMS
-from conduit.replay import DEFAULT_ALGORITHM, load, replay, shipped_log, sweep
+from conduit.replay import DEFAULT_ALGORITHM, ReplayData, load, replay, shipped_log, sweep
 
 ROUTERBENCH = "routerbench-arc-winogrande.jsonl.gz"
 MMLU = "routellm-mmlu.jsonl.gz"
+
+
+MODEL7 = "/work/shared/datasets/model7-mixed.jsonl.gz"
+
+
+def variants_of(data: ReplayData, reverse: bool = True) -> dict[str, ReplayData]:
+    n = len(data) // 2
+
+    def part(rows: slice) -> ReplayData:
+        return dc_replace(
+            data, prompts=data.prompts[rows], quality=data.quality[rows], cost=data.cost[rows]
+        )
+
+    out = {"full": data, "first half": part(slice(0, n)), "second half": part(slice(n, None))}
+    if reverse:
+        out["models reversed"] = dc_replace(
+            data, models=data.models[::-1], quality=data.quality[:, ::-1], cost=data.cost[:, ::-1]
+        )
+    return out
+
+
+def gate(backend: str, seeds: list[int], model7: str) -> dict[str, float]:
+    """The variants' numbers for one embedding backend (mean over ``seeds``)."""
+    out: dict[str, float] = {}
+    rb = load(shipped_log(ROUTERBENCH), embedding_backend=backend)  # type: ignore[arg-type]
+    gpt4 = float(rb.cost[:, rb.models.index("gpt-4-1106-preview")].mean())
+    for name, d in variants_of(rb).items():
+        runs = [replay(d, seed=s) for s in seeds]
+        out[f"routerbench {name}: quality"] = statistics.mean(r.policy.mean_quality for r in runs)
+        out[f"routerbench {name}: cost vs GPT-4"] = (
+            statistics.mean(r.policy.mean_cost or 0.0 for r in runs) / gpt4
+        )
+    if os.path.exists(model7):
+        m7 = load(model7, embedding_backend=backend)  # type: ignore[arg-type]
+        for name, d in variants_of(m7).items():
+            runs = [replay(d, seed=s, preference="quality") for s in seeds]
+            out[f"model7-mixed {name}: quality"] = statistics.mean(
+                r.policy.mean_quality for r in runs
+            )
+    mmlu = load(shipped_log(MMLU), embedding_backend=backend)  # type: ignore[arg-type]
+    for name, d in variants_of(mmlu, reverse=False).items():  # two models: order-free
+        out[f"mmlu {name}: APGR"] = statistics.mean(sweep(d, seed=s).apgr or 0.0 for s in seeds)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="first 3,000 MMLU queries only")
     parser.add_argument("--embedding-backend", default="auto")
+    parser.add_argument("--variants", action="store_true", help="the embedding quality gate")
+    parser.add_argument("--model7", default=MODEL7, help="model7-mixed log for --variants")
     args = parser.parse_args(argv)
+    if args.variants:
+        numbers = gate(args.embedding_backend, args.seeds, args.model7)
+        for key, value in numbers.items():
+            print(f"{key:<45} {value:.4f}")
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(numbers, fh, indent=2)
+        return 0
     out: dict[str, object] = {"seeds": args.seeds, "default_algorithm": DEFAULT_ALGORITHM}
 
     t0 = time.perf_counter()

@@ -15,10 +15,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from conduit import __version__, _arguments
 from conduit.engines.bandits import ALGORITHMS
+from conduit.engines.features.extractor import Backend
 from conduit.errors import ConduitError, UnknownDecisionError, ValidationError
 from conduit.stores import HistoryRecord, Store
 from conduit.stores.cli import (
@@ -137,7 +138,7 @@ def _add_replay(subparsers: Subparsers) -> None:
     p.add_argument(
         "--embedding-backend",
         default="auto",
-        choices=["auto", "onnx", "sentence-transformers", "hashing"],
+        choices=list(get_args(Backend)),
         help="how prompts are embedded (default: auto)",
     )
     p.add_argument(

@@ -60,7 +60,7 @@ def parse_preferences(value: object) -> Preferences:
     >>> parse_preferences("cheapest")
     Traceback (most recent call last):
     conduit.errors.InvalidQueryError: conduit_preferences='cheapest' is invalid: unknown \
-preference 'cheapest'; use one of ['balanced', 'cost', 'quality', 'speed'], a mapping of weights or Preferences(...)
+preference 'cheapest'; use one of ['balanced', 'cost', 'quality', 'speed'], a mapping of ...
     """
     try:
         if isinstance(value, (str, Preferences)):

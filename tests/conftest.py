@@ -63,3 +63,12 @@ def make_router() -> Callable[..., Router]:
         return Router(models, **kwargs)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _user_cache_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``conduit.replay.load`` caches features under the user cache dir: a fresh one per test,
+    never the tester's (platformdirs reads XDG_CACHE_HOME)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))

@@ -55,7 +55,7 @@ JSON = st.recursive(
 
 
 # -- feature extraction ----------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=["hashing", "onnx"])
+@pytest.fixture(scope="module", params=["hashing", "static", "onnx"])
 def extractor(request: pytest.FixtureRequest) -> FeatureExtractor:
     if request.param == "onnx":
         pytest.importorskip("onnxruntime", reason="the onnx backend is not installed")

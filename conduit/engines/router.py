@@ -504,7 +504,9 @@ class Router:
         if extractor is None or not self._bandit.contextual:
             return self._decide(q, np.ones(1))
         x = extractor.cached(q.text)
-        if x is None:
+        if x is None and extractor.inline:
+            x = extractor.compute(q.text)
+        elif x is None:
             x = await asyncio.to_thread(extractor.compute, q.text)
         return self._decide(q, x)
 

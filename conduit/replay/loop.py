@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from conduit.engines.bandits import ALGORITHMS, OracleBandit
 from conduit.engines.bandits.base import FloatArray
+from conduit.engines.features.cache import text_key
 from conduit.engines.features.extractor import (
     DEFAULT_MODEL,
     Backend,
@@ -48,8 +49,8 @@ from conduit.engines.features.extractor import (
 from conduit.engines.router import Router
 from conduit.errors import ConfigurationError, InvalidQueryError, LogFormatError
 from conduit.judge import Sampler
-from conduit.replay import metrics
-from conduit.replay.log import read_log, shipped_log
+from conduit.replay import _cache, metrics
+from conduit.replay.log import iter_log, shipped_log
 from conduit.replay.report import (
     Baselines,
     LearningCurve,
@@ -185,6 +186,28 @@ def _resolve(data: str | os.PathLike[str] | None) -> Path:
     return path
 
 
+def _read(
+    path: Path, limit: int | None
+) -> tuple[tuple[str, ...], list[str], FloatArray, FloatArray]:
+    """Models, prompts and outcome arrays, streamed: no parsed record is kept."""
+    models: tuple[str, ...] = ()
+    prompts: list[str] = []
+    quality: list[list[float]] = []
+    cost: list[list[float]] = []
+    for record in iter_log(path):
+        if not models:
+            models = tuple(record.outcomes)
+        outcomes = [record.outcomes[m] for m in models]
+        prompts.append(record.prompt)
+        quality.append([o.quality for o in outcomes])
+        cost.append([math.nan if o.cost is None else o.cost for o in outcomes])
+        if limit is not None and len(prompts) >= limit:
+            break
+    if not prompts:
+        raise LogFormatError(f"{path}: the log holds no records")
+    return models, prompts, np.array(quality), np.array(cost)
+
+
 def load(
     data: str | os.PathLike[str] | None = None,
     *,
@@ -192,40 +215,54 @@ def load(
     embedding_backend: Backend = "auto",
     embedding_model: str = DEFAULT_MODEL,
     progress: bool = False,
+    cache: bool | str | os.PathLike[str] = True,
 ) -> ReplayData:
     """Read a log (the first ``limit`` queries) and compute every prompt's features once.
 
     ``data`` is a path, the name of a shipped log, or None for the shipped
-    RouterBench log (11 models).
+    RouterBench log (11 models). ``cache`` keeps the features on disk, keyed by the
+    log's content, the extractor and ``limit``: True puts them under the user cache
+    directory, a path under that folder, False nowhere. A second load of the same
+    log then embeds nothing.
     """
     if limit is not None:
         _check_limit(limit)
+    if not isinstance(cache, (bool, str, os.PathLike)):
+        raise ConfigurationError(f"cache must be a bool or a folder path, got {cache!r}")
     path = _resolve(data)
-    records = read_log(path, limit=limit)
-    models = tuple(records[0].outcomes)
-    quality = np.array([[r.outcomes[m].quality for m in models] for r in records])
-    cost = np.array(
-        [[math.nan if (c := r.outcomes[m].cost) is None else c for m in models] for r in records]
-    )
-    prompts = tuple(r.prompt for r in records)
+    models, prompts, quality, cost = _read(path, limit)
     extractor = FeatureExtractor(
         embedder=make_embedder(
             embedding_model, embedding_backend, threads=min(os.cpu_count() or 1, 4)
         ),
-        cache_size=len(records) + 1,
+        cache_size=len(prompts) + 1,
     )
-    chunk = 64  # progress updates every few seconds even with the ONNX model
-    with tqdm(
-        total=len(prompts), desc="embedding", unit="query", disable=not progress, leave=False
-    ) as bar:
-        for start in range(0, len(prompts), chunk):
-            batch = prompts[start : start + chunk]
-            extractor.features_batch(batch)
-            bar.update(len(batch))
+    file: Path | None = None
+    if cache is not False:
+        folder = _cache.default_dir() if cache is True else Path(cache)
+        key = _cache.cache_key(_cache.log_digest(path), extractor.name, extractor.max_chars, limit)
+        file = folder / f"{key}.npy"
+        found = _cache.read_features(file, (len(prompts), extractor.dim))
+        if found is not None:
+            for prompt, row in zip(prompts, found, strict=True):
+                extractor.cache.put(text_key(prompt), row)
+            file = None
+    if file is not None or cache is False:
+        features = np.empty((len(prompts), extractor.dim))
+        chunk = 64  # progress updates every few seconds even with the ONNX model
+        with tqdm(
+            total=len(prompts), desc="embedding", unit="query", disable=not progress, leave=False
+        ) as bar:
+            for start in range(0, len(prompts), chunk):
+                batch = prompts[start : start + chunk]
+                features[start : start + len(batch)] = extractor.features_batch(batch)
+                bar.update(len(batch))
+        if file is not None:
+            _cache.write_features(file, features)
     return ReplayData(
         source=path.name,
         models=models,
-        prompts=prompts,
+        prompts=tuple(prompts),
         quality=quality,
         cost=cost,
         extractor=extractor,

@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from conduit.engines.bandits.base import FloatArray
+from conduit.engines.features._batching import Combiner
 from conduit.engines.features.base import Embedder, is_int
 from conduit.engines.features.cache import FeatureCache, text_key
 from conduit.engines.features.focus import question_focus
@@ -22,7 +23,7 @@ __all__ = ["Backend", "FeatureExtractor", "SecondLevelCache", "make_embedder"]
 
 logger = logging.getLogger("conduit.features")
 
-Backend = Literal["auto", "onnx", "sentence-transformers", "hashing"]
+Backend = Literal["auto", "static", "onnx", "sentence-transformers", "hashing"]
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _PROJECTION_SEED = 20251124  # fixed: every process and replica must project alike
 
@@ -42,23 +43,30 @@ def make_embedder(
 ) -> Embedder:
     """The embedding backend for a model name.
 
-    ``auto`` takes, for all-MiniLM-L6-v2, the int8 ONNX backend if installed,
-    else sentence-transformers, else hashed n-grams (with one warning); for any
-    other model name, sentence-transformers. ``threads`` is the ONNX backend's
-    intra-op threads: 1 suits a server embedding one query per request, more
-    suits embedding a whole log at once.
+    ``auto`` takes, for all-MiniLM-L6-v2, the static table distilled from it if
+    ``tokenizers`` is installed (tens of microseconds a query, no model run), else
+    sentence-transformers, else hashed n-grams (with one warning); for any other
+    model name, sentence-transformers. ``onnx`` is the int8 transformer itself
+    (~9 ms a query); ``threads`` is its intra-op threads: 1 suits a server
+    embedding one query per request, more suits embedding a whole log at once.
     """
     if backend == "hashing":
         return HashingEmbedder()
-    if backend == "onnx" or (backend == "auto" and embedding_model == DEFAULT_MODEL):
+    if backend == "onnx":
         if embedding_model != DEFAULT_MODEL:
             raise ConfigurationError(f"the onnx backend serves only {DEFAULT_MODEL}")
-        try:
-            from conduit.engines.features.onnx import OnnxEmbedder
+        from conduit.engines.features.onnx import OnnxEmbedder
 
-            return OnnxEmbedder(threads=threads)
+        return OnnxEmbedder(threads=threads)
+    if backend == "static" or (backend == "auto" and embedding_model == DEFAULT_MODEL):
+        if embedding_model != DEFAULT_MODEL:
+            raise ConfigurationError(f"the static backend serves only {DEFAULT_MODEL}")
+        try:
+            from conduit.engines.features.static import StaticEmbedder
+
+            return StaticEmbedder()
         except MissingDependencyError:
-            if backend == "onnx":
+            if backend == "static":
                 raise
     if backend in ("sentence-transformers", "auto"):
         try:
@@ -137,10 +145,18 @@ class FeatureExtractor:
         self.dim = self._embed_dim + len(METADATA_NAMES) + 1
         self.cache = FeatureCache(maxsize=cache_size)
         self.second_level = second_level
+        self._combiner = Combiner(self.embedder.embed)
 
     @property
     def name(self) -> str:
         return f"{self.embedder.name}/p{self._embed_dim}"
+
+    @property
+    def inline(self) -> bool:
+        """Whether :meth:`compute` is cheap enough to run in the caller's thread: the
+        embedder says so (``inline = True``, e.g. the static table) and no second-level
+        cache (network I/O) is asked first. A thread hop costs more than such work."""
+        return bool(getattr(self.embedder, "inline", False)) and self.second_level is None
 
     def feature_names(self) -> list[str]:
         return [f"e{i}" for i in range(self._embed_dim)] + list(METADATA_NAMES) + ["bias"]
@@ -172,8 +188,11 @@ class FeatureExtractor:
                 self.cache.put(key, found)
                 return found
         focused = _unicode(question_focus(text, self.max_chars))
-        embedding = self.embedder.embed([focused])[0].astype(np.float64)
-        x = self._assemble(text, embedding)
+        if getattr(self.embedder, "inline", False):
+            row = self.embedder.embed([focused])[0]
+        else:  # concurrent new prompts (worker threads) share one model run
+            row = self._combiner.embed_one(focused)
+        x = self._assemble(text, row.astype(np.float64))
         self.cache.put(key, x)
         if self.second_level is not None:
             self.second_level.put(self.name, text, x)

