@@ -164,11 +164,8 @@ def build_router(
     router_options: Mapping[str, Any],
     model_list: Collection[str] | None = None,
 ) -> Router:
-    """The Conduit router over ``arms``, with its store and what it learned before.
-
-    Where Router moves its I/O (state load, store open, sync thread) into an explicit
-    ``start()``, call it on the router built here, once, before returning it.
-    """
+    """The Conduit router over ``arms``, started: its saved state loaded, its store opened
+    and synced (so a corrupt state or an unreachable store fails here, at setup)."""
     options = {k: v for k, v in router_options.items() if k != "state_store"}
     store = store_for(settings, router_options, arms if model_list is None else model_list)
     router = Router(
@@ -183,6 +180,7 @@ def build_router(
         state_store=store,
         **options,
     )
+    router.start()
     where = (
         "memory only"
         if store is None

@@ -55,6 +55,7 @@ from conduit_litellm.feedback import (
     SIGNALS_KEY,
     ConduitFeedbackLogger,
     FeedbackServer,
+    _mapping,
     answer_feedback,
 )
 from conduit_litellm.utils import deployment_id, deployment_model, deployment_price, query_text
@@ -403,7 +404,7 @@ class ConduitRoutingPlugin:
         return max(prices, key=lambda m: sum(prices[m]), default=None)
 
     async def _run(self, context: RoutingContext) -> RoutingContext:
-        if context.metadata.get(JUDGE_KEY) is True:  # the judge's own call: not routed
+        if _mapping(context.metadata).get(JUDGE_KEY) is True:  # the judge's call: not routed
             return context
         self.register_feedback()
         self._loop = asyncio.get_running_loop()

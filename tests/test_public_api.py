@@ -41,6 +41,7 @@ EXPORTED = {
         "RoutingDecision",
         "StateError",
         "StoreError",
+        "TargetStats",
         "UnknownDecisionError",
         "UnknownModelError",
         "ValidationError",

@@ -467,7 +467,7 @@ async def test_a_state_store_shares_what_conduit_model_learned(
     first.store_sync.sync_now()
     first.close()
 
-    later = router()  # another process, say: it starts from what the first one learned
+    later = router().start()  # another process, say: it starts from what the first one learned
     try:
         assert later.store_sync is not None
         later.store_sync.sync_now()
