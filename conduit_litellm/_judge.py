@@ -144,7 +144,12 @@ class JudgeWorker:
         self._jobs: queue.SimpleQueue[JudgeJob | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._counts = {"regenerations": 0.0, "judge_learned": 0.0, "judge_outranked": 0.0}
+        self._counts = {
+            "regenerations": 0.0,
+            "judge_learned": 0.0,
+            "judge_outranked": 0.0,
+            "worker_errors": 0.0,
+        }
 
     # -- the request side: cheap, never raises ---------------------------------------------------
     def observe(
@@ -213,7 +218,9 @@ class JudgeWorker:
             while (job := self._jobs.get()) is not None:
                 try:
                     loop.run_until_complete(self._grade(job))
-                except Exception as exc:  # a bug here must not end the worker
+                except (Exception, asyncio.CancelledError) as exc:  # a bug, or LiteLLM's loop
+                    # closed under a call in flight: never the end of the worker
+                    self._count("worker_errors")
                     logger.warning(
                         "Judging decision %s failed: %s", job.decision_id, describe_error(exc)
                     )

@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+import gc
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,9 @@ def restore_callbacks() -> Iterator[None]:
     yield
     for name, entries in saved.items():
         getattr(litellm, name)[:] = entries
+    # The judge's calls leave LiteLLM's cached sync HTTP clients behind; collect them here,
+    # where their "unclosed socket" warnings are expected, not at a random later moment.
+    gc.collect()
 
 
 @pytest.fixture

@@ -56,7 +56,15 @@ async def test_quality_reaches_the_caller_in_headers_and_body(sim: Simulator) ->
     assert response.usage.prompt_tokens == 7
 
 
-async def test_router_prices_answers_with_the_deployment_prices(sim: Simulator) -> None:
+async def test_router_prices_answers_with_the_deployment_prices(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LiteLLM keeps custom deployment prices in its global cost map; another test's deployment
+    # of the same model name must not price this one (restored after the test).
+    cost_map = dict(litellm.model_cost)
+    for name in ("small", "large", "openai/small", "openai/large"):
+        cost_map.pop(name, None)
+    monkeypatch.setattr(litellm, "model_cost", cost_map)
     router = litellm.Router(model_list=[deployment(sim, m) for m in ("small", "large")])
     response = await router.acompletion(
         model="tiny", messages=[{"role": "user", "content": "What is 2 + 2?"}]
