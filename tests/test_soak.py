@@ -6,8 +6,9 @@ late) and automatic feedback, and a 4 s outage of a real redis-server (which the
 benchmark starts, stops and restarts) in the middle. Every check of the benchmark must
 hold. (A store flushed mid-run is tested on every backend, and with a real redis-server
 restarted without its data, in tests/stores/test_reliability.py; the benchmark's
-``--data-loss`` run is not part of this short soak: see the README's reliability section.) Between its quiet points the live objects grow by 600 to 1,200 whatever the
-number of requests (LiteLLM's pending attempt timers, the outage's last error and its
+``--data-loss`` run is not part of this short soak: see the README's reliability section.)
+Between its quiet points the live objects grow by 600 to 1,200 whatever the number of
+requests (LiteLLM's pending attempt timers, the outage's last error and its
 traceback); with an allowance of 2,500 objects and 480 measured requests it catches a
 leak of a few objects per request (the 30-minute run: one per ten). The run is counted
 in requests, never timed, so a loaded machine makes it slower, not different; nothing
