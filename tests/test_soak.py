@@ -70,7 +70,6 @@ def test_soak_with_provider_errors_and_a_store_outage(tmp_path: Path) -> None:
     assert warm >= cap and measured >= cap, report
     assert sum(result["provider_errors_seen"].values()) >= 20, report
     assert result["store"]["decisions"] == result["requests"]
-    assert result["store_sync_errors"] > 0 and len(result["store_outages"]) == 3
-    assert result["store_state_lost"] >= 1  # the flush was noticed, and re-seeded
+    assert result["store_sync_errors"] > 0 and len(result["store_outages"]) == 2  # down, up
     assert result["store"]["quality_n"] == result["local"]["quality_n"]
     assert result["explicit_feedback"] > 0.5 * result["successes"]

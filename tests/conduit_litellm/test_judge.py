@@ -319,6 +319,9 @@ async def test_the_proxy_plugin_judges_too() -> None:
 
     if not _compat.has_registry(litellm.Router(model_list=[])):
         pytest.skip("this LiteLLM has no routing plugins")
+    # Earlier tests' queued logging events move onto this loop: handle them before this
+    # plugin's logger is registered, so it sees only this test's requests.
+    await GLOBAL_LOGGING_WORKER.flush()
     plugin = ConduitRoutingPlugin(
         embedding_backend="hashing", seed=0, bandit_algorithm="random",
         judge=Judge("judge", sample_rate=1.0, seed=0),
@@ -337,7 +340,7 @@ async def test_the_proxy_plugin_judges_too() -> None:
             await router.acompletion(
                 model="chat", messages=[{"role": "user", "content": f"Question number {i}?"}]
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a hang, not a slow machine
         while plugin.feedback.stats()["learned"] < 4 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
             await GLOBAL_LOGGING_WORKER.flush()
