@@ -313,12 +313,12 @@ async def test_the_proxy_plugin_judges_too() -> None:
     import asyncio
     import time
 
-    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
-
     from conduit_litellm import ConduitRoutingPlugin
 
     if not _compat.has_registry(litellm.Router(model_list=[])):
         pytest.skip("this LiteLLM has no routing plugins")
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
     # Earlier tests' queued logging events move onto this loop: handle them before this
     # plugin's logger is registered, so it sees only this test's requests.
     await GLOBAL_LOGGING_WORKER.flush()

@@ -51,6 +51,7 @@ def test_a_corrupt_state_file_fails_setup(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_an_embedding_model_that_cannot_be_loaded_fails_setup() -> None:
+    pytest.importorskip("sentence_transformers")  # the torch extra (not in the 1.74.9 venv)
     strategy = ConduitRoutingStrategy(
         embedding_model="no-such-org/no-such-model", embedding_backend="sentence-transformers"
     )
@@ -60,6 +61,7 @@ def test_an_embedding_model_that_cannot_be_loaded_fails_setup() -> None:
 
 @pytest.mark.slow
 def test_the_proxy_plugin_fails_the_proxy_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("sentence_transformers")  # the torch extra (not in the 1.74.9 venv)
     monkeypatch.setenv("CONDUIT_EMBEDDING_MODEL", "no-such-org/no-such-model")
     monkeypatch.setenv("CONDUIT_EMBEDDING_BACKEND", "sentence-transformers")
     with pytest.raises(ConfigurationError, match="'no-such-org/no-such-model' is not available"):
