@@ -179,7 +179,9 @@ async def test_demo_with_a_judge_learns_from_its_grades_only() -> None:
     judged = await run(n=60, seed=2, concurrency=4, progress=False, feedback="judge",
                        judge_rate=0.25, judge_noise=0.0)  # fmt: skip
     assert judged.failed == 0 and judged.learned == 0  # no record_feedback at all
-    assert judged.judged == 15 and judged.judge_cost > 0
+    # 60 answers at rate 0.25: 15 sampled, give or take one (systematic sampling, weighted
+    # by uncertainty; conduit.judge's documented guarantee), each graded and learned
+    assert abs(judged.judged - 15) <= 1 and judged.judge_cost > 0
     silent = await run(n=20, seed=2, concurrency=4, progress=False, feedback="none")
     assert silent.judged == 0 and silent.judge_cost == 0 and silent.learned == 0
     table = comparison([judged, silent])
