@@ -337,6 +337,7 @@ async def run(
         strategy = ConduitRoutingStrategy(
             use_hybrid=True, scope="group", judge=judge,
             signal_grace=0.0 if judged_mode else 300.0,
+            state_store="memory://",  # each demo learns from scratch, not from the last one
         )  # fmt: skip
         ConduitRoutingStrategy.setup_strategy(router, strategy)
 
