@@ -12,21 +12,13 @@ import litellm
 import pytest
 
 from conduit import ConfigurationError
-from conduit_litellm import ConduitRoutingStrategy, _compat
+from conduit_litellm import ConduitRoutingStrategy
 from conduit_litellm.utils import capabilities, deployment_mode
 
-pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly.*:UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def restore_litellm() -> Iterator[None]:
-    saved = {name: list(getattr(litellm, name)) for name in _compat._CALLBACK_LISTS}
-    cost = copy.deepcopy(litellm.model_cost)
-    yield
-    for name, entries in saved.items():
-        getattr(litellm, name)[:] = entries
-    litellm.model_cost.clear()
-    litellm.model_cost.update(cost)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Item.*ReadOnly.*:UserWarning"),
+    pytest.mark.usefixtures("restore_litellm"),
+]
 
 
 def deployment(group: str, model: str, id: str, reply: Any = "Paris.") -> dict[str, Any]:

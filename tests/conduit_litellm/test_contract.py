@@ -13,7 +13,10 @@ from conduit import ConfigurationError, Preferences
 from conduit.types import PRESETS
 from conduit_litellm import ConduitRoutingPlugin, ConduitRoutingStrategy, _compat
 
-pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly.*:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Item.*ReadOnly.*:UserWarning"),
+    pytest.mark.usefixtures("restore_litellm"),
+]
 
 MODEL_LIST = [
     {
@@ -33,17 +36,6 @@ BASE = {"embedding_backend": "hashing", "seed": 0}
 
 def plugins_supported() -> bool:
     return _compat.has_registry(litellm.Router(model_list=copy.deepcopy(MODEL_LIST[:1])))
-
-
-@pytest.fixture(autouse=True)
-def restore_litellm() -> Iterator[None]:
-    saved = {name: list(getattr(litellm, name)) for name in _compat._CALLBACK_LISTS}
-    cost = copy.deepcopy(litellm.model_cost)
-    yield
-    for name, entries in saved.items():
-        getattr(litellm, name)[:] = entries
-    litellm.model_cost.clear()
-    litellm.model_cost.update(cost)
 
 
 class Driver:

@@ -33,11 +33,8 @@ PROMPTS = list(LOG)
 
 
 @pytest.fixture(autouse=True)
-def restore_callbacks() -> Iterator[None]:
-    saved = {name: list(getattr(litellm, name)) for name in _compat._CALLBACK_LISTS}
+def collect_litellm_clients(restore_litellm: None) -> Iterator[None]:
     yield
-    for name, entries in saved.items():
-        getattr(litellm, name)[:] = entries
     # The judge's calls leave LiteLLM's cached sync HTTP clients behind; collect them here,
     # where their "unclosed socket" warnings are expected, not at a random later moment.
     gc.collect()
