@@ -16,6 +16,7 @@ import reprlib
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from conduit import _validate
 from conduit.config import (
     MEMORY_STATE_URL,
     ConduitSettings,
@@ -67,7 +68,7 @@ preference 'cheapest'; use one of ['balanced', 'cost', 'quality', 'speed'], a ma
             return Preferences.of(value)
         if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
             weights = {k: v for k, v in value.items()}
-            bad = {k: v for k, v in weights.items() if not _number(v)}
+            bad = {k: v for k, v in weights.items() if not _validate.is_number(v)}
             if bad:
                 raise ValueError(f"weights must be numbers, got {_short.repr(bad)}")
             return Preferences(**weights)
@@ -80,10 +81,6 @@ preference 'cheapest'; use one of ['balanced', 'cost', 'quality', 'speed'], a ma
         raise InvalidQueryError(
             f"{PREFERENCES_KEY}={_short.repr(value)} is invalid: {detail}"
         ) from None
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _first_line(exc: BaseException) -> str:

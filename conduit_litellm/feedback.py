@@ -53,6 +53,7 @@ from typing import Any
 from cachetools import TTLCache
 from litellm.integrations.custom_logger import CustomLogger
 
+from conduit import _validate
 from conduit._redact import describe_error, redact_text
 from conduit.engines.router import MAX_COST, MAX_LATENCY, Router
 from conduit.errors import (
@@ -161,19 +162,18 @@ def explicit_quality(
             raise InvalidFeedbackError(f"thumbs must be True or False, got {thumbs!r}")
         return 1.0 if thumbs else 0.0
     if rating is not None:
-        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-            raise InvalidFeedbackError(f"rating must be an int from 1 to 5, got {rating!r}")
-        return (rating - 1) / 4.0
-    if isinstance(quality, bool) or not isinstance(quality, (int, float)):
+        stars = _validate.integer(
+            "rating", rating, low=1, high=5, what="an int from 1 to 5", error=InvalidFeedbackError
+        )
+        return (stars - 1) / 4.0
+    if not _validate.is_number(quality):
         raise InvalidFeedbackError(f"quality must be a number in [0, 1], got {quality!r}")
-    if not 0.0 <= float(quality) <= 1.0:  # NaN fails this too
-        raise InvalidFeedbackError(f"quality must be in [0, 1], got {quality!r}")
-    return float(quality)
+    return _validate.number("quality", quality, low=0.0, high=1.0, error=InvalidFeedbackError)
 
 
 def _usable(value: object, upper: float) -> float | None:
     """``value`` as a float if it is a number in [0, ``upper``], else None (not learned)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not _validate.is_number(value):
         return None
     number = float(value)
     return number if 0.0 <= number <= upper else None  # NaN fails this too
@@ -256,22 +256,17 @@ class ConduitFeedbackLogger(CustomLogger):
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
-        if (
-            isinstance(signal_grace, bool)
-            or not isinstance(signal_grace, (int, float))
-            or not math.isfinite(signal_grace)
-            or signal_grace < 0
-            or signal_grace >= response_ttl
-        ):
-            raise ConfigurationError(
-                "signal_grace must be a number of seconds >= 0 and below response_ttl "
-                f"({response_ttl}), got {signal_grace!r}"
-            )
+        self.responses = ResponseMap(ttl=response_ttl, maxsize=max_responses)
+        self.signal_grace = _validate.number(
+            "signal_grace",
+            signal_grace,
+            low=0.0,
+            high=math.nextafter(self.responses.ttl, 0.0),  # strictly below the ttl
+            what=f"a number of seconds >= 0 and below response_ttl ({response_ttl})",
+        )
         self._router = router
         self._price = price
-        self.signal_grace = float(signal_grace)
         self._clock = clock
-        self.responses = ResponseMap(ttl=response_ttl, maxsize=max_responses)
         #: callers' own ``litellm_call_id`` -> decision id (the strategy's own ids need no map)
         self.calls = ResponseMap(ttl=response_ttl, maxsize=max_responses)
         self._max_held = int(max_responses)
@@ -751,8 +746,7 @@ class FeedbackServer:
             raise ConfigurationError(
                 "the feedback endpoint needs a token of at least 16 characters"
             )
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ConfigurationError(f"timeout must be a positive number of seconds: {timeout!r}")
+        _validate.number("timeout", timeout, low=0.0, strict_low=True, allow_inf=True)
         self.feedback = feedback
         self._token = token.encode()
         server = self

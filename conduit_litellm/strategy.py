@@ -29,6 +29,7 @@ import litellm
 from litellm.exceptions import BadRequestError, ContextWindowExceededError
 from litellm.types.router import CustomRoutingStrategyBase
 
+from conduit import _validate
 from conduit._redact import describe_error
 from conduit.config import load_settings
 from conduit.engines.features.extractor import Backend
@@ -183,10 +184,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             _scope_groups(scope)
         if use_hybrid is not None and not isinstance(use_hybrid, bool):
             raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
-        if isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int) or cache_ttl <= 0:
-            raise ConfigurationError(
-                f"cache_ttl must be a positive int of seconds, got {cache_ttl!r}"
-            )
+        _validate.integer(
+            "cache_ttl", cache_ttl, low=0, strict_low=True, what="a positive int of seconds"
+        )
         #: The validated settings (keywords, else CONDUIT_* variables): see conduit.config.
         self.settings = load_settings(
             preferences=as_weights(preferences),

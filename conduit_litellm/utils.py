@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from conduit import _validate
 from conduit.errors import ConfigurationError
 from conduit_litellm import _compat
 
@@ -223,7 +224,7 @@ def deployment_price(deployment: Mapping[str, Any]) -> tuple[float, float] | Non
     prices = []
     for key in ("input_cost_per_token", "output_cost_per_token"):
         value = params.get(key, entry.get(key))
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        if not _validate.is_number(value) or value < 0:
             return None
         prices.append(float(value))
     return prices[0], prices[1]

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from conduit import _validate
 from conduit.engines.bandits.base import FloatArray
-from conduit.errors import ConfigurationError
 from conduit.types import Preferences, TargetStats
 
 __all__ = ["MAX_WEIGHT", "MIN_WEIGHT", "TARGET_STEP", "Targets"]
@@ -101,9 +101,9 @@ class Targets:
     """
 
     def __init__(self, *, step: float = TARGET_STEP) -> None:
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step <= 1:
-            raise ConfigurationError(f"target step must be a number in (0, 1], got {step!r}")
-        self.step = float(step)
+        self.step = _validate.number(
+            "target step", step, low=0, high=1, strict_low=True, what="a number in (0, 1]"
+        )
         self._targets: OrderedDict[str, _Target] = OrderedDict()
         self._open: OrderedDict[str, tuple[str, float]] = OrderedDict()  # id -> target, goal
 

@@ -106,33 +106,13 @@ def _as_price(model: str, value: PriceLike) -> Price:
                 f"price of {model!r} must be (input, output) per token"
             ) from exc
     for part in (price.input, price.output):
-        if not math.isfinite(part) or part < 0:
-            raise ConfigurationError(f"price of {model!r} must be finite and >= 0, got {price}")
+        _validate.number(f"price of {model!r}", part, low=0.0, what="finite and >= 0")
     return price
 
 
 def _known(value: float) -> float | None:
     """A learned or predicted number, or None where it is not known yet (NaN)."""
     return None if math.isnan(value) else float(value)
-
-
-def _finite_feedback(name: str, value: object, upper: float, *, bounded: bool = False) -> float:
-    """``value`` if it is a finite number in [0, ``upper``]; ``bounded``: say the range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidFeedbackError(f"{name} must be a number, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond float's range (2**1024): no outcome is that large
-        raise InvalidFeedbackError(f"{name} must be at most {upper:g}, got {value}") from None
-    if not math.isfinite(number):
-        raise InvalidFeedbackError(f"{name} must be finite, got {number}")
-    if bounded and not 0 <= number <= upper:
-        raise InvalidFeedbackError(f"{name} must be [0, {upper:g}], got {number}")
-    if number < 0:
-        raise InvalidFeedbackError(f"{name} must be >= 0, got {number}")
-    if number > upper:
-        raise InvalidFeedbackError(f"{name} must be at most {upper:g}, got {number}")
-    return number
 
 
 @dataclass(slots=True)
@@ -260,8 +240,8 @@ class Router:
             if model in seen:
                 raise DuplicateModelError(f"model {model!r} is listed twice")
             seen.add(model)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ConfigurationError(f"seed must be an int >= 0 or None, got {seed!r}")
+        if seed is not None:
+            _validate.integer("seed", seed, low=0, what="an int >= 0 or None")
         from conduit.stores.sync import check_interval
 
         sync_interval = check_interval(sync_interval)
@@ -655,11 +635,11 @@ class Router:
         self._ensure_started()
         values: dict[str, float] = {}
         if quality is not None:
-            values["quality"] = _finite_feedback("quality", quality, 1.0, bounded=True)
+            values["quality"] = _validate.outcome("quality", quality, 1.0, bounded=True)
         if cost is not None:
-            values["cost"] = _finite_feedback("cost", cost, MAX_COST)
+            values["cost"] = _validate.outcome("cost", cost, MAX_COST)
         if latency is not None:
-            values["latency"] = _finite_feedback("latency", latency, MAX_LATENCY)
+            values["latency"] = _validate.outcome("latency", latency, MAX_LATENCY)
         if not values:
             raise InvalidFeedbackError("give at least one of quality, cost, latency")
         pending, new = self._pending.claim(decision_id, set(values))

@@ -22,8 +22,9 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 from tqdm import tqdm
 
+from conduit import _validate
 from conduit.demo import DEFAULT_CONCURRENCY, DEFAULT_N, DemoResult, pick_queries, summarise
-from conduit.errors import ConduitError, ConfigurationError
+from conduit.errors import ConduitError
 from conduit.pydantic_ai._model import ConduitModel, record_feedback
 from conduit.replay.log import LogRecord, read_log, shipped_log
 
@@ -42,8 +43,7 @@ async def run(
     """Serve the log, answer ``n`` of its queries with a PydanticAI agent, feed back quality."""
     from conduit.simulator import Simulator
 
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    _validate.integer("concurrency", concurrency, low=1)
     path = shipped_log() if data is None else Path(data)
     queries = pick_queries(read_log(path), n, seed)
 

@@ -33,8 +33,9 @@ from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse, 
 from pydantic_ai.models.fallback import FallbackModel
 from pydantic_ai.settings import ModelSettings
 
+from conduit import _validate
 from conduit.engines.outcomes import Price
-from conduit.engines.router import PriceLike, Router, _as_price, _finite_feedback
+from conduit.engines.router import PriceLike, Router, _as_price
 from conduit.errors import (
     ConduitError,
     ConfigurationError,
@@ -75,7 +76,7 @@ def _quality(name: str, value: float | None, *, optional: bool) -> float | None:
     if value is None and optional:
         return None
     try:
-        return _finite_feedback(name, value, 1.0, bounded=True)
+        return _validate.outcome(name, value, 1.0, bounded=True)
     except ConduitError as exc:
         raise ConfigurationError(str(exc)) from None
 
@@ -378,7 +379,7 @@ class ConduitModel(FallbackModel):
         request that followed them); with ``success_quality=None`` it is every step.
         Returns how many decisions learned it.
         """
-        value = _finite_feedback("quality", quality, 1.0, bounded=True)
+        value = _validate.outcome("quality", quality, 1.0, bounded=True)
         ids = self.decision_ids(run)
         if not ids:
             raise UnknownDecisionError("no response of this run was routed by this ConduitModel")
@@ -412,7 +413,7 @@ def record_feedback(run: _HasMessages, *, quality: float) -> int:
     The decisions are found by the ids the run's responses carry, never by model
     name; see :meth:`ConduitModel.record_feedback`.
     """
-    _finite_feedback("quality", quality, 1.0, bounded=True)
+    _validate.outcome("quality", quality, 1.0, bounded=True)
     owners = {stamp.owner for stamp in _stamps(run)}
     models = [model for owner in owners if (model := _OWNERS.get(owner)) is not None]
     if not models:

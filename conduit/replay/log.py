@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO
 
+from conduit import _validate
 from conduit.errors import LogFormatError, ValidationError
 
 __all__ = ["DEFAULT_LOG", "LogRecord", "Outcome", "iter_log", "read_log", "shipped_log"]
@@ -74,24 +74,23 @@ def _outcome(where: str, model: object, value: object) -> Outcome:
     if not isinstance(value, dict) or "quality" not in value:
         raise LogFormatError(f"{where}: outcome of {model!r} must be an object with 'quality'")
     quality, cost = value["quality"], value.get("cost")
-    if (
-        isinstance(quality, bool)
-        or not isinstance(quality, (int, float))
-        or not (math.isfinite(quality) and 0.0 <= quality <= 1.0)
-    ):
-        raise LogFormatError(
-            f"{where}: quality of {model!r} must be a number in [0, 1], got {quality!r}"
+    quality = _validate.number(
+        f"{where}: quality of {model!r}",
+        quality,
+        low=0.0,
+        high=1.0,
+        what="a number in [0, 1]",
+        error=LogFormatError,
+    )
+    if cost is not None:
+        cost = _validate.number(
+            f"{where}: cost of {model!r}",
+            cost,
+            low=0.0,
+            what="a number >= 0 or null",
+            error=LogFormatError,
         )
-    if cost is not None and (
-        isinstance(cost, bool)
-        or not isinstance(cost, (int, float))
-        or not math.isfinite(cost)
-        or cost < 0
-    ):
-        raise LogFormatError(
-            f"{where}: cost of {model!r} must be a number >= 0 or null, got {cost!r}"
-        )
-    return Outcome(float(quality), None if cost is None else float(cost))
+    return Outcome(quality, cost)
 
 
 def iter_log(path: str | Path) -> Iterator[LogRecord]:
@@ -145,8 +144,8 @@ def iter_log(path: str | Path) -> Iterator[LogRecord]:
 
 def read_log(path: str | Path, limit: int | None = None) -> list[LogRecord]:
     """All records (or the first ``limit``) of a log; an empty log is an error."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValidationError(f"limit must be a positive int, got {limit!r}")
+    if limit is not None:
+        _validate.integer("limit", limit, low=0, strict_low=True, error=ValidationError)
     records: list[LogRecord] = []
     for record in iter_log(path):
         records.append(record)

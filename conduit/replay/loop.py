@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from conduit import _validate
 from conduit.engines.bandits import ALGORITHMS, OracleBandit
 from conduit.engines.bandits.base import FloatArray
 from conduit.engines.features.cache import text_key
@@ -108,13 +109,7 @@ class Labels:
 
     def __post_init__(self) -> None:
         for name in ("rate", "noise"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not 0 <= value <= 1
-            ):
-                raise ConfigurationError(f"feedback {name} must be in [0, 1], got {value!r}")
+            _validate.number(f"feedback {name}", getattr(self, name), low=0.0, high=1.0)
 
 
 #: Every decision's true quality: the replay's default.
@@ -155,14 +150,11 @@ DataLike: TypeAlias = str | os.PathLike[str] | ReplayData | None
 
 
 def _check_limit(limit: object) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ConfigurationError(f"limit must be a positive int, got {limit!r}")
+    _validate.integer("limit", limit, low=0, strict_low=True)
 
 
 def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigurationError(f"seed must be an int >= 0, got {seed!r}")
-    return seed
+    return _validate.integer("seed", seed, low=0)
 
 
 def _check_algorithm(algorithm: object) -> str:
@@ -308,7 +300,7 @@ def _preferences(
             raise ConfigurationError(str(exc)) from None
     if preference is not None:
         raise ConfigurationError("give a preference or a cost_weight, not both")
-    if isinstance(cost_weight, bool) or not isinstance(cost_weight, (int, float)):
+    if not _validate.is_number(cost_weight):
         raise ConfigurationError(f"cost_weight must be a number, got {cost_weight!r}")
     try:
         return Preferences(quality=1.0, cost=float(cost_weight), latency=0.0)
@@ -519,14 +511,9 @@ def replay(
         cost_weight,
         {"budget": budget, "budget_usd": budget_usd, "quality_floor": quality_floor},
     )
-    if (
-        isinstance(time_step, bool)
-        or not isinstance(time_step, (int, float))
-        or not 0 < time_step < math.inf
-    ):
-        raise ConfigurationError(
-            f"time_step must be a positive number of seconds, got {time_step!r}"
-        )
+    _validate.number(
+        "time_step", time_step, low=0, strict_low=True, what="a positive number of seconds"
+    )
     loaded = _data(data, limit, embedding_backend, embedding_model, progress)
     target = open_store(store) if isinstance(store, str) else store
     try:
@@ -583,8 +570,7 @@ def sweep(
     and CPT(50%)/CPT(80%), with the best single model as the strong one. Up to
     ``refine`` further weights bisect the largest jumps in the strong model's share.
     """
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise ConfigurationError(f"refine must be an int >= 0, got {refine!r}")
+    _validate.integer("refine", refine, low=0)
     algorithm = _check_algorithm(algorithm)
     seed = _check_seed(seed)
     weights = sorted(float(w) for w in cost_weights)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from conduit import _validate
 from conduit.engines.bandits.base import FloatArray
 from conduit.errors import ValidationError
 
@@ -95,8 +96,7 @@ def cpt(points: Iterable[tuple[float, float]], x: float) -> float:
     >>> round(cpt([(0.2, 0.6)], 0.8), 12)  # on the segment (0.2, 0.6) -> (1, 1)
     0.6
     """
-    if not (isinstance(x, (int, float)) and 0.0 <= x <= 1.0):
-        raise ValidationError(f"CPT's PGR level must be in [0, 1], got {x!r}")
+    _validate.number("CPT's PGR level", x, low=0.0, high=1.0, error=ValidationError)
     curve = pgr_curve(points)
     for (s0, p0), (s1, p1) in itertools.pairwise(curve):
         if p0 >= x:
@@ -141,8 +141,7 @@ def windowed_mean(values: Sequence[float] | FloatArray, window: int) -> FloatArr
     >>> windowed_mean([1.0, 0.0, np.nan, 1.0], window=2).tolist()
     [1.0, 0.5, 0.0, 1.0]
     """
-    if not isinstance(window, int) or window < 1:
-        raise ValidationError(f"window must be a positive int, got {window!r}")
+    _validate.integer("window", window, low=0, strict_low=True, error=ValidationError)
     v = np.asarray(values, dtype=np.float64)
     known = ~np.isnan(v)
     sums = np.concatenate([[0.0], np.cumsum(np.where(known, v, 0.0))])

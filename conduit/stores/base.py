@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 from pydantic import ValidationError as PydanticValidationError
 
+from conduit import _validate
 from conduit.engines.bandits.base import FloatArray
 from conduit.engines.features.metadata import METADATA_NAMES, metadata_features
 from conduit.engines.outcomes import KEYS as OUTCOME_KEYS
@@ -458,15 +459,10 @@ HISTORY_MAX = 200_000
 
 def check_retention(days: object, keep: object) -> tuple[float | None, int | None]:
     """``(days, keep)`` validated; ``0`` or ``None`` means no limit of that kind."""
-    if days is not None and (
-        isinstance(days, bool)
-        or not isinstance(days, (int, float))
-        or not math.isfinite(days)
-        or days < 0
-    ):
-        raise ConfigurationError(f"history_days must be a number of days >= 0, got {days!r}")
-    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
-        raise ConfigurationError(f"history_max must be an int >= 0, got {keep!r}")
+    if days is not None:
+        days = _validate.number("history_days", days, low=0, what="a number of days >= 0")
+    if keep is not None:
+        keep = _validate.integer("history_max", keep, low=0)
     return (float(days) if days else None), (keep if keep else None)
 
 
@@ -633,8 +629,7 @@ class Store(ABC):
 
     def history(self, *, namespace: str | None = None, limit: int = 100) -> list[HistoryRecord]:
         """The ``limit`` most recent decisions (with known outcomes), newest first."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ConfigurationError(f"limit must be an int >= 0, got {limit!r}")
+        limit = _validate.integer("limit", limit, low=0)
         return self._read_history(check_namespace(namespace or self.namespace), limit)
 
     def prune(

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from conduit import _validate
 from conduit._redact import describe_error
 from conduit.errors import ConduitError, ConfigurationError, StateError, StoreError
 from conduit.stores.base import (
@@ -77,16 +78,13 @@ PRUNE_EVERY = 3600.0
 
 def check_interval(interval: object) -> float:
     """``interval`` as seconds, if in [MIN_SYNC_INTERVAL, MAX_SYNC_INTERVAL]."""
-    if (
-        isinstance(interval, bool)
-        or not isinstance(interval, (int, float))
-        or not MIN_SYNC_INTERVAL <= interval <= MAX_SYNC_INTERVAL
-    ):
-        raise ConfigurationError(
-            f"sync_interval must be seconds in [{MIN_SYNC_INTERVAL:g}, {MAX_SYNC_INTERVAL:g}], "
-            f"got {interval!r}"
-        )
-    return float(interval)
+    return _validate.number(
+        "sync_interval",
+        interval,
+        low=MIN_SYNC_INTERVAL,
+        high=MAX_SYNC_INTERVAL,
+        what=f"seconds in [{MIN_SYNC_INTERVAL:g}, {MAX_SYNC_INTERVAL:g}]",
+    )
 
 
 def _rounded(value: Any) -> Any:
@@ -152,9 +150,8 @@ class StoreSync:
         clock: Callable[[], float] = time.time,
     ) -> None:
         interval = check_interval(interval)
-        for name, value in (("max_backlog", max_backlog), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
+        max_backlog = _validate.integer("max_backlog", max_backlog, low=1)
+        batch_size = _validate.integer("batch_size", batch_size, low=1)
         if isinstance(store, str):
             from conduit.stores import open_store
 
