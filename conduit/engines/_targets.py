@@ -28,12 +28,12 @@ sums add; the log weights are combined as a decision-weighted mean (:meth:`merge
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from cachetools import FIFOCache, LRUCache
 
 from conduit import _validate
 from conduit.engines.bandits.base import FloatArray
@@ -104,18 +104,16 @@ class Targets:
         self.step = _validate.number(
             "target step", step, low=0, high=1, strict_low=True, what="a number in (0, 1]"
         )
-        self._targets: OrderedDict[str, _Target] = OrderedDict()
-        self._open: OrderedDict[str, tuple[str, float]] = OrderedDict()  # id -> target, goal
+        #: target -> controller, the least recently used dropped past MAX_TARGETS
+        self._targets: LRUCache[str, _Target] = LRUCache(maxsize=MAX_TARGETS)
+        #: decision id -> (target, goal) until its outcome, the oldest dropped past MAX_OPEN
+        self._open: FIFOCache[str, tuple[str, float]] = FIFOCache(maxsize=MAX_OPEN)
 
     def _get(self, prefs: Preferences, target: str) -> _Target:
         found = self._targets.get(target)
         if found is None:
             start = min(max(prefs.cost, MIN_WEIGHT), MAX_WEIGHT)
             found = self._targets[target] = _Target(log_weight=math.log(start))
-            if len(self._targets) > MAX_TARGETS:
-                self._targets.popitem(last=False)
-        else:
-            self._targets.move_to_end(target)
         return found
 
     def weight(self, prefs: Preferences) -> float:
@@ -152,8 +150,6 @@ class Targets:
             t.goal_sum += goal
             t.goal_n += 1.0
         self._open[decision_id] = (target, goal)
-        if len(self._open) > MAX_OPEN:
-            self._open.popitem(last=False)
 
     def observe(
         self, decision_id: str, *, quality: float | None = None, cost: float | None = None
@@ -210,13 +206,13 @@ class Targets:
         }
 
     @staticmethod
-    def _parse(state: Mapping[str, Any]) -> OrderedDict[str, _Target]:
+    def _parse(state: Mapping[str, Any]) -> dict[str, _Target]:
         if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
             raise ValueError(f"target state must be a mapping of version {STATE_VERSION}")
         raw = state.get("targets")
         if not isinstance(raw, Mapping):
             raise ValueError("target state holds no targets mapping")
-        parsed: OrderedDict[str, _Target] = OrderedDict()
+        parsed: dict[str, _Target] = {}
         for key, fields in raw.items():
             if not isinstance(key, str) or _kind(key) not in (
                 "budget",
@@ -236,7 +232,9 @@ class Targets:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Replace the controllers by saved ones; a malformed state raises ValueError."""
-        self._targets = self._parse(state)
+        parsed = self._parse(state)
+        self._targets.clear()
+        self._targets.update(parsed)
         self._open.clear()
 
     def merge(self, state: Mapping[str, Any]) -> None:
