@@ -381,7 +381,7 @@ def _run_explain(args: argparse.Namespace) -> int:
             "was recorded without an explanation (by an older Conduit, or only its outcome "
             "reached the store)"
         )
-    print(explanation.to_json() if args.json else explanation.format())
+    print(explanation.model_dump_json() if args.json else explanation.format())
     if not args.json and record.quality is not None:
         print(
             f"outcome: quality {record.quality:.3f}"

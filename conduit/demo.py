@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
@@ -46,7 +46,7 @@ from conduit.errors import (
 )
 from conduit.replay.log import LogRecord, read_log, shipped_log
 from conduit.replay.metrics import oracle_choices
-from conduit.replay.report import Level
+from conduit.replay.report import Level, _ToJSON
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -83,8 +83,10 @@ DEFAULT_JUDGE_NOISE = 0.15
 
 
 @dataclass(frozen=True)
-class DemoResult:
+class DemoResult(_ToJSON):
     """What Conduit chose and what it got, beside fixed policies on the same queries."""
+
+    _omit: ClassVar[frozenset[str]] = frozenset({"choices"})
 
     source: str
     n: int
@@ -122,26 +124,7 @@ class DemoResult:
         return 1.0 - mine / strong
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "n": self.n,
-            "seed": self.seed,
-            "models": list(self.models),
-            "algorithm": self.algorithm,
-            "via": self.via,
-            "conduit": self.conduit.to_json(),
-            "strongest": self.strongest.to_json(),
-            "oracle": self.oracle.to_json(),
-            "cost_saving": self.cost_saving,
-            "share": self.share,
-            "litellm_spend": self.litellm_spend,
-            "failed": self.failed,
-            "learned": self.learned,
-            "seconds": self.seconds,
-            "feedback": self.feedback,
-            "judge_cost": self.judge_cost,
-            "judged": self.judged,
-        }
+        return {**super().to_json(), "cost_saving": self.cost_saving}
 
     def table(self) -> str:
         """The closing table the command prints."""

@@ -302,7 +302,7 @@ class Explanation(BaseModel):
     """Why one decision chose its model: the decision, and the preferences it was made under.
 
     This is what :meth:`conduit.Router.explain` returns and what a store's history
-    keeps (as JSON, :meth:`to_json`), so ``conduit explain`` can answer for a
+    keeps (as JSON: pydantic's ``model_dump_json``), so ``conduit explain`` can answer for a
     decision made in another process.
 
     >>> score = ModelScore(utility=0.7, quality=0.6, exploration=0.1, cost=0.002, latency=None)
@@ -311,7 +311,7 @@ class Explanation(BaseModel):
     ...     scores={"large": score}, reason="ucb1: best score 0.700", algorithm="ucb1",
     ...     excluded={"small": "in denied_models"})
     >>> explanation = Explanation.of(decision, PRESETS["quality"])
-    >>> Explanation.from_json(explanation.to_json()) == explanation
+    >>> Explanation.model_validate_json(explanation.model_dump_json()) == explanation
     True
     >>> print(explanation.format())  # doctest: +NORMALIZE_WHITESPACE
     decision d1: large (ucb1, propensity 1.000, confidence 0.90)
@@ -342,14 +342,6 @@ class Explanation(BaseModel):
     def of(cls, decision: RoutingDecision, preferences: Preferences) -> Explanation:
         fields = {name: getattr(decision, name) for name in RoutingDecision.model_fields}
         return cls(preferences=preferences, **fields)
-
-    def to_json(self) -> str:
-        return self.model_dump_json()
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Explanation:
-        """Parse :meth:`to_json` output; malformed text raises pydantic's ``ValidationError``."""
-        return cls.model_validate_json(text)
 
     @property
     def preset(self) -> str | None:

@@ -35,11 +35,15 @@ class _ToJSON:
     """Field name -> JSON key, where they differ."""
     _omit_none: ClassVar[frozenset[str]] = frozenset()
     """Fields left out of the JSON when they are None."""
+    _omit: ClassVar[frozenset[str]] = frozenset()
+    """Fields never written to the JSON."""
 
     def to_json(self) -> dict[str, Any]:
         """A dict of plain JSON values (what ``conduit replay --json`` writes)."""
         out: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]
+            if f.name in self._omit:
+                continue
             value = getattr(self, f.name)
             if value is None and f.name in self._omit_none:
                 continue

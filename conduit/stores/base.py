@@ -435,7 +435,7 @@ class HistoryRecord:
         if self.explanation is None:
             return None
         try:
-            return Explanation.from_json(self.explanation)
+            return Explanation.model_validate_json(self.explanation)
         except PydanticValidationError as exc:
             raise StateError(
                 f"history record {self.decision_id!r} has a malformed explanation: {exc}"

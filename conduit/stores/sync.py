@@ -101,7 +101,7 @@ def _rounded(value: Any) -> Any:
 
 def compact_explanation(explanation: Explanation) -> str:
     """The explanation as stored in history: its JSON with numbers to 4 significant digits."""
-    return json.dumps(_rounded(json.loads(explanation.to_json())), separators=(",", ":"))
+    return json.dumps(_rounded(json.loads(explanation.model_dump_json())), separators=(",", ":"))
 
 
 def _arms(sums: Sums) -> list[str]:

@@ -231,7 +231,7 @@ def _explanation(decision_id: str) -> str:
         algorithm="ucb1",
         excluded={"m2": "in denied_models"},
     )
-    return Explanation.of(decision, PRESETS["cost"]).to_json()
+    return Explanation.of(decision, PRESETS["cost"]).model_dump_json()
 
 
 def test_history_keeps_explanations_and_kinds_and_finds_one_record(store: Store) -> None:

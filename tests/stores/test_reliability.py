@@ -213,7 +213,7 @@ def test_history_explanations_are_compact_and_still_explain(
     router.close()
     full = Explanation.of(decision, Preferences())
     compact = compact_explanation(full)
-    assert len(compact) < len(full.to_json())
+    assert len(compact) < len(full.model_dump_json())
     stored = make_store().record(decision.decision_id)
     assert stored is not None and stored.explanation == compact
     shown = stored.explain()
