@@ -1,5 +1,8 @@
 """Pending decisions: what an outcome arriving later needs, kept bounded and expiring.
 
+:class:`ExpiringMap` is the one thread-safe bounded, expiring map (also the LiteLLM
+feedback logger's response and call-id maps); :class:`PendingDecisions` is one.
+
 An outcome can arrive in parts (cost and latency at once, quality minutes
 later), in any order, more than once. Each part of each decision is learned at
 most once: the entry remembers which parts it has seen, and stays (without its
@@ -13,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from cachetools import TTLCache
 
@@ -21,9 +24,12 @@ from conduit import _validate
 from conduit.engines.bandits.base import FloatArray
 from conduit.errors import UnknownDecisionError
 
-__all__ = ["PARTS", "Pending", "PendingDecisions"]
+__all__ = ["PARTS", "ExpiringMap", "Pending", "PendingDecisions"]
 
 PARTS = ("quality", "cost", "latency")
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(slots=True)
@@ -41,7 +47,7 @@ class Pending:
     seen: set[str] = field(default_factory=set)
 
 
-class _Counted(TTLCache[str, Pending]):
+class _Counted(TTLCache[K, V]):
     """cachetools' TTL map, counting what it drops (expired, or evicted past ``maxsize``)."""
 
     dropped = 0
@@ -51,13 +57,62 @@ class _Counted(TTLCache[str, Pending]):
         self.dropped += len(gone)
         return gone
 
-    def popitem(self) -> tuple[str, Pending]:
+    def popitem(self) -> tuple[K, V]:
         item = super().popitem()
         self.dropped += 1
         return item
 
 
-class PendingDecisions:
+class ExpiringMap(Generic[K, V]):
+    """A thread-safe map of at most ``maxsize`` entries (the least recently used goes first),
+    each kept ``ttl`` seconds on ``clock``; ``names`` are the arguments' names in errors.
+
+    >>> now = [0.0]
+    >>> calls = ExpiringMap[str, str](ttl=10.0, maxsize=2, clock=lambda: now[0])
+    >>> calls.put("a", "d1"); calls.put("b", "d2"); calls.put("c", "d3")
+    >>> calls.get("a"), calls.get("c"), len(calls), calls.dropped
+    (None, 'd3', 2, 1)
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 24 * 3600.0,
+        maxsize: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+        names: tuple[str, str] = ("ttl", "maxsize"),
+    ) -> None:
+        self.ttl = _validate.number(names[0], ttl, low=0, strict_low=True, allow_inf=True)
+        self.maxsize = _validate.integer(names[1], maxsize, low=1)
+        self._clock = clock
+        self._items: _Counted[K, V] = _Counted(maxsize=self.maxsize, ttl=self.ttl, timer=clock)
+        self._lock = threading.Lock()
+
+    @property
+    def dropped(self) -> int:
+        """Entries dropped so far, by age or by the size bound."""
+        return self._items.dropped
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._items.expire()
+            return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            self._items.expire()
+            return key in self._items
+
+
+class PendingDecisions(ExpiringMap[str, Pending]):
     """A thread-safe map of ``decision_id -> Pending``, at most ``maxsize``, each for ``ttl`` s."""
 
     def __init__(
@@ -67,16 +122,14 @@ class PendingDecisions:
         maxsize: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.ttl = _validate.number("pending_ttl", ttl, low=0, strict_low=True, allow_inf=True)
-        self.maxsize = _validate.integer("max_pending", maxsize, low=1)
-        self._clock = clock
-        self._items = _Counted(maxsize=self.maxsize, ttl=self.ttl, timer=clock)
-        self._lock = threading.Lock()
+        super().__init__(
+            ttl=ttl, maxsize=maxsize, clock=clock, names=("pending_ttl", "max_pending")
+        )
 
     @property
     def expired(self) -> int:
         """Entries dropped so far, by age or by the size bound."""
-        return self._items.dropped
+        return self.dropped
 
     def add(self, decision_id: str, pending: Pending) -> None:
         """Keep ``pending`` under ``decision_id``, stamped now; evict the expired and the oldest."""
@@ -118,13 +171,3 @@ class PendingDecisions:
         with self._lock:
             self._items.expire()
             return sum(1 for p in self._items.values() if len(p.seen) < len(PARTS))
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._items.expire()
-            return len(self._items)
-
-    def __contains__(self, decision_id: object) -> bool:
-        with self._lock:
-            self._items.expire()
-            return decision_id in self._items

@@ -50,10 +50,10 @@ from collections.abc import Callable, Mapping, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from cachetools import TTLCache
 from litellm.integrations.custom_logger import CustomLogger
 
 from conduit import _validate
+from conduit._pending import ExpiringMap
 from conduit._redact import describe_error, redact_text
 from conduit.engines.router import MAX_COST, MAX_LATENCY, Router
 from conduit.errors import (
@@ -106,7 +106,7 @@ _RANK = {"automatic": 0, "judge": 1, "shadow": 1, "regeneration": 2}
 PriceSource = Callable[[str], tuple[float, float] | None]
 
 
-class ResponseMap:
+class ResponseMap(ExpiringMap[str, str]):
     """``response_id -> decision_id``, at most ``maxsize`` entries, each kept ``ttl`` seconds."""
 
     def __init__(
@@ -116,28 +116,10 @@ class ResponseMap:
         maxsize: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not ttl > 0 or maxsize < 1:
-            raise ConfigurationError(
-                f"ResponseMap needs ttl > 0 and maxsize >= 1, got {ttl}, {maxsize}"
-            )
-        self.ttl = float(ttl)
-        self.maxsize = int(maxsize)
-        # cachetools' TTLCache: the project's one bounded map (least recently used goes first)
-        self._items: TTLCache[str, str] = TTLCache(maxsize=self.maxsize, ttl=self.ttl, timer=clock)
-        self._lock = threading.Lock()
-
-    def put(self, response_id: str, decision_id: str) -> None:
-        with self._lock:
-            self._items[response_id] = decision_id
-
-    def get(self, response_id: str) -> str | None:
-        with self._lock:
-            return self._items.get(response_id)
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._items.expire()
-            return len(self._items)
+        try:
+            super().__init__(ttl=ttl, maxsize=maxsize, clock=clock)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"ResponseMap needs ttl > 0 and maxsize >= 1: {exc}") from None
 
 
 def explicit_quality(
