@@ -28,7 +28,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,8 +54,10 @@ __all__ = [
     "FEEDBACK_MODES",
     "JUDGE_GROUP",
     "MODEL_GROUP",
+    "Answers",
     "DemoResult",
     "add_demo_arguments",
+    "answer_all",
     "comparison",
     "model_list",
     "pick_queries",
@@ -272,6 +274,54 @@ async def _record_feedback(strategy: Any, response: Any, quality: float) -> obje
     return None
 
 
+@dataclass
+class Answers:
+    """What each query got (in the order sent): the model chosen ("" where it failed), its
+    quality and cost (NaN: not known), and how many qualities the router learned."""
+
+    chosen: list[str]
+    quality: np.ndarray
+    cost: np.ndarray
+    learned: int = 0
+    seconds: float = 0.0
+
+
+async def answer_all(
+    queries: Sequence[LogRecord],
+    request: Callable[[LogRecord], Awaitable[Any]],
+    learn: Callable[[int, LogRecord, Any, Answers, Callable[[str], None]], Awaitable[None]],
+    *,
+    concurrency: int,
+    progress: bool,
+) -> Answers:
+    """``request`` every query, at most ``concurrency`` at once, behind a progress bar; then
+    ``learn(i, record, response, answers, say)`` from each answer. A failed request is counted
+    (its model stays ""), not fatal; ``say`` writes a line above the bar."""
+    answers = Answers([""] * len(queries), np.full(len(queries), np.nan),
+                      np.full(len(queries), np.nan))  # fmt: skip
+    gate = asyncio.Semaphore(concurrency)
+    bar = tqdm(total=len(queries), desc="conduit demo", unit="query", disable=not progress)
+
+    async def ask(i: int, record: LogRecord) -> None:
+        async with gate:
+            try:
+                response = await request(record)
+            except Exception as exc:  # a failed query is counted, not fatal
+                bar.write(f"query {record.id} failed: {type(exc).__name__}: {exc}")
+                bar.update(1)
+                return
+            await learn(i, record, response, answers, bar.write)
+            bar.update(1)
+
+    start = time.perf_counter()
+    try:
+        await asyncio.gather(*(ask(i, r) for i, r in enumerate(queries)))
+    finally:
+        answers.seconds = time.perf_counter() - start
+        bar.close()
+    return answers
+
+
 async def run(
     data: str | Path | None = None,
     *,
@@ -323,59 +373,46 @@ async def run(
             state_store="memory://",  # each demo learns from scratch, not from the last one
         )  # fmt: skip
         ConduitRoutingStrategy.setup_strategy(router, strategy)
-
-        chosen = [""] * len(queries)
-        quality = np.full(len(queries), np.nan)
-        cost = np.full(len(queries), np.nan)
         spend = 0.0
-        learned = 0
-        gate = asyncio.Semaphore(concurrency)
-        bar = tqdm(total=len(queries), desc="conduit demo", unit="query", disable=not progress)
 
-        async def ask(i: int, record: LogRecord) -> None:
-            nonlocal spend, learned
-            async with gate:
+        async def request(record: LogRecord) -> Any:
+            return await router.acompletion(
+                model=MODEL_GROUP, messages=[{"role": "user", "content": record.prompt}]
+            )
+
+        async def learn(
+            i: int, record: LogRecord, response: Any, answers: Answers, say: Callable[[str], None]
+        ) -> None:
+            nonlocal spend
+            q = quality_of(response)
+            if q is not None and explicit:
                 try:
-                    response = await router.acompletion(
-                        model=MODEL_GROUP,
-                        messages=[{"role": "user", "content": record.prompt}],
-                    )
-                except Exception as exc:  # a failed query is counted, not fatal
-                    bar.write(f"query {record.id} failed: {type(exc).__name__}: {exc}")
-                    bar.update(1)
-                    return
-                q = quality_of(response)
-                if q is not None and explicit:
-                    try:
-                        outcome = await _record_feedback(strategy, response, q)
-                    except ConduitError as exc:  # counted as not learned; the demo goes on
-                        bar.write(f"feedback on query {record.id} not learned: {exc}")
-                        outcome = None
-                    if isinstance(outcome, (set, frozenset)) and "quality" in outcome:
-                        learned += 1
-                hidden = getattr(response, "_hidden_params", None) or {}
-                chosen[i] = str(hidden.get("model_id") or response.model)
-                quality[i] = np.nan if q is None else q
-                logged_cost = _header(response, "x-conduit-cost")
-                cost[i] = np.nan if logged_cost is None else float(logged_cost)
-                spend += float(hidden.get("response_cost") or 0.0)
-                bar.update(1)
+                    outcome = await _record_feedback(strategy, response, q)
+                except ConduitError as exc:  # counted as not learned; the demo goes on
+                    say(f"feedback on query {record.id} not learned: {exc}")
+                    outcome = None
+                if isinstance(outcome, (set, frozenset)) and "quality" in outcome:
+                    answers.learned += 1
+            hidden = getattr(response, "_hidden_params", None) or {}
+            answers.chosen[i] = str(hidden.get("model_id") or response.model)
+            answers.quality[i] = np.nan if q is None else q
+            logged_cost = _header(response, "x-conduit-cost")
+            answers.cost[i] = np.nan if logged_cost is None else float(logged_cost)
+            spend += float(hidden.get("response_cost") or 0.0)
 
-        start = time.perf_counter()
         try:
-            await asyncio.gather(*(ask(i, r) for i, r in enumerate(queries)))
+            got = await answer_all(
+                queries, request, learn, concurrency=concurrency, progress=progress
+            )
         finally:
-            seconds = time.perf_counter() - start
             conduit_router = strategy.conduit_router
             algorithm = "none" if conduit_router is None else str(conduit_router.algorithm)
-            bar.close()
             strategy.cleanup()  # the judge's queued grades are finished first
             stats = strategy.stats()
             await litellm.close_litellm_async_clients()
 
-    return summarise(path, queries, models, chosen, quality, cost, seed=seed, spend=spend,
-                     learned=learned, seconds=seconds, algorithm=algorithm, feedback=feedback,
-                     judge_cost=float(stats.get("judge.cost", 0.0)),
+    return summarise(path, queries, models, got, seed=seed, spend=spend, algorithm=algorithm,
+                     feedback=feedback, judge_cost=float(stats.get("judge.cost", 0.0)),
                      judged=int(stats.get("judge.judge_learned", 0.0)))
 
 
@@ -383,14 +420,10 @@ def summarise(
     path: Path,
     queries: Sequence[LogRecord],
     models: Sequence[str],
-    chosen: Sequence[str],
-    quality: np.ndarray,
-    cost: np.ndarray,
+    answers: Answers,
     *,
     seed: int,
     spend: float,
-    learned: int,
-    seconds: float,
     algorithm: str,
     via: str = "LiteLLM",
     feedback: str = "explicit",
@@ -399,6 +432,7 @@ def summarise(
 ) -> DemoResult:
     """What was chosen and got, beside the strongest model and the oracle on the same queries."""
     models = tuple(models)
+    chosen, quality, cost = answers.chosen, answers.quality, answers.cost
     index = {m: k for k, m in enumerate(models)}
 
     def mean(values: np.ndarray) -> float | None:
@@ -428,8 +462,8 @@ def summarise(
         share={m: counts[m] / len(queries) for m in models},
         litellm_spend=spend,
         failed=int((~answered).sum()),
-        learned=learned,
-        seconds=seconds,
+        learned=answers.learned,
+        seconds=answers.seconds,
         choices=tuple(chosen),
         algorithm=algorithm,
         via=via,

@@ -10,20 +10,26 @@ with :func:`record_feedback`.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 from pydantic_ai import Agent
 from pydantic_ai.exceptions import DeprecatedModelWarning
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
-from tqdm import tqdm
 
 from conduit import _validate
-from conduit.demo import DEFAULT_CONCURRENCY, DEFAULT_N, DemoResult, pick_queries, summarise
+from conduit.demo import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_N,
+    Answers,
+    DemoResult,
+    answer_all,
+    pick_queries,
+    summarise,
+)
 from conduit.errors import ConduitError
 from conduit.pydantic_ai._model import ConduitModel, record_feedback
 from conduit.replay.log import LogRecord, read_log, shipped_log
@@ -56,42 +62,30 @@ async def run(
             success_quality=None,  # the log's quality is the feedback, as in the LiteLLM demo
         )
         agent = Agent(model)
-        chosen = [""] * len(queries)
-        quality = np.full(len(queries), np.nan)
-        cost = np.full(len(queries), np.nan)
-        learned = 0
-        gate = asyncio.Semaphore(concurrency)
-        bar = tqdm(total=len(queries), desc="conduit demo", unit="query", disable=not progress)
 
-        async def ask(i: int, record: LogRecord) -> None:
-            nonlocal learned
-            async with gate:
-                try:
-                    result = await agent.run(record.prompt)
-                except Exception as exc:  # a failed query is counted, not fatal
-                    bar.write(f"query {record.id} failed: {type(exc).__name__}: {exc}")
-                    bar.update(1)
-                    return
-                stamp = (result.response.metadata or {}).get("conduit", {})
-                name = str(stamp.get("model", ""))
-                answer = sim.catalog.answer(name, record.prompt)
-                try:
-                    learned += record_feedback(result, quality=answer.quality)
-                except ConduitError as exc:  # counted as not learned; the demo goes on
-                    bar.write(f"feedback on query {record.id} not learned: {exc}")
-                chosen[i], quality[i], cost[i] = name, answer.quality, answer.cost
-                bar.update(1)
+        async def request(record: LogRecord) -> Any:
+            return await agent.run(record.prompt)
 
-        start = time.perf_counter()
+        async def learn(
+            i: int, record: LogRecord, result: Any, answers: Answers, say: Callable[[str], None]
+        ) -> None:
+            stamp = (result.response.metadata or {}).get("conduit", {})
+            name = str(stamp.get("model", ""))
+            answer = sim.catalog.answer(name, record.prompt)
+            try:
+                answers.learned += record_feedback(result, quality=answer.quality)
+            except ConduitError as exc:  # counted as not learned; the demo goes on
+                say(f"feedback on query {record.id} not learned: {exc}")
+            answers.chosen[i] = name
+            answers.quality[i], answers.cost[i] = answer.quality, answer.cost
+
         # The log's models are 2023 snapshots that OpenAI retires; the simulator still serves them.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecatedModelWarning)
             async with model:  # closes the HTTP client at the end
-                try:
-                    await asyncio.gather(*(ask(i, r) for i, r in enumerate(queries)))
-                finally:
-                    seconds = time.perf_counter() - start
-                    bar.close()
+                got = await answer_all(
+                    queries, request, learn, concurrency=concurrency, progress=progress
+                )
         stats = model.router.stats()
         model.router.close()
 
@@ -99,13 +93,9 @@ async def run(
         path,
         queries,
         models,
-        chosen,
-        quality,
-        cost,
+        got,
         seed=seed,
         spend=stats.total_cost,
-        learned=learned,
-        seconds=seconds,
         algorithm=stats.algorithm,
         via="PydanticAI",
     )
