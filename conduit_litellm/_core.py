@@ -11,9 +11,10 @@ per-request ``conduit_preferences``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import reprlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from conduit import _validate
@@ -25,15 +26,21 @@ from conduit.config import (
     resolve_state_url,
 )
 from conduit.engines.router import Router
-from conduit.errors import InvalidQueryError
+from conduit.errors import ConfigurationError, InvalidQueryError
+from conduit.judge import Judge, Regenerations
+from conduit.metrics import Metrics
 from conduit.stores import Store, open_store, redact
 from conduit.types import Preferences
+from conduit_litellm._judge import JudgeWorker
+from conduit_litellm.feedback import ConduitFeedbackLogger
 
 __all__ = [
     "PREFERENCES_KEY",
     "as_weights",
     "build_router",
+    "check_arguments",
     "check_router_options",
+    "learners",
     "parse_preferences",
     "request_preferences",
     "settings_preferences",
@@ -142,6 +149,50 @@ def store_for(
     if "namespace=" in url:
         return url
     return open_store(url, namespace=model_list_namespace(names))
+
+
+def check_arguments(*, judge: object, conduit_router: object, use_hybrid: object) -> None:
+    """The constructor arguments the settings model does not check, alike in both entry points."""
+    if judge is not None and not isinstance(judge, Judge):
+        raise ConfigurationError(f"judge must be a conduit.judge.Judge, got {judge!r}")
+    if conduit_router is not None and not isinstance(conduit_router, Router):
+        raise ConfigurationError(
+            f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
+        )
+    if use_hybrid is not None and not isinstance(use_hybrid, bool):
+        raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
+
+
+def learners(
+    *,
+    conduit: Callable[[], Router | None],
+    litellm_router: Callable[[], Any],
+    prices: Mapping[str, tuple[float, float]],
+    judge: Judge | None,
+    reference: Callable[[], str | None],
+    regenerations: bool,
+    metrics: Metrics | None,
+    feedback_options: Mapping[str, Any],
+    loop: Callable[[], asyncio.AbstractEventLoop | None] | None = None,
+) -> tuple[ConduitFeedbackLogger, JudgeWorker]:
+    """The feedback logger (LiteLLM events -> outcomes; ``feedback_options``: its response
+    map's ``response_ttl``/``max_responses``, ``signal_grace``) and the judge's worker, which
+    it tells of every routed success."""
+    feedback = ConduitFeedbackLogger(
+        router=conduit, price=prices.get, metrics=metrics, **feedback_options
+    )
+    worker = JudgeWorker(
+        judge,
+        feedback=feedback,
+        router=litellm_router,
+        conduit=conduit,
+        reference=reference,
+        regenerations=Regenerations() if regenerations else None,
+        metrics=metrics,
+        loop=loop,
+    )
+    feedback.success_hook = worker.observe
+    return feedback, worker
 
 
 def check_router_options(router_options: Mapping[str, Any]) -> dict[str, Any]:

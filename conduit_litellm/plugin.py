@@ -36,24 +36,25 @@ from conduit.engines.bandits import ALGORITHMS
 from conduit.engines.features.extractor import Backend, make_embedder
 from conduit.engines.router import Router
 from conduit.errors import ConduitError, ConfigurationError, InvalidQueryError
-from conduit.judge import Judge, Regenerations
+from conduit.judge import Judge
 from conduit.metrics import Metrics, MetricsServer, as_metrics
 from conduit.types import Constraints, Preferences
 from conduit_litellm import _compat
 from conduit_litellm._core import (
     as_weights,
     build_router,
+    check_arguments,
     check_router_options,
+    learners,
     request_preferences,
     settings_preferences,
 )
 from conduit_litellm._fallback import Fallbacks
-from conduit_litellm._judge import JUDGE_KEY, JudgeWorker
+from conduit_litellm._judge import JUDGE_KEY
 from conduit_litellm.feedback import (
     DECISION_KEY,
     MODEL_KEY,
     SIGNALS_KEY,
-    ConduitFeedbackLogger,
     FeedbackServer,
     _mapping,
     answer_feedback,
@@ -115,14 +116,7 @@ class ConduitRoutingPlugin:
         judge: Judge | None = None,
         regenerations: bool = True,
     ) -> None:
-        if judge is not None and not isinstance(judge, Judge):
-            raise ConfigurationError(f"judge must be a conduit.judge.Judge, got {judge!r}")
-        if conduit_router is not None and not isinstance(conduit_router, Router):
-            raise ConfigurationError(
-                f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
-            )
-        if use_hybrid is not None and not isinstance(use_hybrid, bool):
-            raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
+        check_arguments(judge=judge, conduit_router=conduit_router, use_hybrid=use_hybrid)
         if isinstance(save_interval, bool):
             raise ConfigurationError(f"save_interval must be a number, got {save_interval!r}")
         #: The validated settings (keywords, else CONDUIT_* variables): see conduit.config.
@@ -160,24 +154,17 @@ class ConduitRoutingPlugin:
             else settings.metrics or settings.metrics_port is not None
         )
         self.metrics = as_metrics(wanted)
-        self.feedback = ConduitFeedbackLogger(
-            router=lambda: self._conduit,
-            price=self._prices.get,
-            response_ttl=response_ttl,
-            max_responses=max_responses,
-            metrics=self.metrics,
-        )
-        self.judge = JudgeWorker(
-            judge,
-            feedback=self.feedback,
-            router=lambda: self.litellm_router or _compat.proxy_router(),
+        self.feedback, self.judge = learners(
             conduit=lambda: self._conduit,
+            litellm_router=lambda: self.litellm_router or _compat.proxy_router(),
+            prices=self._prices,
+            judge=judge,
             reference=self._dearest,
-            regenerations=Regenerations() if regenerations else None,
+            regenerations=regenerations,
             metrics=self.metrics,
+            feedback_options={"response_ttl": response_ttl, "max_responses": max_responses},
             loop=lambda: self._loop,  # a router with routing plugins refuses sync calls
         )
-        self.feedback.success_hook = self.judge.observe
         self._loop: asyncio.AbstractEventLoop | None = None
         self._registered = False
         self.litellm_router: Any = None

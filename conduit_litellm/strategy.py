@@ -36,7 +36,7 @@ from conduit.engines.features.extractor import Backend
 from conduit.engines.features.redis_cache import RedisFeatureCache
 from conduit.engines.router import Router
 from conduit.errors import ConfigurationError, InvalidQueryError, UnknownDecisionError
-from conduit.judge import Judge, Regenerations
+from conduit.judge import Judge
 from conduit.metrics import Metrics, MetricsServer, as_metrics
 from conduit.types import Constraints, Explanation, Preferences, RoutingDecision
 from conduit_litellm import _compat
@@ -44,18 +44,19 @@ from conduit_litellm._core import (
     PREFERENCES_KEY,
     as_weights,
     build_router,
+    check_arguments,
     check_router_options,
+    learners,
     request_preferences,
     settings_preferences,
 )
 from conduit_litellm._fallback import Fallbacks
-from conduit_litellm._judge import JudgeWorker, is_judge_call
+from conduit_litellm._judge import is_judge_call
 from conduit_litellm.feedback import (
     CALL_PREFIX,
     DECISION_KEY,
     DEPLOYMENT_KEY,
     JSON_KEY,
-    ConduitFeedbackLogger,
     FeedbackServer,
 )
 from conduit_litellm.utils import (
@@ -174,16 +175,9 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         judge: Judge | None = None,
         regenerations: bool = True,
     ) -> None:
-        if judge is not None and not isinstance(judge, Judge):
-            raise ConfigurationError(f"judge must be a conduit.judge.Judge, got {judge!r}")
-        if conduit_router is not None and not isinstance(conduit_router, Router):
-            raise ConfigurationError(
-                f"conduit_router must be a conduit.Router, got {type(conduit_router).__name__}"
-            )
+        check_arguments(judge=judge, conduit_router=conduit_router, use_hybrid=use_hybrid)
         if scope is not None:
             _scope_groups(scope)
-        if use_hybrid is not None and not isinstance(use_hybrid, bool):
-            raise ConfigurationError(f"use_hybrid must be True, False or None, got {use_hybrid!r}")
         _validate.integer(
             "cache_ttl", cache_ttl, low=0, strict_low=True, what="a positive int of seconds"
         )
@@ -240,24 +234,20 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         self._metrics_server: MetricsServer | None = None
         if self.metrics is not None:
             self.metrics.watch(lambda: self._conduit)
-        self.feedback = ConduitFeedbackLogger(
-            router=lambda: self._conduit,
-            price=self._prices.get,
-            response_ttl=response_ttl,
-            max_responses=max_responses,
-            signal_grace=signal_grace,
-            metrics=self.metrics,
-        )
-        self.judge = JudgeWorker(
-            judge,
-            feedback=self.feedback,
-            router=lambda: self._litellm_router,
+        self.feedback, self.judge = learners(
             conduit=lambda: self._conduit,
+            litellm_router=lambda: self._litellm_router,
+            prices=self._prices,
+            judge=judge,
             reference=self._dearest,
-            regenerations=Regenerations() if regenerations else None,
+            regenerations=regenerations,
             metrics=self.metrics,
+            feedback_options={
+                "response_ttl": response_ttl,
+                "max_responses": max_responses,
+                "signal_grace": signal_grace,
+            },
         )
-        self.feedback.success_hook = self.judge.observe
 
     # -- wiring ------------------------------------------------------------------------------
     @staticmethod
