@@ -245,17 +245,11 @@ class ConduitModel(FallbackModel):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         """Route, call the chosen model, fail over on provider errors, learn each attempt."""
-        params = _compat.with_framing_announcement(model_request_parameters, model_settings)
-        self._judge_previous(messages)
-        text = query_text(messages)
-        attempts = _Attempts()
+        params, text, attempts = self._begin(messages, model_settings, model_request_parameters)
         while True:
-            decision = await self._route(text, attempts)
-            model = self._by_name[decision.selected_model]
-            start = time.perf_counter()
+            decision, model, start = await self._attempt(text, attempts)
             try:
-                prepared = model.prepare_messages(messages, params)
-                deadline = _compat.start_request_deadline(model, model_settings, stream=False)
+                prepared, deadline = self._prepare(model, messages, params, model_settings, False)
                 with _compat.enforce_request_deadline(deadline):
                     response = await model.request(prepared, model_settings, params)
             except Exception as exc:
@@ -274,18 +268,14 @@ class ConduitModel(FallbackModel):
         run_context: RunContext[Any] | None = None,
     ) -> AsyncIterator[StreamedResponse]:
         """As :meth:`request`; a stream fails over until its first event, as FallbackModel's."""
-        params = _compat.with_framing_announcement(model_request_parameters, model_settings)
-        self._judge_previous(messages)
-        text = query_text(messages)
-        attempts = _Attempts()
+        params, text, attempts = self._begin(messages, model_settings, model_request_parameters)
         while True:
-            decision = await self._route(text, attempts)
-            model = self._by_name[decision.selected_model]
-            start = time.perf_counter()
+            decision, model, start = await self._attempt(text, attempts)
             async with AsyncExitStack() as stack:
                 try:
-                    prepared = model.prepare_messages(messages, params)
-                    deadline = _compat.start_request_deadline(model, model_settings, stream=True)
+                    prepared, deadline = self._prepare(
+                        model, messages, params, model_settings, True
+                    )
                     streamed = await stack.enter_async_context(
                         _compat.request_stream_until_first_event(
                             model, deadline, prepared, model_settings, params, run_context
@@ -309,6 +299,37 @@ class ConduitModel(FallbackModel):
                 return
 
     # -- routing and learning ----------------------------------------------------------------
+    def _begin(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> tuple[ModelRequestParameters, str, _Attempts]:
+        """What both request paths start with: the parameters, the previous response judged,
+        the query text, no attempts yet."""
+        params = _compat.with_framing_announcement(model_request_parameters, model_settings)
+        self._judge_previous(messages)
+        return params, query_text(messages), _Attempts()
+
+    async def _attempt(
+        self, text: str, attempts: _Attempts
+    ) -> tuple[RoutingDecision, Model, float]:
+        """The next attempt: its decision, the chosen model, and its start time."""
+        decision = await self._route(text, attempts)
+        return decision, self._by_name[decision.selected_model], time.perf_counter()
+
+    @staticmethod
+    def _prepare(
+        model: Model,
+        messages: list[ModelMessage],
+        params: ModelRequestParameters,
+        model_settings: ModelSettings | None,
+        stream: bool,
+    ) -> tuple[list[ModelMessage], Any]:
+        """The messages as ``model`` takes them, and the request's deadline (started now)."""
+        prepared = model.prepare_messages(messages, params)
+        return prepared, _compat.start_request_deadline(model, model_settings, stream=stream)
+
     async def _route(self, text: str, attempts: _Attempts) -> RoutingDecision:
         if len(attempts.models) >= len(self._by_name):
             raise FallbackExceptionGroup(
