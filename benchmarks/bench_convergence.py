@@ -14,11 +14,10 @@ a run that never converges within the horizon counts as the horizon.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 
+import _common  # also the offline environment
 import numpy as np
 
 from conduit import Router
@@ -55,8 +54,7 @@ def converge_at(algorithm: str, quality: tuple[float, ...], seed: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json")
+    parser = _common.parser(__doc__)
     parser.add_argument("--seeds", type=int, default=20)
     args = parser.parse_args(argv)
     algorithms = [a for a in ALGORITHMS if a not in ("oracle", "random", "always_cheapest")]
@@ -70,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             row[name] = statistics.median(runs)
         results[algorithm] = row
         print(f"{algorithm:22s}" + "".join(f"{v:>36.0f}" for v in row.values()), flush=True)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
+    _common.write_json(args.json, results)
     return 0
 
 

@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from dataclasses import dataclass
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+import _common  # also the offline environment
 import numpy as np
 
 from conduit.judge import grade_messages
@@ -150,10 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['gain_at_equal_cost']:>+9.3f} {100 * r['recovered']:>8.0f}% "
             f"{r['judge_cost']:>8.3f} {vs_saved:>8} {cheap_saved:>9}"
         )
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"seeds": args.seeds, "n": len(data), "label_cost": label_cost,
-                       "rows": results}, f, indent=2)  # fmt: skip
+    _common.write_json(args.json, {"seeds": args.seeds, "n": len(data),
+                                   "label_cost": label_cost, "rows": results})  # fmt: skip
     return 0
 
 

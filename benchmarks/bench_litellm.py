@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 
-import _common  # noqa: F401 - the offline environment, before LiteLLM is imported
+import _common  # also the offline environment, before LiteLLM is imported
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -409,9 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     results.update(children(args.children, args.backend))
     results["targets_met"] = verdicts(results)
     report(results)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
+    _common.write_json(args.json, results)
     return 0
 
 

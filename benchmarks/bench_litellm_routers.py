@@ -27,10 +27,7 @@ quality each router reaches within 10 %, 20 % and 50 % of the strongest model's 
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 import random
 import statistics
 import sys
@@ -38,9 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+import _common  # also the offline environment
 import numpy as np
 
 from conduit.replay import ReplayData, apgr, load, replay, shipped_log, sweep
@@ -290,10 +285,7 @@ def report(name: str, result: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--quick", action="store_true", help="first 3,000 queries of each log")
+    parser = _common.parser(__doc__, seeds=True, quick="first 3,000 queries of each log")
     parser.add_argument("--model7", action="store_true", help=f"also {MODEL7.name}")
     parser.add_argument("--embedding-backend", default="auto")
     args = parser.parse_args(argv)
@@ -313,8 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "\ncost: share of always-the-strongest's mean cost; ≤x%: the best quality on the "
         "router's cost curve within x% of it; APGR: two-model logs (random routing 0.5)."
     )
-    if args.json:
-        Path(args.json).write_text(json.dumps({"seeds": args.seeds, **results}, indent=2))
+    _common.write_json(args.json, {"seeds": args.seeds, **results})
     return 0
 
 

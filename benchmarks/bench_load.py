@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import statistics
 import sys
@@ -37,7 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import _common  # noqa: F401 - the offline environment, before LiteLLM is imported
+import _common  # also the offline environment, before LiteLLM is imported
 import litellm
 from _common import messages, percentile
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
@@ -336,13 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             "(local decisions/feedback, store decisions/feedback, history rows/with quality)"
         )
         results = asyncio.run(run(args, sim, prompts))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(
-                {"latency_ms": args.latency_ms, "uncached": args.uncached, "results": results},
-                fh,
-                indent=2,
-            )
+    _common.write_json(
+        args.json, {"latency_ms": args.latency_ms, "uncached": args.uncached, "results": results}
+    )
     return 0 if all(r["ok"] for r in results) else 1
 
 

@@ -19,15 +19,13 @@ compare.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
 import time
 from dataclasses import replace as dc_replace
 
-import _common  # noqa: F401 - the offline environment
+import _common  # also the offline environment
 
 from conduit.engines.bandits import ALGORITHMS
 from conduit.replay import DEFAULT_ALGORITHM, ReplayData, load, replay, shipped_log, sweep
@@ -80,10 +78,7 @@ def gate(backend: str, seeds: list[int], model7: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--quick", action="store_true", help="first 3,000 MMLU queries only")
+    parser = _common.parser(__doc__, seeds=True, quick="first 3,000 MMLU queries only")
     parser.add_argument("--embedding-backend", default="auto")
     parser.add_argument("--variants", action="store_true", help="the embedding quality gate")
     parser.add_argument("--model7", default=MODEL7, help="model7-mixed log for --variants")
@@ -92,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         numbers = gate(args.embedding_backend, args.seeds, args.model7)
         for key, value in numbers.items():
             print(f"{key:<45} {value:.4f}")
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                json.dump(numbers, fh, indent=2)
+        _common.write_json(args.json, numbers)
         return 0
     out: dict[str, object] = {"seeds": args.seeds, "default_algorithm": DEFAULT_ALGORITHM}
 
@@ -163,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         f"CPT(50%) {out['mmlu']['cpt50']:.1%}, CPT(80%) {out['mmlu']['cpt80']:.1%}"
     )  # type: ignore[index]
     print(f"  claim: APGR >= 0.55: {'MET' if mmlu_ok else 'NOT MET'}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(out, fh, indent=2)
+    _common.write_json(args.json, out)
     return 0 if rb_ok and mmlu_ok else 1
 
 

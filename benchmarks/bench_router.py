@@ -13,14 +13,12 @@ Reports medians (and p90) of:
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
 
-import _common  # noqa: F401 - the offline environment
+import _common  # also the offline environment
 from _common import percentile
 
 from conduit import Router
@@ -40,8 +38,7 @@ def _timed(fn: Callable[[], object], n: int, warmup: int = 50) -> tuple[float, f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", help="write the results here")
+    parser = _common.parser(__doc__)
     parser.add_argument("--backend", default="auto")
     parser.add_argument("-n", type=int, default=2000, help="samples per measurement")
     args = parser.parse_args(argv)
@@ -96,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("route_new_short_query", "update", "build_hybrid_1000_models"):
         row = results[key]  # type: ignore[assignment]
         print(f"{key.replace('_', ' '):44s} {row['median_ms']:10.4f} {row['p90_ms']:10.4f}")  # type: ignore[index]
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
+    _common.write_json(args.json, results)
     return 0
 
 

@@ -62,11 +62,6 @@ Checks (exit 1 if any fails):
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import argparse
 import asyncio
 import bisect
@@ -74,9 +69,9 @@ import contextlib
 import dataclasses
 import gc
 import itertools
-import json
 import linecache
 import logging
+import os
 import random
 import shutil
 import socket
@@ -93,6 +88,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import _common  # also the offline environment
 import litellm
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
@@ -851,9 +847,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soak: {length} against {server.url}, {config.outages} outages")
         result = asyncio.run(soak(config, server))
     print_report(result)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
+    _common.write_json(args.json, result)
     return 0 if result["ok"] else 1
 
 

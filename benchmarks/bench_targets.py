@@ -18,16 +18,13 @@ Same queries, order and seed for the sweep and the targets. ``--quick``: the fir
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
 
+import _common  # also the offline environment
 import numpy as np
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from conduit.replay import load, shipped_log, sweep
 from conduit.replay.loop import DEFAULT_ALGORITHM, ReplayData, _replay_once
@@ -132,10 +129,7 @@ def bench_log(data: ReplayData, seeds: list[int], with_sweep: bool) -> dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--quick", action="store_true", help="first 3,000 MMLU queries only")
+    parser = _common.parser(__doc__, seeds=True, quick="first 3,000 MMLU queries only")
     parser.add_argument("--logs", nargs="+", default=list(LOGS))
     parser.add_argument("--embedding-backend", default="auto")
     parser.add_argument("--no-sweep", action="store_true", help="targets only, no sweep")
@@ -147,12 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         data = load(shipped_log(name), limit=limit, embedding_backend=args.embedding_backend)
         print(f"{name}: {len(data)} queries embedded in {time.perf_counter() - t0:.0f} s")
         out[name] = bench_log(data, args.seeds, not args.no_sweep)
-    text = json.dumps(out, indent=2)
     if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(text + "\n")
+        _common.write_json(args.json, out)
     else:
-        print(text)
+        print(json.dumps(out, indent=2))
     return 0
 
 
