@@ -74,8 +74,6 @@ import logging
 import os
 import random
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -90,6 +88,7 @@ from typing import Any, Protocol
 
 import _common  # also the offline environment
 import litellm
+from _redis_server import RedisServer, free_port
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
 from conduit.errors import ConduitError
@@ -146,49 +145,6 @@ class StoreServer(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
-
-
-class RedisServer:
-    """A throw-away redis-server on a free loopback port (append-only file, so a restart
-    keeps the data); the same as tests/stores/test_redis.py's."""
-
-    def __init__(self, binary: str, port: int, directory: Path) -> None:
-        self.args = [
-            binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "yes", "--dir", str(directory), "--daemonize", "no",
-        ]  # fmt: skip
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        import redis
-
-        self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- measuring in constant memory -----------------------------------------------------------------

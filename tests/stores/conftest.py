@@ -9,9 +9,9 @@ with a loud reason; with ``CONDUIT_REQUIRE_SERVICES=1`` (CI) they fail instead.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -162,10 +162,19 @@ def store(make_store: Callable[..., Store]) -> Store:
     return make_store()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _benchmark_module(name: str) -> Any:
+    """A helper module of benchmarks/, loaded by its path (benchmarks/ is not a package)."""
+    path = Path(__file__).parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_redis_server = _benchmark_module("_redis_server")
+#: The throw-away redis-server the soak benchmark uses too, and a free loopback port.
+RedisServer, free_port = _redis_server.RedisServer, _redis_server.free_port
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,60 +13,13 @@ from conduit.errors import ConfigurationError, StoreError
 from conduit.stores import open_store
 from conduit.stores.redis import RedisStore
 
+from .conftest import RedisServer, free_port
 from .test_sync import global_total, learn, make_router
-
-
-class RedisServer:
-    """A throw-away redis-server (append-only file in a temp dir, so a restart keeps the data)."""
-
-    def __init__(self, binary: str, port: int, directory: Path) -> None:
-        self.args = [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--dir",
-            str(directory),
-            "--daemonize",
-            "no",
-        ]
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        import redis
-
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
 
 
 @pytest.fixture
 def redis_server(redis_server_binary: str, tmp_path: Path) -> Iterator[RedisServer]:
     pytest.importorskip("redis")
-    from .conftest import free_port
-
     server = RedisServer(redis_server_binary, free_port(), tmp_path)
     server.start()
     yield server

@@ -17,8 +17,8 @@ from conduit.errors import StateError
 from conduit.stores import HistoryRecord, Snapshot, Store, open_store
 from conduit.stores.cli import main
 
+from .conftest import RedisServer
 from .test_contract import META, delta
-from .test_redis import RedisServer
 from .test_sync import FlakyStore, global_total, learn, make_router, total
 
 
