@@ -20,7 +20,7 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-__all__ = ["messages", "parser", "percentile", "summary_ms", "write_json"]
+__all__ = ["deployments", "messages", "parser", "percentile", "summary_ms", "write_json"]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -32,6 +32,27 @@ def percentile(values: Sequence[float], q: float) -> float:
 def summary_ms(values: Sequence[float]) -> dict[str, float]:
     """Median and p90 of durations already in milliseconds."""
     return {"median_ms": statistics.median(values), "p90_ms": percentile(values, 0.9)}
+
+
+def deployments(sim: Any, group: str, models: Sequence[str], **params: Any) -> list[dict[str, Any]]:
+    """One LiteLLM deployment in ``group`` per simulated model of ``sim`` (a
+    :class:`conduit.simulator.Simulator`), priced from the log, ``model_info.id`` the
+    model's name; ``params``: more ``litellm_params``."""
+    return [
+        {
+            "model_name": group,
+            "litellm_params": {
+                "model": f"openai/{m}",
+                "api_base": sim.base_url,
+                "api_key": "sk-dummy",
+                **params,
+                "input_cost_per_token": sim.price_per_token(m),
+                "output_cost_per_token": sim.price_per_token(m),
+            },
+            "model_info": {"id": m},
+        }
+        for m in models
+    ]
 
 
 def messages(prompt: str) -> list[dict[str, str]]:

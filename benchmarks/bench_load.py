@@ -54,20 +54,7 @@ WARMUP = 20
 
 
 def model_list(sim: Simulator) -> list[dict[str, Any]]:
-    return [
-        {
-            "model_name": GROUP,
-            "litellm_params": {
-                "model": f"openai/{m}",
-                "api_base": sim.base_url,
-                "api_key": "sk-dummy",
-                "input_cost_per_token": sim.price_per_token(m),
-                "output_cost_per_token": sim.price_per_token(m),
-            },
-            "model_info": {"id": m},
-        }
-        for m in sim.models
-    ]
+    return _common.deployments(sim, GROUP, sim.models)
 
 
 # -- stores -------------------------------------------------------------------------------------

@@ -208,21 +208,11 @@ class TimedStrategy(ConduitRoutingStrategy):
 
 
 def model_list(sim: Simulator) -> list[dict[str, Any]]:
+    # max_retries=0: the OpenAI client's own retries would hide injected errors
     return [
-        {
-            "model_name": group,
-            "litellm_params": {
-                "model": f"openai/{model}",
-                "api_base": sim.base_url,
-                "api_key": "sk-dummy",
-                "max_retries": 0,  # the OpenAI client's own retries would hide injected errors
-                "input_cost_per_token": sim.price_per_token(model),
-                "output_cost_per_token": sim.price_per_token(model),
-            },
-            "model_info": {"id": model},
-        }
+        d
         for group, models in GROUPS.items()
-        for model in models
+        for d in _common.deployments(sim, group, models, max_retries=0)
     ]
 
 
