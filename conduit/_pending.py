@@ -70,7 +70,7 @@ class ExpiringMap(Generic[K, V]):
     >>> now = [0.0]
     >>> calls = ExpiringMap[str, str](ttl=10.0, maxsize=2, clock=lambda: now[0])
     >>> calls.put("a", "d1"); calls.put("b", "d2"); calls.put("c", "d3")
-    >>> calls.get("a"), calls.get("c"), len(calls), calls.dropped
+    >>> calls.get("a"), calls.get("c"), len(calls), calls.expired
     (None, 'd3', 2, 1)
     """
 
@@ -89,7 +89,7 @@ class ExpiringMap(Generic[K, V]):
         self._lock = threading.Lock()
 
     @property
-    def dropped(self) -> int:
+    def expired(self) -> int:
         """Entries dropped so far, by age or by the size bound."""
         return self._items.dropped
 
@@ -126,10 +126,6 @@ class PendingDecisions(ExpiringMap[str, Pending]):
             ttl=ttl, maxsize=maxsize, clock=clock, names=("pending_ttl", "max_pending")
         )
 
-    @property
-    def expired(self) -> int:
-        """Entries dropped so far, by age or by the size bound."""
-        return self.dropped
 
     def add(self, decision_id: str, pending: Pending) -> None:
         """Keep ``pending`` under ``decision_id``, stamped now; evict the expired and the oldest."""

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,20 +32,15 @@ from conduit.errors import ConfigurationError
 __all__ = [
     "DASHBOARD_TOKEN_ENV",
     "MEMORY_STATE_URL",
-    "METRICS_ENV",
-    "METRICS_HOST_ENV",
-    "METRICS_PORT_ENV",
     "STATE_SCHEMES",
     "STATE_URL_ENV",
     "ConduitSettings",
-    "MetricsSettings",
     "check_state_url",
     "choose_namespace",
     "dashboard_token",
     "data_dir",
     "default_state_url",
     "load_settings",
-    "metrics_settings",
     "model_list_namespace",
     "resolve_state_url",
     "state_url",
@@ -54,10 +48,6 @@ __all__ = [
 
 STATE_URL_ENV = "CONDUIT_STATE_URL"
 DASHBOARD_TOKEN_ENV = "CONDUIT_DASHBOARD_TOKEN"
-METRICS_ENV = "CONDUIT_METRICS"
-METRICS_PORT_ENV = "CONDUIT_METRICS_PORT"
-METRICS_HOST_ENV = "CONDUIT_METRICS_HOST"
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
 def data_dir() -> Path:
@@ -155,43 +145,6 @@ def choose_namespace(current: str, available: Sequence[str], *, explicit: bool) 
 def dashboard_token() -> str | None:
     """``$CONDUIT_DASHBOARD_TOKEN``: the token ``conduit dashboard`` requires (None: unset)."""
     return os.environ.get(DASHBOARD_TOKEN_ENV) or None
-
-
-@dataclass(frozen=True, kw_only=True)
-class MetricsSettings:
-    """Whether the proxy plugin keeps Prometheus metrics, and where it serves them."""
-
-    enabled: bool = False
-    port: int | None = None
-    host: str = "127.0.0.1"
-
-
-def metrics_settings(environ: Mapping[str, str] | None = None) -> MetricsSettings:
-    """``CONDUIT_METRICS`` (1/true: keep metrics, shown on LiteLLM's own ``/metrics``),
-    ``CONDUIT_METRICS_PORT`` (also serve them on this port; implies on) and
-    ``CONDUIT_METRICS_HOST`` (the interface, 127.0.0.1 by default).
-
-    >>> metrics_settings({"CONDUIT_METRICS_PORT": "9464"})
-    MetricsSettings(enabled=True, port=9464, host='127.0.0.1')
-    """
-    env = os.environ if environ is None else environ
-    flag = env.get(METRICS_ENV, "").strip().lower()
-    if flag not in _TRUE + _FALSE:
-        raise ConfigurationError(f"{METRICS_ENV} must be 1 or 0 (true/false), got {flag!r}")
-    raw_port = env.get(METRICS_PORT_ENV, "").strip()
-    port: int | None = None
-    if raw_port:
-        try:
-            port = int(raw_port)
-        except ValueError:
-            port = -1
-        if not 0 <= port <= 65535:
-            raise ConfigurationError(f"{METRICS_PORT_ENV} must be a port number, got {raw_port!r}")
-    return MetricsSettings(
-        enabled=flag in _TRUE or port is not None,
-        port=port,
-        host=env.get(METRICS_HOST_ENV, "").strip() or "127.0.0.1",
-    )
 
 
 Backend = Literal["auto", "onnx", "sentence-transformers", "hashing"]

@@ -22,7 +22,6 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conduit import ConfigurationError, MissingDependencyError, Router
-from conduit.config import MetricsSettings, metrics_settings
 from conduit.metrics import OTHER, UNKNOWN, Metrics, as_metrics
 from conduit.replay.log import read_log, shipped_log
 from conduit.simulator import Simulator, quality_of
@@ -277,35 +276,6 @@ def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'conduit\[metrics\]'"):
         Metrics()
-
-
-@pytest.mark.parametrize(
-    ("environ", "expected"),
-    [
-        ({}, MetricsSettings()),
-        ({"CONDUIT_METRICS": "1"}, MetricsSettings(enabled=True)),
-        ({"CONDUIT_METRICS": "false"}, MetricsSettings()),
-        (
-            {"CONDUIT_METRICS_PORT": "9464", "CONDUIT_METRICS_HOST": "0.0.0.0"},
-            MetricsSettings(enabled=True, port=9464, host="0.0.0.0"),
-        ),
-    ],
-)
-def test_metrics_settings(environ: dict[str, str], expected: MetricsSettings) -> None:
-    assert metrics_settings(environ) == expected
-
-
-@pytest.mark.parametrize(
-    ("environ", "pattern"),
-    [
-        ({"CONDUIT_METRICS": "maybe"}, "CONDUIT_METRICS must be"),
-        ({"CONDUIT_METRICS_PORT": "http"}, "CONDUIT_METRICS_PORT"),
-        ({"CONDUIT_METRICS_PORT": "70000"}, "CONDUIT_METRICS_PORT"),
-    ],
-)
-def test_metrics_settings_reject(environ: dict[str, str], pattern: str) -> None:
-    with pytest.raises(ConfigurationError, match=pattern):
-        metrics_settings(environ)
 
 
 # -- through LiteLLM, against the simulator -------------------------------------------------------

@@ -19,7 +19,6 @@ with :class:`~conduit.errors.StateError` and left untouched.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import time
 from abc import ABC, abstractmethod
@@ -670,10 +669,6 @@ class Store(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, namespace={self.namespace!r})"
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def as_sums(

@@ -191,8 +191,6 @@ class StoreSync:
         self.dropped = 0
         #: times the store was found to have lost learning this replica had pushed
         self.state_lost = 0
-        self.last_sync_seconds = 0.0
-        self.pruned = 0
         self._pruned_at: float | None = None
         #: monotonic time of the last successful sync (until the first: of construction)
         self.synced_at = time.monotonic()
@@ -282,7 +280,6 @@ class StoreSync:
     def _attempt(self) -> ConduitError | None:
         """One sync, with the outage bookkeeping: one WARNING per outage, INFO on recovery."""
         with self._io_lock:
-            started = time.perf_counter()
             try:
                 self._sync_all()
             except (StoreError, StateError) as exc:
@@ -298,7 +295,6 @@ class StoreSync:
                         exc,
                     )
                 return exc
-            self.last_sync_seconds = time.perf_counter() - started
             self.synced_at = time.monotonic()
             self.syncs += 1
             if self.down_since is not None:
@@ -474,7 +470,7 @@ class StoreSync:
             self.store.write_history(batch)
             del self._unsent[: len(batch)]
         if wrote and (self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_EVERY):
-            self.pruned += self.store.prune(namespace=ns)
+            self.store.prune(namespace=ns)
             self._pruned_at = time.monotonic()
 
     def __repr__(self) -> str:
