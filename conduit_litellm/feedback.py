@@ -168,7 +168,7 @@ def _seconds(start: object, end: object) -> float | None:
             seconds = (end - start).total_seconds()
         except TypeError:  # one has a time zone, the other not
             return None
-    elif isinstance(start, (int, float)) and isinstance(end, (int, float)):
+    elif _validate.is_number(start) and _validate.is_number(end):
         seconds = float(end) - float(start)
     else:
         return None

@@ -209,7 +209,7 @@ def capabilities(deployment: Mapping[str, Any]) -> Capabilities:
         return False if known else None
 
     return Capabilities(
-        max_input_tokens=int(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
+        max_input_tokens=int(limit) if _validate.is_number(limit) and limit > 0 else None,
         function_calling=flag("supports_function_calling"),
         vision=flag("supports_vision"),
         response_schema=flag("supports_response_schema"),
