@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from conduit.config import state_url
+from conduit.config import STATE_SCHEMES, state_url
 from conduit.errors import ConfigurationError
 from conduit.stores.base import (
     HISTORY_DAYS,
@@ -82,9 +82,6 @@ def redact(url: str) -> str:
     return urlunsplit(parts)
 
 
-_SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss", "unix")
-
-
 def check_url(url: object) -> str:
     """``url`` if it names a store :func:`open_store` can open (checked without any I/O)."""
     if not isinstance(url, str) or "://" not in url:
@@ -93,7 +90,7 @@ def check_url(url: object) -> str:
             f"or memory://, got {url!r}"
         )
     parts = urlsplit(url)
-    if parts.scheme.lower() not in _SCHEMES:
+    if parts.scheme.lower() not in STATE_SCHEMES:
         raise ConfigurationError(
             f"unknown state store scheme {parts.scheme!r} in {redact(url)!r}; "
             "use memory://, sqlite:///path, postgresql://... or redis://..."
