@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import percentile
+
 from conduit.engines.features.extractor import (
     DEFAULT_MODEL,
     Backend,
@@ -93,9 +95,12 @@ def long_queries(count: int, rng: random.Random, size: int = 2048) -> list[str]:
 
 
 def quantiles_ms(seconds: Sequence[float]) -> dict[str, float]:
-    ms = sorted(1000.0 * s for s in seconds)
-    p90 = ms[min(len(ms) - 1, round(0.9 * (len(ms) - 1)))]
-    return {"median": statistics.median(ms), "p90": p90, "mean": statistics.fmean(ms)}
+    ms = [1000.0 * s for s in seconds]
+    return {
+        "median": statistics.median(ms),
+        "p90": percentile(ms, 0.9),
+        "mean": statistics.fmean(ms),
+    }
 
 
 def time_each(call: Callable[[str], Any], texts: Sequence[str]) -> list[float]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse
@@ -35,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from _common import percentile
 from pydantic_ai import Agent
 from pydantic_ai.exceptions import DeprecatedModelWarning
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
@@ -47,11 +47,6 @@ from conduit.engines.router import Router
 from conduit.pydantic_ai import ConduitModel
 from conduit.replay.log import read_log, shipped_log
 from conduit.simulator import Simulator
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
 
 
 def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
