@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from conduit._counters import source_counts
 from conduit._redact import describe_error
 from conduit.engines.router import Router
 from conduit.judge import REGENERATED, Judge, JudgeJob, JudgeReply, Messages, Regenerations
@@ -50,6 +51,8 @@ logger = logging.getLogger("conduit_litellm.judge")
 
 #: Request-metadata key that marks the judge's own calls (never routed, never learned).
 JUDGE_KEY = "conduit_judge"
+#: The judge's counters the router keeps with its learning (as ``judge_<name>``).
+_COUNTED = ("sampled", "garbage", "errors", "timeouts", "paused_budget", "paused_queue")
 _EVENTS = ("sampled", "graded", "garbage", "errors", "timeouts", "paused_budget", "paused_queue")
 
 
@@ -297,12 +300,18 @@ class JudgeWorker:
         quality: float | None = None,
         shadow: bool = False,
     ) -> None:
-        """Tell the metrics what changed in the judge's counters."""
-        if self.metrics is None:
-            return
+        """Tell the router (its stored counters) and the metrics what changed in the judge's
+        counters."""
         calls = int(after["calls"] - before["calls"])
         cost = after["cost"] - before["cost"]
         changed = [e for e in _EVENTS if after[e] > before[e]]
+        conduit = self._conduit()
+        if conduit is not None:
+            for name in (*_COUNTED, "calls", "cost"):
+                if after[name] > before[name]:
+                    conduit.count(f"judge_{name}", after[name] - before[name])
+        if self.metrics is None:
+            return
         if after["shadow_graded"] > before["shadow_graded"]:
             changed.append("graded")
         for i, event in enumerate(changed):
@@ -315,13 +324,18 @@ class JudgeWorker:
             )
 
     def stats(self, conduit: Router | None = None) -> dict[str, float]:
-        """``judge.*`` counters, judge cost, and (given the router) what routing saved."""
+        """``judge.*`` counters and judge cost (this process), and, given the router, quality
+        labels by source (``feedback.explicit|judge|shadow|regeneration|automatic``, and
+        ``feedback.none``: answers no automatic signal graded; the router's counters, summed
+        across replicas through its store) and what routing saved (``routing_saved``)."""
         out: dict[str, float] = {}
         if self.judge is not None:
             out.update({f"judge.{k}": v for k, v in self.judge.stats().items()})
         with self._lock:
             out.update({f"judge.{k}": v for k, v in self._counts.items()})
         if conduit is not None:
+            counts = source_counts(conduit.counters.snapshot())
+            out.update({f"feedback.{k}": float(v) for k, v in counts.items()})
             saved = routing_saved(conduit.stats())
             if saved is not None:
                 out["routing_saved"] = saved

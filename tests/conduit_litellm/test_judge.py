@@ -127,6 +127,12 @@ def test_sampling_rate_is_honoured_and_judge_calls_are_neither_routed_nor_learne
         assert conduit.stats().total_feedback == 6  # qualities: the judge's grades only
         assert stats["learned"] == 24  # cost and latency of the 24 routed calls, not the judge's
         assert stats["judge.cost"] > 0 and "routing_saved" in stats
+        # labels by source, and the judge's calls and cost, kept by the router (and its store)
+        assert stats["feedback.judge"] == 6 and stats["feedback.none"] == 24
+        assert stats["feedback.explicit"] == stats["feedback.automatic"] == 0
+        counters = conduit.stats().counters
+        assert counters["judge_calls"] == 6 and counters["judge_sampled"] == 6
+        assert counters["judge_cost"] == pytest.approx(stats["judge.cost"])
         assert all(r.choices[0].message.content.startswith("Simulated") for r in responses)
     finally:
         strategy.cleanup()
@@ -164,6 +170,11 @@ def test_budget_pauses_sampling(sim: Simulator) -> None:
         strategy.judge.close()
         stats = strategy.stats()
         assert stats["judge.paused_budget"] + stats["judge.paused_queue"] > 0
+        conduit = strategy.conduit_router
+        assert conduit is not None
+        counters = conduit.stats().counters
+        assert counters["judge_paused_budget"] == stats["judge.paused_budget"]
+        assert counters["judge_paused_queue"] == stats["judge.paused_queue"]
         assert stats["judge.graded"] < 10
         # spending stops once the hour's budget is reached: at most the calls in flight beyond it
         assert stats["judge.cost"] <= one_call * 2
@@ -187,6 +198,8 @@ def test_explicit_feedback_outranks_a_judge_grade(sim: Simulator) -> None:
         learned = [s for s in conduit.stats().models.values() if s.feedback]
         assert sum(s.feedback for s in learned) == 6
         assert all(s.mean_quality == pytest.approx(0.125) for s in learned)
+        assert strategy.stats()["feedback.explicit"] == 6
+        assert strategy.stats()["feedback.judge"] == 0
     finally:
         strategy.cleanup()
 
@@ -231,6 +244,7 @@ def test_a_failing_or_garbage_judge_never_affects_a_request(
         assert stats[f"judge.{counter}"] == 5 and stats["judge.graded"] == 0
         conduit = strategy.conduit_router
         assert conduit is not None and conduit.stats().total_feedback == 0
+        assert conduit.stats().counters[f"judge_{counter}"] == 5  # dropped, counted
     finally:
         strategy.cleanup()
 
@@ -267,6 +281,7 @@ def test_shadow_comparison_asks_the_dearest_deployment(sim: Simulator) -> None:
         assert stats["judge.graded"] == decided["tiny-large"].decisions
         assert sum(sim.judged.values()) == 2 * small_answers + decided["tiny-large"].decisions
         assert sim.served["large"] == decided["tiny-large"].decisions + small_answers
+        assert stats["feedback.shadow"] == small_answers
     finally:
         strategy.cleanup()
 
@@ -284,6 +299,7 @@ def test_a_regenerated_answer_gets_a_low_quality(sim: Simulator) -> None:
         learned = [s for s in conduit.stats().models.values() if s.feedback]
         assert [s.mean_quality for s in learned] == [0.2]
         assert strategy.stats()["judge.regenerations"] == 1
+        assert strategy.stats()["feedback.regeneration"] == 1
     finally:
         strategy.cleanup()
 
