@@ -17,11 +17,16 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conduit.errors import ValidationError
 
-__all__ = ["COUNTERS", "KEY", "PART", "SOURCES", "Counters", "source_counts"]
+if TYPE_CHECKING:
+    from conduit.types import RouterStats
+
+__all__ = [
+    "COUNTERS", "KEY", "PART", "SOURCES", "Counters", "routing_saved", "source_counts"
+]  # fmt: skip
 
 #: Where quality labels come from: a person, the judge, a pairwise shadow comparison, a
 #: regeneration, or LiteLLM's automatic signals (errors, truncation, refusals, bad JSON).
@@ -86,3 +91,15 @@ def source_counts(counters: Mapping[str, float]) -> dict[str, int]:
     out = {s: int(counters.get(f"quality_{s}", 0.0)) for s in SOURCES}
     out["none"] = int(counters.get("no_signal", 0.0))
     return out
+
+
+def routing_saved(stats: RouterStats) -> float | None:
+    """USD routing saved against sending every decision to the dearest model (by mean cost).
+
+    Over the models whose mean cost is known: ``sum(decisions * (dearest - own mean cost))``.
+    """
+    costs = {m: s.mean_cost for m, s in stats.models.items() if s.mean_cost is not None}
+    if not costs:
+        return None
+    dearest = max(costs.values())
+    return sum(stats.models[m].decisions * (dearest - c) for m, c in costs.items())

@@ -29,12 +29,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from conduit._counters import source_counts
+from conduit._counters import routing_saved, source_counts
 from conduit._redact import describe_error
 from conduit.engines.router import Router
 from conduit.judge import REGENERATED, Judge, JudgeJob, JudgeReply, Messages, Regenerations
 from conduit.metrics import Metrics
-from conduit.types import RouterStats
 from conduit_litellm import _compat
 from conduit_litellm.feedback import (
     DEPLOYMENT_KEY,
@@ -65,18 +64,6 @@ def is_judge_call(request_kwargs: Mapping[str, Any] | None) -> bool:
         if isinstance(meta, Mapping) and meta.get(JUDGE_KEY) is True:
             return True
     return False
-
-
-def routing_saved(stats: RouterStats) -> float | None:
-    """USD routing saved against sending every decision to the dearest model (by mean cost).
-
-    Over the models whose mean cost is known: ``sum(decisions * (dearest - own mean cost))``.
-    """
-    costs = {m: s.mean_cost for m, s in stats.models.items() if s.mean_cost is not None}
-    if not costs:
-        return None
-    dearest = max(costs.values())
-    return sum(stats.models[m].decisions * (dearest - c) for m, c in costs.items())
 
 
 def _answer_text(response: Any) -> str | None:
