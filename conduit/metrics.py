@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from cachetools import FIFOCache
 
 from conduit import _validate
-from conduit.errors import ConfigurationError, MissingDependencyError
 from conduit._counters import routing_saved, source_counts
+from conduit.errors import ConfigurationError, MissingDependencyError
 from conduit.types import PRESETS, Preferences, RouterStats, RoutingDecision
 
 if TYPE_CHECKING:
