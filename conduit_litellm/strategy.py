@@ -171,7 +171,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         signal_grace: float = 300.0,
         metrics: bool | Metrics | None = None,
         judge: Judge | None = None,
-        regenerations: bool = True,
+        regenerations: bool | None = None,
     ) -> None:
         if judge is not None and not isinstance(judge, Judge):
             raise ConfigurationError(f"judge must be a conduit.judge.Judge, got {judge!r}")
@@ -198,8 +198,10 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             scope=list(scope) if scope is not None and not isinstance(scope, str) else scope,
             state_store=state_store,
             state_path=None if state_path is None else str(state_path),
+            regenerations=regenerations,
         )
         settings = self.settings
+        judge = judge if judge is not None else settings.judge()  # CONDUIT_JUDGE_* variables
         self._scope_groups = _scope_groups(settings.scope)
         self.preferences = settings_preferences(settings)
         self.scope: Scope = (
@@ -254,7 +256,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             router=lambda: self._litellm_router,
             conduit=lambda: self._conduit,
             reference=self._dearest,
-            regenerations=Regenerations() if regenerations else None,
+            regenerations=Regenerations() if settings.regenerations else None,
             metrics=self.metrics,
         )
         self.feedback.success_hook = self.judge.observe

@@ -321,12 +321,20 @@ def test_judge_metrics(sim: Simulator) -> None:
         strategy.cleanup()
 
 
-async def test_the_proxy_plugin_judges_too() -> None:
-    """The plugin's router refuses sync calls: its judge calls go through ``acompletion``."""
+@pytest.mark.parametrize("configured", ["keyword", "environment"])
+async def test_the_proxy_plugin_judges_too(
+    configured: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plugin's router refuses sync calls: its judge calls go through ``acompletion``.
+    Configured by ``judge=`` or, as in the proxy's config, by ``CONDUIT_JUDGE_*`` variables
+    (the config's ``environment_variables:``) and ``conduit_litellm.plugin.default``."""
     import asyncio
     import time
 
+    from litellm.proxy.types_utils.utils import get_instance_fn
+
     from conduit_litellm import ConduitRoutingPlugin
+    from conduit_litellm import plugin as plugin_module
 
     if not _compat.has_registry(litellm.Router(model_list=[])):
         pytest.skip("this LiteLLM has no routing plugins")
@@ -335,10 +343,25 @@ async def test_the_proxy_plugin_judges_too() -> None:
     # Earlier tests' queued logging events move onto this loop: handle them before this
     # plugin's logger is registered, so it sees only this test's requests.
     await GLOBAL_LOGGING_WORKER.flush()
-    plugin = ConduitRoutingPlugin(
-        embedding_backend="hashing", seed=0, bandit_algorithm="random",
-        judge=Judge("judge", sample_rate=1.0, seed=0),
-    )  # fmt: skip
+    if configured == "keyword":
+        plugin = ConduitRoutingPlugin(
+            embedding_backend="hashing", seed=0, bandit_algorithm="random",
+            state_store="memory://", judge=Judge("judge", sample_rate=1.0, seed=0),
+        )  # fmt: skip
+    else:
+        environ = {
+            "CONDUIT_EMBEDDING_BACKEND": "hashing", "CONDUIT_SEED": "0",
+            "CONDUIT_BANDIT_ALGORITHM": "random", "CONDUIT_STATE_URL": "memory://",
+            "CONDUIT_JUDGE_MODEL": "judge", "CONDUIT_JUDGE_SAMPLE_RATE": "1.0",
+            "CONDUIT_JUDGE_MAX_COST_PER_HOUR": "5", "CONDUIT_JUDGE_MAX_COST_PER_DAY": "50",
+        }  # fmt: skip
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(plugin_module, "_default", None)
+        plugin = get_instance_fn("conduit_litellm.plugin.default")  # as the proxy loads it
+        judge = plugin.judge.judge
+        assert judge is not None and judge.model == "judge" and judge.sample_rate == 1.0
+        assert (judge.max_cost_per_hour, judge.max_cost_per_day) == (5.0, 50.0)
     model_list = [
         {"model_name": "chat", "litellm_params": {"model": m, "mock_response": "Paris."}}
         for m in ("gpt-4o-mini", "gpt-4o")
@@ -370,3 +393,17 @@ async def test_the_proxy_plugin_judges_too() -> None:
         assert all(s.mean_quality == 0.75 for s in conduit.stats().models.values() if s.feedback)
     finally:
         plugin.cleanup()
+
+
+def test_the_strategy_reads_the_judge_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONDUIT_JUDGE_MODEL", "judge")
+    monkeypatch.setenv("CONDUIT_JUDGE_SAMPLE_RATE", "0.2")
+    monkeypatch.setenv("CONDUIT_JUDGE_MAX_COST_PER_HOUR", "1.5")
+    strategy = ConduitRoutingStrategy(embedding_backend="hashing")
+    judge = strategy.judge.judge
+    assert judge is not None and (judge.model, judge.sample_rate) == ("judge", 0.2)
+    assert judge.max_cost_per_hour == 1.5 and judge.max_cost_per_day is None
+    given = Judge("other", sample_rate=0.5)
+    assert ConduitRoutingStrategy(embedding_backend="hashing", judge=given).judge.judge is given
