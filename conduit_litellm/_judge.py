@@ -134,6 +134,8 @@ class JudgeWorker:
         self._jobs: queue.SimpleQueue[JudgeJob | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: the judge's counters as last added to the router's stored counters
+        self._stored: dict[str, float] = {}
         self._counts = {
             "regenerations": 0.0,
             "judge_learned": 0.0,
@@ -214,7 +216,8 @@ class JudgeWorker:
                     logger.warning(
                         "Judging decision %s failed: %s", job.decision_id, describe_error(exc)
                     )
-        finally:
+        finally:  # the executor thread of the judge's sync calls too, then the loop
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     async def _grade(self, job: JudgeJob) -> None:
@@ -292,11 +295,7 @@ class JudgeWorker:
         calls = int(after["calls"] - before["calls"])
         cost = after["cost"] - before["cost"]
         changed = [e for e in _EVENTS if after[e] > before[e]]
-        conduit = self._conduit()
-        if conduit is not None:
-            for name in (*_COUNTED, "calls", "cost"):
-                if after[name] > before[name]:
-                    conduit.count(f"judge_{name}", after[name] - before[name])
+        self._store_counts(after)
         if self.metrics is None:
             return
         if after["shadow_graded"] > before["shadow_graded"]:
@@ -309,6 +308,19 @@ class JudgeWorker:
                 quality=quality if event == "graded" else None,
                 source="shadow" if shadow else "judge",
             )
+
+    def _store_counts(self, now: Mapping[str, float]) -> None:
+        """Add to the router's stored counters what the judge counted since the last time
+        (grades and offers run in two threads: each count is added once)."""
+        conduit = self._conduit()
+        if conduit is None:
+            return
+        with self._lock:
+            grown = {k: now[k] - self._stored.get(k, 0.0) for k in (*_COUNTED, "calls", "cost")}
+            self._stored.update({k: max(now[k], self._stored.get(k, 0.0)) for k in grown})
+        for name, amount in grown.items():
+            if amount > 0:
+                conduit.count(f"judge_{name}", amount)
 
     def stats(self, conduit: Router | None = None) -> dict[str, float]:
         """``judge.*`` counters and judge cost (this process), and, given the router, quality

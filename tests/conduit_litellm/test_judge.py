@@ -33,11 +33,9 @@ PROMPTS = list(LOG)
 
 
 @pytest.fixture(autouse=True)
-def collect_litellm_clients(restore_litellm: None) -> Iterator[None]:
+def collect_garbage(restore_litellm: None) -> Iterator[None]:
     yield
-    # The judge's calls leave LiteLLM's cached sync HTTP clients behind; collect them here,
-    # where their "unclosed socket" warnings are expected, not at a random later moment.
-    gc.collect()
+    gc.collect()  # anything left unclosed warns here, in this test, as an error
 
 
 @pytest.fixture
