@@ -21,13 +21,16 @@ import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conduit.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from conduit.judge import Judge
 
 __all__ = [
     "DASHBOARD_TOKEN_ENV",
@@ -188,6 +191,17 @@ class ConduitSettings(BaseSettings):
     response_ttl: float = Field(default=24 * 3600.0, gt=0)
     max_responses: int = Field(default=100_000, gt=0)
     signal_grace: float = Field(default=300.0, ge=0, allow_inf_nan=False)
+    # The sampled judge (conduit.judge.Judge): on when judge_model names a model group.
+    judge_model: str | None = Field(default=None, min_length=1)
+    judge_sample_rate: float = Field(default=0.05, ge=0, le=1)
+    judge_shadow_rate: float = Field(default=0.0, ge=0, le=1)
+    judge_reference_model: str | None = Field(default=None, min_length=1)
+    judge_max_cost_per_hour: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    judge_max_cost_per_day: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    judge_max_queue: int = Field(default=256, ge=1)
+    judge_structured: bool = True
+    judge_timeout: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    regenerations: bool = True
 
     @field_validator("preferences")
     @classmethod
@@ -237,6 +251,26 @@ class ConduitSettings(BaseSettings):
                 "use_hybrid unset with bandit_algorithm"
             )
         return self
+
+    def judge(self) -> Judge | None:
+        """The :class:`~conduit.judge.Judge` the ``judge_*`` fields describe (None: no
+        ``judge_model``, no judge)."""
+        if self.judge_model is None:
+            return None
+        from conduit.judge import Judge
+
+        return Judge(
+            self.judge_model,
+            sample_rate=self.judge_sample_rate,
+            shadow_rate=self.judge_shadow_rate,
+            reference_model=self.judge_reference_model,
+            max_cost_per_hour=self.judge_max_cost_per_hour,
+            max_cost_per_day=self.judge_max_cost_per_day,
+            max_queue=self.judge_max_queue,
+            structured=self.judge_structured,
+            timeout=self.judge_timeout,
+            seed=self.seed,
+        )
 
     @property
     def algorithm(self) -> str | None:

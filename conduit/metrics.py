@@ -40,8 +40,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from cachetools import FIFOCache
 
 from conduit import _validate
+from conduit._counters import routing_saved, source_counts
 from conduit.errors import ConfigurationError, MissingDependencyError
-from conduit.types import PRESETS, Preferences, RoutingDecision
+from conduit.types import PRESETS, Preferences, RouterStats, RoutingDecision
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -389,6 +390,34 @@ class Metrics:
         return f"Metrics(max_models={self.max_models}, max_groups={self.max_groups})"
 
 
+def _signal_families(core: Any, stats: RouterStats) -> Iterator[Metric]:
+    """Quality labels by source, the judge's stored totals and what routing saved: read from
+    the router's counters, which its store sums across replicas."""
+    counters = stats.counters
+    labels = core.CounterMetricFamily(
+        "conduit_quality_labels",
+        "Quality labels learned by source since the router's state began (explicit, judge, "
+        "shadow, regeneration, automatic; none: answers no automatic signal graded).",
+        labels=["source"],
+    )
+    for source, n in source_counts(counters).items():
+        labels.add_metric([source], n)
+    yield labels
+    if counters:
+        yield core.CounterMetricFamily(
+            "conduit_judge_spent_dollars",
+            "What judging cost since the router's state began, in US dollars (all replicas).",
+            value=counters.get("judge_cost", 0.0),
+        )
+    saved = routing_saved(stats)
+    if saved is not None:
+        yield core.GaugeMetricFamily(
+            "conduit_routing_saved_dollars",
+            "US dollars routing saved against sending every decision to the dearest model.",
+            value=saved,
+        )
+
+
 class _Learned:
     """Scrape-time gauges read from the router: learned means, pending, store sync."""
 
@@ -435,6 +464,7 @@ class _Learned:
                     means[kind].add_metric([model], value)
         yield from means.values()
         yield pulls
+        yield from _signal_families(core, stats)
         yield core.GaugeMetricFamily(
             "conduit_pending_decisions",
             "Decisions kept for feedback still to come (bounded, expiring).",

@@ -451,3 +451,8 @@ class RouterStats(BaseModel):
     not expired; a decision whose three parts all arrived is not pending."""
     targets: dict[str, TargetStats] = Field(default_factory=dict)
     """Each budget or quality floor routed under, with what was realised."""
+    counters: dict[str, float] = Field(default_factory=dict)
+    """Quality labels learned by source (``quality_explicit``, ``quality_judge``,
+    ``quality_shadow``, ``quality_regeneration``, ``quality_automatic``), answers no
+    automatic signal graded (``no_signal``), and the judge's calls, cost (USD) and skips:
+    see :mod:`conduit._counters`. Summed across replicas through the state store."""

@@ -29,11 +29,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from conduit._counters import routing_saved, source_counts
 from conduit._redact import describe_error
 from conduit.engines.router import Router
 from conduit.judge import REGENERATED, Judge, JudgeJob, JudgeReply, Messages, Regenerations
 from conduit.metrics import Metrics
-from conduit.types import RouterStats
 from conduit_litellm import _compat
 from conduit_litellm.feedback import (
     DEPLOYMENT_KEY,
@@ -50,6 +50,8 @@ logger = logging.getLogger("conduit_litellm.judge")
 
 #: Request-metadata key that marks the judge's own calls (never routed, never learned).
 JUDGE_KEY = "conduit_judge"
+#: The judge's counters the router keeps with its learning (as ``judge_<name>``).
+_COUNTED = ("sampled", "garbage", "errors", "timeouts", "paused_budget", "paused_queue")
 _EVENTS = ("sampled", "graded", "garbage", "errors", "timeouts", "paused_budget", "paused_queue")
 
 
@@ -62,18 +64,6 @@ def is_judge_call(request_kwargs: Mapping[str, Any] | None) -> bool:
         if isinstance(meta, Mapping) and meta.get(JUDGE_KEY) is True:
             return True
     return False
-
-
-def routing_saved(stats: RouterStats) -> float | None:
-    """USD routing saved against sending every decision to the dearest model (by mean cost).
-
-    Over the models whose mean cost is known: ``sum(decisions * (dearest - own mean cost))``.
-    """
-    costs = {m: s.mean_cost for m, s in stats.models.items() if s.mean_cost is not None}
-    if not costs:
-        return None
-    dearest = max(costs.values())
-    return sum(stats.models[m].decisions * (dearest - c) for m, c in costs.items())
 
 
 def _answer_text(response: Any) -> str | None:
@@ -144,6 +134,8 @@ class JudgeWorker:
         self._jobs: queue.SimpleQueue[JudgeJob | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: the judge's counters as last added to the router's stored counters
+        self._stored: dict[str, float] = {}
         self._counts = {
             "regenerations": 0.0,
             "judge_learned": 0.0,
@@ -224,7 +216,8 @@ class JudgeWorker:
                     logger.warning(
                         "Judging decision %s failed: %s", job.decision_id, describe_error(exc)
                     )
-        finally:
+        finally:  # the executor thread of the judge's sync calls too, then the loop
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     async def _grade(self, job: JudgeJob) -> None:
@@ -297,12 +290,14 @@ class JudgeWorker:
         quality: float | None = None,
         shadow: bool = False,
     ) -> None:
-        """Tell the metrics what changed in the judge's counters."""
-        if self.metrics is None:
-            return
+        """Tell the router (its stored counters) and the metrics what changed in the judge's
+        counters."""
         calls = int(after["calls"] - before["calls"])
         cost = after["cost"] - before["cost"]
         changed = [e for e in _EVENTS if after[e] > before[e]]
+        self._store_counts(after)
+        if self.metrics is None:
+            return
         if after["shadow_graded"] > before["shadow_graded"]:
             changed.append("graded")
         for i, event in enumerate(changed):
@@ -314,14 +309,32 @@ class JudgeWorker:
                 source="shadow" if shadow else "judge",
             )
 
+    def _store_counts(self, now: Mapping[str, float]) -> None:
+        """Add to the router's stored counters what the judge counted since the last time
+        (grades and offers run in two threads: each count is added once)."""
+        conduit = self._conduit()
+        if conduit is None:
+            return
+        with self._lock:
+            grown = {k: now[k] - self._stored.get(k, 0.0) for k in (*_COUNTED, "calls", "cost")}
+            self._stored.update({k: max(now[k], self._stored.get(k, 0.0)) for k in grown})
+        for name, amount in grown.items():
+            if amount > 0:
+                conduit.count(f"judge_{name}", amount)
+
     def stats(self, conduit: Router | None = None) -> dict[str, float]:
-        """``judge.*`` counters, judge cost, and (given the router) what routing saved."""
+        """``judge.*`` counters and judge cost (this process), and, given the router, quality
+        labels by source (``feedback.explicit|judge|shadow|regeneration|automatic``, and
+        ``feedback.none``: answers no automatic signal graded; the router's counters, summed
+        across replicas through its store) and what routing saved (``routing_saved``)."""
         out: dict[str, float] = {}
         if self.judge is not None:
             out.update({f"judge.{k}": v for k, v in self.judge.stats().items()})
         with self._lock:
             out.update({f"judge.{k}": v for k, v in self._counts.items()})
         if conduit is not None:
+            counts = source_counts(conduit.counters.snapshot())
+            out.update({f"feedback.{k}": float(v) for k, v in counts.items()})
             saved = routing_saved(conduit.stats())
             if saved is not None:
                 out["routing_saved"] = saved

@@ -422,6 +422,8 @@ class ConduitFeedbackLogger(CustomLogger):
             response_id = getattr(response_obj, "id", None)
             if isinstance(response_id, str) and response_id:
                 self.responses.put(response_id, decision_id)
+            if signal.quality is None:
+                router.count("no_signal")
             self._tell_hook(kwargs, response_obj, decision_id, signal.quality is None)
             if quality is not None and self.signal_grace > 0:
                 self._hold(decision_id, quality, signal.reason)
@@ -430,7 +432,9 @@ class ConduitFeedbackLogger(CustomLogger):
                 quality = None  # learned later, unless an explicit quality comes first
         if quality is None and cost is None and latency is None:
             return "unmatched"
-        learned = router.update_sync(decision_id, quality=quality, cost=cost, latency=latency)
+        learned = router.update_sync(
+            decision_id, quality=quality, cost=cost, latency=latency, source="automatic"
+        )
         if self.metrics is not None:
             self.metrics.feedback(decision_id, learned, quality=quality, cost=cost, latency=latency)
         if not learned:
@@ -521,7 +525,7 @@ class ConduitFeedbackLogger(CustomLogger):
         router = self._router()
         if router is None:
             return "duplicate"
-        parts = router.update_sync(decision_id, quality=value)
+        parts = router.update_sync(decision_id, quality=value, source=source)
         if self.metrics is not None:
             self.metrics.feedback(decision_id, parts, quality=value, source=source)
         return "learned" if parts else "duplicate"
@@ -560,7 +564,7 @@ class ConduitFeedbackLogger(CustomLogger):
             if router is None:
                 break
             try:
-                parts = router.update_sync(decision_id, quality=quality)
+                parts = router.update_sync(decision_id, quality=quality, source=source)
                 if self.metrics is not None:
                     self.metrics.feedback(decision_id, parts, quality=quality, source=source)
             except ConduitError as exc:  # expired or removed meanwhile: nothing to learn

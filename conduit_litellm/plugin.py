@@ -85,6 +85,10 @@ class ConduitRoutingPlugin:
     ``metrics_port`` (which implies ``metrics=True``) also serves them on
     ``metrics_host`` (127.0.0.1 by default).
 
+    ``judge`` (a :class:`conduit.judge.Judge`), or ``judge_model`` and the other
+    ``judge_*`` settings (also ``CONDUIT_JUDGE_*``: see :class:`conduit.config.ConduitSettings`),
+    grades a sampled share of answers in the background.
+
     With a ``state_path``, what was learned is saved every ``save_interval``
     seconds (when something changed) and at exit: the proxy never tells a plugin
     it is stopping, and on SIGTERM uvicorn ends the process by re-raising the
@@ -114,7 +118,12 @@ class ConduitRoutingPlugin:
         metrics_port: int | None = None,
         metrics_host: str | None = None,
         judge: Judge | None = None,
-        regenerations: bool = True,
+        judge_model: str | None = None,
+        judge_sample_rate: float | None = None,
+        judge_shadow_rate: float | None = None,
+        judge_max_cost_per_hour: float | None = None,
+        judge_max_cost_per_day: float | None = None,
+        regenerations: bool | None = None,
     ) -> None:
         check_arguments(judge=judge, conduit_router=conduit_router, use_hybrid=use_hybrid)
         if isinstance(save_interval, bool):
@@ -136,8 +145,17 @@ class ConduitRoutingPlugin:
             metrics=metrics if isinstance(metrics, bool) else None,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
+            judge_model=judge_model,
+            judge_sample_rate=judge_sample_rate,
+            judge_shadow_rate=judge_shadow_rate,
+            judge_max_cost_per_hour=judge_max_cost_per_hour,
+            judge_max_cost_per_day=judge_max_cost_per_day,
+            regenerations=regenerations,
         )
         settings = self.settings
+        if judge is not None and judge_model is not None:
+            raise ConfigurationError("give judge or judge_model, not both")
+        judge = judge if judge is not None else settings.judge()  # judge_* or CONDUIT_JUDGE_*
         self.preferences = settings_preferences(self.settings)
         self._conduit = conduit_router
         self._owns_router = conduit_router is None
@@ -160,7 +178,7 @@ class ConduitRoutingPlugin:
             prices=self._prices,
             judge=judge,
             reference=self._dearest,
-            regenerations=regenerations,
+            regenerations=bool(settings.regenerations),
             metrics=self.metrics,
             feedback_options={"response_ttl": response_ttl, "max_responses": max_responses},
             loop=lambda: self._loop,  # a router with routing plugins refuses sync calls

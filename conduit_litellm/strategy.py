@@ -173,7 +173,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         signal_grace: float = 300.0,
         metrics: bool | Metrics | None = None,
         judge: Judge | None = None,
-        regenerations: bool = True,
+        regenerations: bool | None = None,
     ) -> None:
         check_arguments(judge=judge, conduit_router=conduit_router, use_hybrid=use_hybrid)
         if scope is not None:
@@ -192,8 +192,10 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             scope=list(scope) if scope is not None and not isinstance(scope, str) else scope,
             state_store=state_store,
             state_path=None if state_path is None else str(state_path),
+            regenerations=regenerations,
         )
         settings = self.settings
+        judge = judge if judge is not None else settings.judge()  # CONDUIT_JUDGE_* variables
         self._scope_groups = _scope_groups(settings.scope)
         self.preferences = settings_preferences(settings)
         self.scope: Scope = (
@@ -240,7 +242,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
             prices=self._prices,
             judge=judge,
             reference=self._dearest,
-            regenerations=regenerations,
+            regenerations=bool(settings.regenerations),
             metrics=self.metrics,
             feedback_options={
                 "response_ttl": response_ttl,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import inspect
 import os
 import shutil
+import sys
 import tempfile
 
 # Before anything imports LiteLLM or Hugging Face code: LiteLLM's bundled cost map (no
@@ -17,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["CONDUIT_STATE_URL"] = "memory://"
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="conduit-test-data-")
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -72,3 +75,35 @@ def _user_cache_in_tmp(
     """``conduit.replay.load`` caches features under the user cache dir: a fresh one per test,
     never the tester's (platformdirs reads XDG_CACHE_HOME)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_implicit_event_loop() -> None:
+    """No event loop made behind anyone's back on the main thread.
+
+    A sync LiteLLM call over HTTP reports to its service logger from
+    ``asyncio.get_event_loop()``, which on the main thread, before any loop was set,
+    makes one and keeps it; nothing closes it, so when an async test installs its own
+    loop that one is collected unclosed (an "unclosed event loop" warning and one for its
+    self-pipe's socket). With the main thread's loop set to None the call finds no loop,
+    and LiteLLM runs the report with ``asyncio.run``, which closes its loop.
+    """
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture(autouse=True)
+def _close_litellm_sync_clients() -> Iterator[None]:
+    """Close the sync HTTP clients LiteLLM cached during the test (one per deployment key
+    and base URL, kept 10 minutes, then dropped without ``close()``): left to the collector,
+    their sockets would warn in whichever later test it ran. Async clients are left to
+    their own event loop."""
+    yield
+    litellm = sys.modules.get("litellm")
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+    if cache is None:
+        return
+    for key, client in list(cache.cache_dict.items()):
+        close = getattr(client, "close", None)
+        if callable(close) and not inspect.iscoroutinefunction(close):
+            close()
+            cache.delete_cache(key)

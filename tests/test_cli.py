@@ -373,3 +373,26 @@ def test_stats_measures_savings_against_the_dearest_or_the_named_model(
     assert "against always weak (quality" in out
     code, _, err = run(capsys, "stats", "--store", replayed, "--baseline-model", "gpt-9")
     assert code == 2 and "unknown baseline model 'gpt-9'" in err
+
+
+def test_stats_reports_quality_sources_and_judge_cost(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from conduit import Router
+
+    url = f"sqlite:///{tmp_path / 'judged.db'}"
+    router = Router(["cheap", "dear"], embedding_backend="hashing", seed=0, state_store=url)
+    router.start()
+    for i, source in enumerate(["judge", "judge", "explicit", "regeneration"]):
+        d = router.route_sync(f"question {i}")
+        router.update_sync(d.decision_id, quality=1.0, cost=0.01 * (i + 1), source=source)
+    router.count("judge_cost", 0.004)
+    router.count("judge_calls", 2)
+    router.count("judge_paused_budget", 5)
+    router.close()
+    code, out, _ = run(capsys, "stats", "--store", url)
+    assert code == 0
+    assert "quality labels by source: explicit 1, judge 2, shadow 0, regeneration 1" in out
+    assert "judge: $0.0040 over 2 calls" in out and "paused by budget 5" in out
+    code, out, _ = run(capsys, "stats", "--store", url, "--json")
+    assert json.loads(out)["quality_sources"]["judge_cost"] == 0.004

@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conduit import ConfigurationError, MissingDependencyError, Router
+from conduit._counters import routing_saved
 from conduit.metrics import OTHER, UNKNOWN, Metrics, as_metrics
 from conduit.replay.log import read_log, shipped_log
 from conduit.simulator import Simulator, quality_of
@@ -120,6 +121,27 @@ def test_names_follow_prometheus_conventions() -> None:
     assert total(samples, "conduit_model_cost_mean_dollars", model=d.selected_model) == 0.002
     # its whole outcome arrived: nothing is pending
     assert total(samples, "conduit_pending_decisions") == router.stats().pending == 0
+
+
+def test_quality_labels_by_source_judge_spending_and_savings_are_read_from_the_router() -> None:
+    router = Router(["a", "b"], bandit_algorithm="ucb1", embedding_backend="hashing", seed=0)
+    metrics = Metrics()
+    metrics.watch(router)
+    for i, source in enumerate(["explicit", "judge", "judge", "shadow", "regeneration"]):
+        d = router.route_sync(f"question {i}")
+        router.update_sync(d.decision_id, quality=1.0, cost=0.001 * (i + 1), source=source)
+    router.count("no_signal", 4)
+    router.count("judge_cost", 0.125)
+    samples = parse(metrics.exposition().decode())
+    labels = by_label(samples, "conduit_quality_labels_total", "source")
+    assert labels == {
+        "explicit": 1, "judge": 2, "shadow": 1, "regeneration": 1, "automatic": 0, "none": 4
+    }  # fmt: skip
+    assert total(samples, "conduit_judge_spent_dollars_total") == 0.125
+    saved = router.stats()
+    assert total(samples, "conduit_routing_saved_dollars") == pytest.approx(
+        routing_saved(saved) or 0.0
+    )
 
 
 @pytest.mark.parametrize("exploring", [False, True])

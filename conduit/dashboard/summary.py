@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from conduit import _validate
+from conduit._counters import source_counts
 from conduit.errors import ConfigurationError, StateError
 from conduit.stores import Store
 from conduit.stores.base import HistoryRecord
@@ -29,6 +30,7 @@ from conduit.types import Explanation, Preferences
 __all__ = [
     "HISTORY_LIMIT",
     "ModelLine",
+    "QualitySources",
     "RecentDecision",
     "Savings",
     "Summary",
@@ -72,6 +74,25 @@ class Savings:
     baseline_cost: float
     saved: float
     percent: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class QualitySources:
+    """Where the quality labels came from and what judging cost (the router's stored counters).
+
+    ``labels``: per source (explicit, judge, shadow, regeneration, automatic), and ``none``:
+    answers no automatic signal graded. ``judge_dropped``: judge outputs dropped (garbage,
+    errors, timeouts); ``judge_share_of_saved``: judge cost over what routing saved.
+    """
+
+    labels: dict[str, int]
+    judge_calls: int
+    judge_cost: float
+    judge_paused_budget: int
+    judge_paused_queue: int
+    judge_garbage: int
+    judge_dropped: int
+    judge_share_of_saved: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +145,8 @@ class Summary:
     by_preference: dict[str, dict[str, int]]
     by_kind: dict[str, dict[str, int]]
     recent: tuple[RecentDecision, ...]
+    quality_sources: QualitySources | None = None
+    """None for a state stored before the counters existed."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types; every number finite (JSON has no NaN)."""
@@ -191,6 +214,31 @@ def summarize(
         by_preference=_groups(history, _preset_of),
         by_kind=_groups(history, lambda r: r.kind or "unknown"),
         recent=tuple(_recent(r, e) for r, e in explained[:recent]),
+        quality_sources=_quality_sources(state, savings),
+    )
+
+
+def _quality_sources(
+    state: dict[str, Any] | None, savings: Savings | None
+) -> QualitySources | None:
+    counters: dict[str, float] = {} if state is None else state.get("counters", {})
+    if not counters:
+        return None
+
+    def n(name: str) -> int:
+        return int(counters.get(name, 0.0))
+
+    cost = float(counters.get("judge_cost", 0.0))
+    saved = None if savings is None else savings.saved
+    return QualitySources(
+        labels=source_counts(counters),
+        judge_calls=n("judge_calls"),
+        judge_cost=cost,
+        judge_paused_budget=n("judge_paused_budget"),
+        judge_paused_queue=n("judge_paused_queue"),
+        judge_garbage=n("judge_garbage"),
+        judge_dropped=n("judge_garbage") + n("judge_errors") + n("judge_timeouts"),
+        judge_share_of_saved=cost / saved if saved is not None and saved > 0 else None,
     )
 
 
@@ -406,6 +454,7 @@ def format_summary(summary: Summary) -> str:
             f"exploration: {100 * s.exploration_share:.1f}% of the last {s.explained} "
             "explained decisions chose a model for its exploration bonus"
         )
+    lines += format_quality_sources(s.quality_sources)
     if s.recent:
         lines += ["", "recent decisions:"]
         for r in s.recent:
@@ -416,3 +465,25 @@ def format_summary(summary: Summary) -> str:
             if r.prompt is not None:
                 lines.append(f"      prompt: {r.prompt!r}")
     return "\n".join(lines)
+
+
+def format_quality_sources(sources: QualitySources | None) -> list[str]:
+    """The lines of ``conduit stats`` on where quality labels came from and judge cost."""
+    if sources is None:
+        return []
+    labels = sources.labels
+    given = ", ".join(f"{k} {v}" for k, v in labels.items() if k != "none")
+    lines = [
+        f"quality labels by source: {given}; "
+        f"{labels.get('none', 0)} answers had no automatic signal"
+    ]
+    if sources.judge_calls or sources.judge_paused_budget or sources.judge_paused_queue:
+        share = sources.judge_share_of_saved
+        versus = "" if share is None else f" ({100 * share:.1f}% of what routing saved)"
+        lines.append(
+            f"judge: {_num(sources.judge_cost, '.4f', '$')} over {sources.judge_calls} calls"
+            f"{versus}; paused by budget {sources.judge_paused_budget}, by a full queue "
+            f"{sources.judge_paused_queue}; dropped {sources.judge_dropped} "
+            f"({sources.judge_garbage} bad outputs)"
+        )
+    return lines

@@ -24,6 +24,9 @@ import numpy as np
 from cachetools import FIFOCache
 
 from conduit import _validate, reward
+from conduit._counters import KEY as COUNTERS_KEY
+from conduit._counters import PART as COUNTERS_PART
+from conduit._counters import SOURCES, Counters
 from conduit._pending import Pending, PendingDecisions
 from conduit.engines._targets import Targets
 from conduit.engines.bandits import ALGORITHMS, Bandit, make_bandit
@@ -294,6 +297,8 @@ class Router:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
         self._targets = Targets()
+        #: where quality labels came from and what judging cost (stored with the learning)
+        self.counters = Counters()
         self._pending = PendingDecisions(ttl=pending_ttl, maxsize=max_pending)
         # Seeds the confidence's draws, with a decision counter (see _Reasons.sample).
         self._sample_seed = secrets.randbits(64) if seed is None else seed + 7919
@@ -374,7 +379,11 @@ class Router:
         from conduit.stores.base import as_sums
 
         with self._lock:
-            return as_sums(self._bandit.stats(), self._outcomes.stats())
+            sums = as_sums(self._bandit.stats(), self._outcomes.stats())
+        sums[COUNTERS_PART] = {
+            COUNTERS_KEY: {k: np.array(v) for k, v in self.counters.snapshot().items()}
+        }
+        return sums
 
     def merge_delta(self, delta: Sums) -> None:
         """Add statistics learned elsewhere; models this router does not route to are ignored."""
@@ -388,6 +397,14 @@ class Router:
                     if a in arms
                 }
             )
+        counted = delta.get(COUNTERS_PART, {}).get(COUNTERS_KEY)
+        if counted:
+            self.counters.merge({k: float(v) for k, v in counted.items()})
+
+    def count(self, name: str, amount: float = 1.0) -> None:
+        """Add to one of :data:`conduit._counters.COUNTERS` (judge calls, cost, ...): kept
+        with the learning, so ``conduit stats`` and the dashboard report it."""
+        self.counters.add(name, amount)
 
     # -- models ----------------------------------------------------------------------------
     @property
@@ -624,14 +641,19 @@ class Router:
         quality: float | None = None,
         cost: float | None = None,
         latency: float | None = None,
+        source: str = "explicit",
     ) -> frozenset[str]:
         """Learn any subset of a decision's outcome; returns the parts learned now.
 
         A part already learned for this decision is ignored (never double
-        counted). Invalid values raise before anything changes.
+        counted). Invalid values raise before anything changes. ``source`` says
+        where a quality came from (counted: ``stats().counters``): ``explicit`` (a
+        person), ``judge``, ``shadow``, ``regeneration`` or ``automatic``.
         """
         if not isinstance(decision_id, str) or not decision_id:
             raise InvalidFeedbackError(f"decision_id must be a non-empty str, got {decision_id!r}")
+        if source not in SOURCES:
+            raise InvalidFeedbackError(f"source must be one of {list(SOURCES)}, got {source!r}")
         self._ensure_started()
         values: dict[str, float] = {}
         if quality is not None:
@@ -670,6 +692,7 @@ class Router:
             self._since_save += 1
         if "quality" in new:
             self._pending.forget_features(decision_id)
+            self.counters.add(f"quality_{source}")
         if self.store_sync is not None:
             self.store_sync.record_outcome(decision_id, pending.model, {k: values[k] for k in new})
         self._maybe_autosave()
@@ -682,9 +705,12 @@ class Router:
         quality: float | None = None,
         cost: float | None = None,
         latency: float | None = None,
+        source: str = "explicit",
     ) -> frozenset[str]:
         """Async twin of :meth:`update_sync` (no I/O: it does not leave the loop)."""
-        return self.update_sync(decision_id, quality=quality, cost=cost, latency=latency)
+        return self.update_sync(
+            decision_id, quality=quality, cost=cost, latency=latency, source=source
+        )
 
     # -- statistics ------------------------------------------------------------------------
     def stats(self) -> RouterStats:
@@ -712,6 +738,7 @@ class Router:
                 total_cost=float(o.column("cost_sum").sum()),
                 pending=self._pending.waiting(),
                 targets=self._targets.stats(),
+                counters=self.counters.snapshot(),
             )
 
     # -- state -----------------------------------------------------------------------------
@@ -727,6 +754,7 @@ class Router:
                 "bandit": self._bandit.state_dict(),
                 "outcomes": self._outcomes.state_dict(),
                 "targets": self._targets.state_dict(),
+                "counters": self.counters.snapshot(),
             }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -772,6 +800,14 @@ class Router:
                 targets.load_state_dict(state["targets"])
             except (TypeError, ValueError) as exc:
                 raise StateError(f"state's target controllers are malformed: {exc}") from exc
+        counted = state.get("counters")  # absent from states saved before counters existed
+        if counted is not None and not isinstance(counted, Mapping):
+            raise StateError("state's counters are malformed: not a mapping")
+        try:
+            if counted is not None:
+                self.counters.load(counted)
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"state's counters are malformed: {exc}") from exc
         with self._lock:
             # The models given win: learning of those still present is kept, new ones start
             # fresh, models no longer given are dropped.

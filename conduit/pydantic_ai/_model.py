@@ -11,7 +11,9 @@ request asks the router, and every attempt is an outcome the router learns from:
   validator's ``ModelRetry``) is ``retry_quality`` (0), anything else
   ``success_quality`` (1); the run's last response gets ``success_quality`` when
   the run ends with its output accepted, ``retry_quality`` when the agent gave up
-  on it, or the quality given to :func:`record_feedback`.
+  on it, or the quality given to :func:`record_feedback`; with a ``judge``
+  (:class:`conduit.judge.Judge`), a sampled final answer gets the judge's grade
+  instead (see :mod:`conduit.pydantic_ai._judge`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ from conduit.errors import (
     DuplicateModelError,
     UnknownDecisionError,
 )
+from conduit.judge import Judge
 from conduit.pydantic_ai import _compat
+from conduit.pydantic_ai._judge import RunJudge
 from conduit.pydantic_ai._messages import (
     Stamp,
     query_text,
@@ -128,6 +132,11 @@ class ConduitModel(FallbackModel):
     ``prices``: USD per token (input, output) by name, overriding PydanticAI's price
     data (``genai-prices``) for the cost learned from each response's usage.
     ``fallback_on``: the errors that move a request on to the next best model.
+    ``judge``: a :class:`conduit.judge.Judge` that grades a sampled share of the runs'
+    final answers in the background; its ``model`` is one of ``models``' names or a
+    PydanticAI model name (``judge_models`` maps names to models of your own, for the
+    judge and a shadow comparison's reference). Wait for the grades in progress with
+    :meth:`judged`.
     """
 
     def __init__(
@@ -141,8 +150,13 @@ class ConduitModel(FallbackModel):
         retry_quality: float = 0.0,
         error_quality: float = 0.0,
         fallback_on: tuple[type[Exception], ...] = (ModelAPIError,),
+        judge: Judge | None = None,
+        judge_models: Mapping[str, ModelLike] | None = None,
     ) -> None:
         named = _named(models)
+        if judge is not None and not isinstance(judge, Judge):
+            raise ConfigurationError(f"judge must be a conduit.judge.Judge, got {judge!r}")
+        extra = _named(judge_models) if judge_models else {}
         if router is not None and not isinstance(router, Router):
             raise ConfigurationError(
                 f"router must be a conduit Router, got {type(router).__name__}"
@@ -179,6 +193,18 @@ class ConduitModel(FallbackModel):
         self._prices: dict[str, Price] = price_map
         self._owner = uuid.uuid4().hex
         _OWNERS[self._owner] = self
+        self.judge = (
+            None
+            if judge is None
+            else RunJudge(
+                judge,
+                router=router,
+                models={**named, **extra},
+                resolve=lambda name: _named({name: name})[name],
+                prices=price_map,
+                fallback=lambda decision_id: self._learn(decision_id, quality=self.success_quality),
+            )
+        )
 
     @classmethod
     def from_router(
@@ -231,8 +257,10 @@ class ConduitModel(FallbackModel):
                 self._learn(decisions[-1], quality=self.retry_quality)
             raise
         else:
+            judged = self.judge is not None and bool(decisions) and self.judge.offer(decisions[-1])
             if self.success_quality is not None:
-                for decision_id in decisions:  # steps already judged are ignored by the router
+                for decision_id in decisions[:-1] if judged else decisions:
+                    # steps already judged are ignored by the router
                     self._learn(decision_id, quality=self.success_quality)
         finally:
             with suppress(ValueError):  # exited in another context than entered: nothing to restore
@@ -255,7 +283,7 @@ class ConduitModel(FallbackModel):
             except Exception as exc:
                 self._failed(decision, exc, time.perf_counter() - start, attempts)
                 continue
-            self._answered(decision, response, time.perf_counter() - start)
+            self._answered(decision, response, time.perf_counter() - start, text)
             response.metadata = write_stamp(response.metadata, self._stamp(decision))
             return response
 
@@ -295,7 +323,7 @@ class ConduitModel(FallbackModel):
                             latency=time.perf_counter() - start,
                         )
                     raise
-                self._answered(decision, streamed.get(), time.perf_counter() - start)
+                self._answered(decision, streamed.get(), time.perf_counter() - start, text)
                 return
 
     # -- routing and learning ----------------------------------------------------------------
@@ -360,9 +388,13 @@ class ConduitModel(FallbackModel):
         attempts.models.append(decision.selected_model)
         attempts.errors.append(exc)
 
-    def _answered(self, decision: RoutingDecision, response: ModelResponse, latency: float) -> None:
+    def _answered(
+        self, decision: RoutingDecision, response: ModelResponse, latency: float, query: str
+    ) -> None:
         cost = cost_of(response, self._prices.get(decision.selected_model))
         self._learn(decision.decision_id, cost=cost, latency=latency)
+        if self.judge is not None:
+            self.judge.remember(decision.decision_id, query, response, decision.selected_model)
         runs = _RUN.get()
         if runs is not None and self._owner in runs:
             runs[self._owner].append(decision.decision_id)
@@ -377,16 +409,30 @@ class ConduitModel(FallbackModel):
         if quality is not None:
             self._learn(stamp.decision_id, quality=quality)
 
-    def _learn(self, decision_id: str, **parts: float | None) -> frozenset[str]:
-        """Teach the router; a hook never raises into the agent's request."""
+    def _learn(
+        self, decision_id: str, *, source: str = "automatic", **parts: float | None
+    ) -> frozenset[str]:
+        """Teach the router; a hook never raises into the agent's request. A quality is
+        ``automatic`` (how the run went) unless ``source`` says (``explicit``)."""
         known = {k: v for k, v in parts.items() if v is not None and math.isfinite(v)}
         if not known:
             return frozenset()
         try:
-            return self.router.update_sync(decision_id, **known)
+            return self.router.update_sync(
+                decision_id,
+                quality=known.get("quality"),
+                cost=known.get("cost"),
+                latency=known.get("latency"),
+                source=source,
+            )
         except ConduitError as exc:
             logger.warning("outcome of decision %s not learned: %s", decision_id, exc)
             return frozenset()
+
+    async def judged(self) -> None:
+        """Wait until the judge's grades in progress are in and learned (none: at once)."""
+        if self.judge is not None:
+            await self.judge.wait()
 
     # -- explicit feedback -------------------------------------------------------------------
     def decision_ids(self, run: _HasMessages) -> list[str]:
@@ -404,7 +450,7 @@ class ConduitModel(FallbackModel):
         ids = self.decision_ids(run)
         if not ids:
             raise UnknownDecisionError("no response of this run was routed by this ConduitModel")
-        return sum("quality" in self._learn(i, quality=value) for i in ids)
+        return sum("quality" in self._learn(i, quality=value, source="explicit") for i in ids)
 
     def __repr__(self) -> str:
         return f"ConduitModel(models={list(self._by_name)}, router={self.router!r})"

@@ -57,8 +57,11 @@ __all__ = [
 
 #: ``payload["kind"]`` of a store blob, so a file state or a foreign JSON is not taken for one.
 KIND = "conduit-store-state"
-#: The groups of statistics in a snapshot: the policy's and the router's outcome sums.
-PARTS = ("bandit", "outcomes")
+#: The groups of statistics in a snapshot: the policy's and the router's outcome sums, and
+#: the router's counters (:mod:`conduit._counters`: quality labels by source, judge cost;
+#: absent from states stored before they existed).
+PARTS = ("bandit", "outcomes", "counters")
+_OPTIONAL_PARTS = frozenset({"counters"})
 #: Replicas not heard from for this long are dropped from the de-duplication table.
 REPLICA_TTL = 30 * 24 * 3600.0
 #: Statistics that count events: never negative, and never fewer than a replica added.
@@ -154,9 +157,12 @@ class Snapshot:
         if extra:
             raise StateError(f"{where} has unexpected fields {extra}")
         sums = payload.get("sums")
-        if not isinstance(sums, dict) or set(sums) != set(PARTS):
+        if not isinstance(sums, dict) or not (
+            set(PARTS) - _OPTIONAL_PARTS <= set(sums) <= set(PARTS)
+        ):
             found = sorted(map(str, sums)) if isinstance(sums, dict) else type(sums).__name__
             raise StateError(f"{where} has statistics for {found}, expected {list(PARTS)}")
+        sums = {"counters": {}, **sums}
         meta_json = payload.get("meta")
         if isinstance(meta_json, dict) and set(meta_json) - _META_KEYS:
             raise StateError(
@@ -228,6 +234,9 @@ class Snapshot:
             "updated": self.updated,
             "replicas": len(self.replicas),
             "models": models,
+            "counters": {
+                k: float(np.sum(v)) for k, v in self.sums.get("counters", {}).get("*", {}).items()
+            },
         }
 
 
@@ -242,7 +251,9 @@ def _check_stats(arrays: Mapping[str, FloatArray], part: str, dim: int, where: s
             raise StateError(f"{where} are out of range ({key} beyond {MAX_STAT:g})")
         if name in _NONNEGATIVE and np.any(value < 0):
             raise StateError(f"{where} are negative ({key})")
-        if part == "outcomes" and value.ndim != 0:
+        if part == "counters" and np.any(value < 0):
+            raise StateError(f"{where} are negative ({key})")
+        if part in ("outcomes", "counters") and value.ndim != 0:
             raise StateError(f"{where}: {key} must be a number, has shape {value.shape}")
         if part == "bandit" and any(n != dim for n in value.shape):
             raise StateError(
@@ -276,6 +287,8 @@ def _combine(a: Sums, b: Sums, sign: float, arms: Iterable[str] | None = None) -
     keep = None if arms is None else set(arms)
     out: Sums = {}
     for part in PARTS:
+        if part in _OPTIONAL_PARTS and part not in a and part not in b:
+            continue
         left, right = a.get(part, {}), b.get(part, {})
         out[part] = {}
         for arm in dict.fromkeys([*left, *right]):
@@ -289,6 +302,10 @@ def _combine(a: Sums, b: Sums, sign: float, arms: Iterable[str] | None = None) -
             elif y is None and x is not None:
                 out[part][arm] = {k: np.array(v, dtype=np.float64) for k, v in x.items()}
             elif x is not None and y is not None:
+                if part == "counters":  # a newer version may count more: missing are zeros
+                    zero = np.zeros(())
+                    x = {k: x.get(k, zero) for k in {**x, **y}}
+                    y = {k: y.get(k, zero) for k in x}
                 if set(x) != set(y):
                     raise StateError(
                         f"statistics of {part}/{arm} have keys {sorted(x)} here, {sorted(y)} there"

@@ -33,11 +33,9 @@ PROMPTS = list(LOG)
 
 
 @pytest.fixture(autouse=True)
-def collect_litellm_clients(restore_litellm: None) -> Iterator[None]:
+def collect_garbage(restore_litellm: None) -> Iterator[None]:
     yield
-    # The judge's calls leave LiteLLM's cached sync HTTP clients behind; collect them here,
-    # where their "unclosed socket" warnings are expected, not at a random later moment.
-    gc.collect()
+    gc.collect()  # anything left unclosed warns here, in this test, as an error
 
 
 @pytest.fixture
@@ -127,6 +125,12 @@ def test_sampling_rate_is_honoured_and_judge_calls_are_neither_routed_nor_learne
         assert conduit.stats().total_feedback == 6  # qualities: the judge's grades only
         assert stats["learned"] == 24  # cost and latency of the 24 routed calls, not the judge's
         assert stats["judge.cost"] > 0 and "routing_saved" in stats
+        # labels by source, and the judge's calls and cost, kept by the router (and its store)
+        assert stats["feedback.judge"] == 6 and stats["feedback.none"] == 24
+        assert stats["feedback.explicit"] == stats["feedback.automatic"] == 0
+        counters = conduit.stats().counters
+        assert counters["judge_calls"] == 6 and counters["judge_sampled"] == 6
+        assert counters["judge_cost"] == pytest.approx(stats["judge.cost"])
         assert all(r.choices[0].message.content.startswith("Simulated") for r in responses)
     finally:
         strategy.cleanup()
@@ -164,6 +168,11 @@ def test_budget_pauses_sampling(sim: Simulator) -> None:
         strategy.judge.close()
         stats = strategy.stats()
         assert stats["judge.paused_budget"] + stats["judge.paused_queue"] > 0
+        conduit = strategy.conduit_router
+        assert conduit is not None
+        counters = conduit.stats().counters
+        assert counters["judge_paused_budget"] == stats["judge.paused_budget"]
+        assert counters["judge_paused_queue"] == stats["judge.paused_queue"]
         assert stats["judge.graded"] < 10
         # spending stops once the hour's budget is reached: at most the calls in flight beyond it
         assert stats["judge.cost"] <= one_call * 2
@@ -187,6 +196,8 @@ def test_explicit_feedback_outranks_a_judge_grade(sim: Simulator) -> None:
         learned = [s for s in conduit.stats().models.values() if s.feedback]
         assert sum(s.feedback for s in learned) == 6
         assert all(s.mean_quality == pytest.approx(0.125) for s in learned)
+        assert strategy.stats()["feedback.explicit"] == 6
+        assert strategy.stats()["feedback.judge"] == 0
     finally:
         strategy.cleanup()
 
@@ -231,6 +242,7 @@ def test_a_failing_or_garbage_judge_never_affects_a_request(
         assert stats[f"judge.{counter}"] == 5 and stats["judge.graded"] == 0
         conduit = strategy.conduit_router
         assert conduit is not None and conduit.stats().total_feedback == 0
+        assert conduit.stats().counters[f"judge_{counter}"] == 5  # dropped, counted
     finally:
         strategy.cleanup()
 
@@ -267,6 +279,7 @@ def test_shadow_comparison_asks_the_dearest_deployment(sim: Simulator) -> None:
         assert stats["judge.graded"] == decided["tiny-large"].decisions
         assert sum(sim.judged.values()) == 2 * small_answers + decided["tiny-large"].decisions
         assert sim.served["large"] == decided["tiny-large"].decisions + small_answers
+        assert stats["feedback.shadow"] == small_answers
     finally:
         strategy.cleanup()
 
@@ -284,6 +297,7 @@ def test_a_regenerated_answer_gets_a_low_quality(sim: Simulator) -> None:
         learned = [s for s in conduit.stats().models.values() if s.feedback]
         assert [s.mean_quality for s in learned] == [0.2]
         assert strategy.stats()["judge.regenerations"] == 1
+        assert strategy.stats()["feedback.regeneration"] == 1
     finally:
         strategy.cleanup()
 
@@ -305,12 +319,20 @@ def test_judge_metrics(sim: Simulator) -> None:
         strategy.cleanup()
 
 
-async def test_the_proxy_plugin_judges_too() -> None:
-    """The plugin's router refuses sync calls: its judge calls go through ``acompletion``."""
+@pytest.mark.parametrize("configured", ["keyword", "environment"])
+async def test_the_proxy_plugin_judges_too(
+    configured: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plugin's router refuses sync calls: its judge calls go through ``acompletion``.
+    Configured by ``judge=`` or, as in the proxy's config, by ``CONDUIT_JUDGE_*`` variables
+    (the config's ``environment_variables:``) and ``conduit_litellm.plugin.default``."""
     import asyncio
     import time
 
+    from litellm.proxy.types_utils.utils import get_instance_fn
+
     from conduit_litellm import ConduitRoutingPlugin
+    from conduit_litellm import plugin as plugin_module
 
     if not _compat.has_registry(litellm.Router(model_list=[])):
         pytest.skip("this LiteLLM has no routing plugins")
@@ -319,10 +341,25 @@ async def test_the_proxy_plugin_judges_too() -> None:
     # Earlier tests' queued logging events move onto this loop: handle them before this
     # plugin's logger is registered, so it sees only this test's requests.
     await GLOBAL_LOGGING_WORKER.flush()
-    plugin = ConduitRoutingPlugin(
-        embedding_backend="hashing", seed=0, bandit_algorithm="random",
-        judge=Judge("judge", sample_rate=1.0, seed=0),
-    )  # fmt: skip
+    if configured == "keyword":
+        plugin = ConduitRoutingPlugin(
+            embedding_backend="hashing", seed=0, bandit_algorithm="random",
+            state_store="memory://", judge=Judge("judge", sample_rate=1.0, seed=0),
+        )  # fmt: skip
+    else:
+        environ = {
+            "CONDUIT_EMBEDDING_BACKEND": "hashing", "CONDUIT_SEED": "0",
+            "CONDUIT_BANDIT_ALGORITHM": "random", "CONDUIT_STATE_URL": "memory://",
+            "CONDUIT_JUDGE_MODEL": "judge", "CONDUIT_JUDGE_SAMPLE_RATE": "1.0",
+            "CONDUIT_JUDGE_MAX_COST_PER_HOUR": "5", "CONDUIT_JUDGE_MAX_COST_PER_DAY": "50",
+        }  # fmt: skip
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(plugin_module, "_default", None)
+        plugin = get_instance_fn("conduit_litellm.plugin.default")  # as the proxy loads it
+        judge = plugin.judge.judge
+        assert judge is not None and judge.model == "judge" and judge.sample_rate == 1.0
+        assert (judge.max_cost_per_hour, judge.max_cost_per_day) == (5.0, 50.0)
     model_list = [
         {"model_name": "chat", "litellm_params": {"model": m, "mock_response": "Paris."}}
         for m in ("gpt-4o-mini", "gpt-4o")
@@ -354,3 +391,17 @@ async def test_the_proxy_plugin_judges_too() -> None:
         assert all(s.mean_quality == 0.75 for s in conduit.stats().models.values() if s.feedback)
     finally:
         plugin.cleanup()
+
+
+def test_the_strategy_reads_the_judge_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONDUIT_JUDGE_MODEL", "judge")
+    monkeypatch.setenv("CONDUIT_JUDGE_SAMPLE_RATE", "0.2")
+    monkeypatch.setenv("CONDUIT_JUDGE_MAX_COST_PER_HOUR", "1.5")
+    strategy = ConduitRoutingStrategy(embedding_backend="hashing")
+    judge = strategy.judge.judge
+    assert judge is not None and (judge.model, judge.sample_rate) == ("judge", 0.2)
+    assert judge.max_cost_per_hour == 1.5 and judge.max_cost_per_day is None
+    given = Judge("other", sample_rate=0.5)
+    assert ConduitRoutingStrategy(embedding_backend="hashing", judge=given).judge.judge is given

@@ -21,6 +21,7 @@ import pytest
 
 import conduit_litellm.plugin as plugin_module
 from conduit import ConfigurationError
+from conduit.judge import Judge
 from conduit.state import read_state
 from conduit_litellm import ConduitRoutingPlugin, _compat, utils
 from conduit_litellm.plugin import from_env
@@ -169,6 +170,10 @@ def test_default_instance_loads_like_the_proxy_does(monkeypatch: pytest.MonkeyPa
         ({"CONDUIT_SAVE_INTERVAL": "0"}, "save_interval: Input should be greater than 0"),
         ({"CONDUIT_BANDIT_ALGORITHM": "linucbb"}, r"bandit_algorithm must be one of \["),
         ({"CONDUIT_STATE_URL": "sqlit:///x.db"}, "state_store: unknown scheme 'sqlit'"),
+        ({"CONDUIT_JUDGE_SAMPLE_RATE": "1.5"}, "judge_sample_rate: Input should be less than"),
+        ({"CONDUIT_JUDGE_MAX_COST_PER_DAY": "-1"}, "judge_max_cost_per_day: Input should be"),
+        ({"CONDUIT_JUDGE_MODEL": ""}, "judge_model: String should have at least 1 character"),
+        ({"CONDUIT_JUDGE_MAX_QUEUE": "0"}, "judge_max_queue: Input should be greater than"),
     ],
 )
 def test_from_env_rejects(
@@ -328,3 +333,27 @@ async def test_example_proxy_config_resolves_like_the_proxy(
         assert plugins[0].conduit_router.stats().total_decisions == 1
     finally:
         plugins[0].cleanup()
+
+
+def test_the_judge_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDUIT_EMBEDDING_BACKEND", "hashing")
+    monkeypatch.setenv("CONDUIT_JUDGE_SHADOW_RATE", "0.5")
+    monkeypatch.setenv("CONDUIT_JUDGE_REFERENCE_MODEL", "gpt-4o")
+    monkeypatch.setenv("CONDUIT_JUDGE_STRUCTURED", "false")
+    monkeypatch.setenv("CONDUIT_REGENERATIONS", "0")
+    plugin = ConduitRoutingPlugin(judge_model="judge", judge_sample_rate=0.2)
+    try:
+        judge = plugin.judge.judge
+        assert judge is not None and (judge.model, judge.sample_rate) == ("judge", 0.2)
+        assert (judge.shadow_rate, judge.reference_model) == (0.5, "gpt-4o")
+        assert judge.structured is False and plugin.judge.regenerations is None
+    finally:
+        plugin.cleanup()
+    monkeypatch.delenv("CONDUIT_REGENERATIONS")
+    plugin = ConduitRoutingPlugin()  # no judge_model anywhere: no judge
+    try:
+        assert plugin.judge.judge is None and plugin.judge.regenerations is not None
+    finally:
+        plugin.cleanup()
+    with pytest.raises(ConfigurationError, match="judge or judge_model, not both"):
+        ConduitRoutingPlugin(judge=Judge("judge"), judge_model="judge")

@@ -199,6 +199,9 @@ DOM = """(() => {
     savingsText: document.getElementById('savings-number').textContent,
     cards: all('.card .value').map((c) => c.textContent),
     rows: all('#recent tbody tr').map((r) => [r.dataset.decision, r.children[2].textContent]),
+    sources: all('#sources-table tbody tr').map((r) =>
+      [r.dataset.source, Number(r.children[1].textContent)]),
+    judgeCost: document.getElementById('judge-cost').textContent,
     search: window.location.search,
     images: document.images.length,
   };
@@ -265,6 +268,11 @@ async def test_the_dashboard_draws_a_replayed_store_in_chromium(
     # recent decisions with their reasons
     assert [r[0] for r in dom["rows"]] == [r.decision_id for r in summary.recent]
     assert all("best score" in why for _, why in dom["rows"])
+    # where quality labels came from (the replays': a person's) and what judging cost
+    sources = summary.quality_sources
+    assert sources is not None
+    assert dict(dom["sources"]) == sources.labels and dict(dom["sources"])["explicit"] == 2 * ROWS
+    assert dom["judgeCost"].startswith("judge: $0.0000 over 0 calls")
     # the screenshot is the page, at the size asked for
     assert png_size(screenshot.read_bytes()) == (WIDTH, HEIGHT)
     assert screenshot.stat().st_size > 50_000, "a page with charts, not a blank one"

@@ -101,6 +101,7 @@ def test_the_page_is_self_contained_and_its_csp_allows_only_its_own_code(
     ):
         assert headers[name] == value
     assert get(server, "/index.html")[2] == body
+    assert 'id="sources-table"' in page and "function qualitySources" in page
 
 
 def test_the_data_endpoint_is_the_summary(
@@ -111,7 +112,8 @@ def test_the_data_endpoint_is_the_summary(
     assert status == 200 and headers["content-type"] == "application/json; charset=utf-8"
     data = json.loads(body)
     expected = summarize(store).to_json()
-    for key in ("models", "total_decisions", "savings", "timeline", "by_kind", "recent"):
+    keys = ("models", "total_decisions", "savings", "timeline", "by_kind", "recent")
+    for key in (*keys, "quality_sources"):
         assert data[key] == expected[key], key
     assert data["by_preference"].keys() == {"balanced", "cost"}
 

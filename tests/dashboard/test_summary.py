@@ -188,3 +188,49 @@ def test_the_terminal_summary(store: Store) -> None:
 def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         summarize(open_store("memory://"), **kwargs)  # type: ignore[arg-type]
+
+
+def test_quality_sources_and_judge_cost_come_from_the_stored_counters(
+    filled: Filled, store: Store
+) -> None:
+    summary = summarize(store)
+    sources = summary.quality_sources
+    assert sources is not None  # the replays' labels are a person's: explicit
+    assert sources.labels["explicit"] == summary.total_feedback == 2 * ROWS
+    assert sources.labels["judge"] == 0 and sources.judge_calls == 0
+    assert "quality labels by source: explicit 600, judge 0" in format_summary(summary)
+
+
+def judged_store() -> Store:
+    from conduit import Router
+
+    url = f"memory://{uuid.uuid4().hex}"
+    router = Router(["cheap", "dear"], embedding_backend="hashing", seed=0, state_store=url)
+    router.start()
+    for i in range(6):
+        d = router.route_sync(f"question {i}")
+        cost = 0.001 if d.selected_model == "cheap" else 0.1
+        router.update_sync(d.decision_id, quality=0.5, cost=cost, source="judge")
+    counts = {"judge_cost": 0.02, "judge_calls": 6, "judge_paused_budget": 3}
+    counts.update(judge_garbage=1, judge_timeouts=2, no_signal=9)
+    for name, amount in counts.items():
+        router.count(name, amount)
+    router.close()
+    return open_store(url)
+
+
+def test_the_judges_cost_is_reported_next_to_what_routing_saved() -> None:
+    with judged_store() as store:
+        summary = summarize(store)
+    sources, savings = summary.quality_sources, summary.savings
+    assert sources is not None and savings is not None and savings.saved > 0
+    assert sources.labels == {
+        "explicit": 0, "judge": 6, "shadow": 0, "regeneration": 0, "automatic": 0, "none": 9
+    }  # fmt: skip
+    assert (sources.judge_calls, sources.judge_paused_budget) == (6, 3)
+    assert (sources.judge_garbage, sources.judge_dropped) == (1, 3)
+    assert sources.judge_share_of_saved == pytest.approx(0.02 / savings.saved)
+    text = format_summary(summary)
+    assert "judge: $0.0200 over 6 calls (" in text
+    assert "paused by budget 3, by a full queue 0; dropped 3 (1 bad outputs)" in text
+    assert summary.to_json()["quality_sources"]["labels"]["judge"] == 6

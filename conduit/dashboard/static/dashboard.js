@@ -271,6 +271,33 @@
       "data-final": vs[vs.length - 1] }));
   }
 
+  // -- quality labels by source and the judge's cost ------------------------------------------
+  const SOURCE_NAMES = {
+    explicit: "explicit (a person)", judge: "judge", shadow: "shadow (pairwise)",
+    regeneration: "regeneration", automatic: "automatic signal",
+    none: "no signal (answers)",
+  };
+  function qualitySources(data) {
+    const q = data.quality_sources;
+    const body = document.querySelector("#sources-table tbody");
+    const note = document.getElementById("judge-cost");
+    clear(body);
+    if (!q) { note.textContent = "no label sources recorded in this namespace yet"; return; }
+    for (const [source, n] of Object.entries(q.labels)) {
+      const tr = html("tr");
+      tr.dataset.source = source;
+      tr.appendChild(html("td", SOURCE_NAMES[source] || source));
+      tr.appendChild(html("td", String(n), "num"));
+      body.appendChild(tr);
+    }
+    const share = q.judge_share_of_saved;
+    note.textContent = "judge: " + money(q.judge_cost) + " over " + q.judge_calls + " calls" +
+      (share !== null && share !== undefined ? " (" + pct(share) + " of what routing saved)" : "") +
+      "; paused by budget " + q.judge_paused_budget + ", by a full queue " +
+      q.judge_paused_queue + "; dropped " + q.judge_dropped + " (" + q.judge_garbage +
+      " bad outputs)";
+  }
+
   // -- recent decisions --------------------------------------------------------------------
   function recent(data) {
     const body = document.querySelector("#recent tbody");
@@ -326,6 +353,7 @@
     legend(names);
     scatter(data);
     savings(data);
+    qualitySources(data);
     bars("chart-preference", data.by_preference);
     bars("chart-kind", data.by_kind);
     recent(data);
