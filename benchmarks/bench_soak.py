@@ -368,12 +368,13 @@ class Soak:
                 await self.one(blocking=True)
                 await self.one(blocking=False)
                 # the warm-up: its share of the run, and until every bounded map is full
+                # (asked first, so that the moment they are is printed as it happens)
                 if c.requests is None:
                     warm_end = self.start + c.seconds * c.warmup
-                    await self.traffic(lambda: time.monotonic() >= warm_end and self.full())
+                    await self.traffic(lambda: self.full() and time.monotonic() >= warm_end)
                 else:
                     warm = self.tally.requests + round(c.requests * c.warmup)
-                    await self.traffic(lambda: self.tally.requests >= warm and self.full())
+                    await self.traffic(lambda: self.full() and self.tally.requests >= warm)
                 first = await self.quiet()
                 self.fill_after_warmup = self.fill()
                 measured = time.monotonic()
