@@ -15,19 +15,27 @@ through ``record_feedback``, a third of those up to two seconds later; cost, lat
 and failures are learned from LiteLLM's callbacks.
 
 The run has two phases with a *quiet point* after each (no request in flight, every
-feedback handled, the store synced, a full garbage collection): the warm-up
-(``--warmup`` of the time), which fills everything Conduit keeps per request to its
-bound (pending decisions, kept explanations, the response map and the metrics'
-decision map, ``--cap`` each; the feature cache, the ``--prompts`` distinct prompts);
-then the measured phase, in which the redis-server is stopped for
-``--outage-seconds``, ``--outages`` times, and started again (the last fifth has no
-outage, so the store can catch up). With ``--data-loss`` the store is flushed
-(``FLUSHALL``: what a restart without persistence or an eviction does) at 85 % of
-the measured phase; the router must notice, keep its learning and re-seed the store.
+feedback handled, the store synced, a full garbage collection): the warm-up, which
+fills everything Conduit keeps per request to its bound (pending decisions, kept
+explanations, the response map and the metrics' decision map, ``--cap`` each; the
+feature cache: every one of the ``--prompts`` distinct prompts is sent once, in seeded
+random order, before any is repeated). It lasts ``--warmup`` of the time (or of the
+requests) and, beyond that, until every one of those maps is full (a line is printed
+when they are: at 10,000 each that takes some 10,000 requests, more than a short run's
+warm-up share at a loaded machine's rate), so the memory line is measured only over
+traffic that no longer fills anything. Then the measured phase, the rest of
+``--minutes`` (or of ``--requests``) counted from the end of the warm-up, in which the
+redis-server is stopped for ``--outage-seconds``, ``--outages`` times, and started
+again (the last fifth has no outage, so the store can catch up). With ``--data-loss``
+the store is flushed (``FLUSHALL``: what a restart without persistence or an eviction
+does) at 85 % of the measured phase; the router must notice, keep its learning and
+re-seed the store.
 RSS, the router's learned counts and the history backlog are sampled once a second.
 
 Checks (exit 1 if any fails):
 
+- **bounded maps full before measuring**: at the first quiet point every map above
+  holds its bound (the warm-up lasts until it does);
 - **memory flat**: between the two quiet points, live Python objects (``gc``; a dict
   that grows is one object) and Python's allocated memory blocks (strings and numbers
   too: ``sys.getallocatedblocks``) each grow by at most ``--objects-allowance`` plus
@@ -38,10 +46,11 @@ Checks (exit 1 if any fails):
   moves by a few hundred either way between quiet points; a leak of one object per
   ten requests fails a 30-minute run. Resident memory may grow by at most
   ``--memory-bound`` MiB (64): it includes what the allocator keeps rather than
-  returns. Measured over 30 minutes it rose 20 MiB at the first outage (the backlog's
-  high-water mark) and then crept about 0.6 MiB a minute while the live objects stayed
-  flat (+218 over 154,000 requests): fragmentation outside Python's objects, which a
-  longer run should watch. The bounded structures are within ``--cap``;
+  returns. Measured over 30 minutes with a ten-minute outage (``--outages 1
+  --outage-seconds 600 --data-loss``) it rose 31.6 MiB, in steps at events (18 MiB over
+  the outage's first half as the backlog filled, 3 over its second half, 2 at recovery,
+  2 after the flush), while the live objects (+365) and the allocated blocks (+415 over
+  84,448 requests) stayed flat. The bounded structures are within ``--cap``;
 - **no lost feedback**: decisions = requests; learned costs and latencies = answers;
   learned qualities = explicit feedback given + failed calls (quality 0; a 429 teaches
   nothing); the feedback logger handled every event, none in error or unmatched; and
@@ -80,6 +89,7 @@ import threading
 import time
 import uuid
 import warnings
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -236,6 +246,22 @@ def provider_status(exc: BaseException) -> int | None:
     return None
 
 
+class Samples:
+    """Rows of numbers kept in flat arrays, so that sampling once a second adds no Python
+    object and none of Python's small memory blocks to what the memory checks count (a
+    list of tuples did: some 6 blocks a second, +8,000 blocks in a 30-minute run)."""
+
+    def __init__(self, width: int) -> None:
+        self.columns = [array("d") for _ in range(width)]
+
+    def append(self, row: tuple[float, ...]) -> None:
+        for column, value in zip(self.columns, row, strict=True):
+            column.append(value)
+
+    def __iter__(self) -> Iterator[tuple[float, ...]]:
+        return zip(*self.columns, strict=True)
+
+
 @dataclass(frozen=True)
 class Quiet:
     """A quiet point: nothing in flight, every feedback handled, the store synced, gc run."""
@@ -258,12 +284,19 @@ class Soak:
         self.tally = Tally()
         self.delayed: set[asyncio.Task[None]] = set()
         self.outage_log: list[str] = []
-        self.rss: list[tuple[float, float]] = []
+        #: (time, RSS), once a second
+        self.rss = Samples(2)
         #: (time, learned decisions + feedback, history backlog), once a second
-        self.learned: list[tuple[float, int, int]] = []
+        self.learned = Samples(3)
         self.windows: list[tuple[float, float]] = []
         records = read_log(shipped_log())
         self.prompts = list(dict.fromkeys(r.prompt for r in records))[: config.prompts]
+        # the warm-up sends every prompt once (the feature cache filled) before any repeats
+        self.sweep = iter(self.rng.sample(self.prompts, len(self.prompts)))
+        self.swept = False
+        #: (requests, seconds) when every bounded map was first full
+        self.full_at: tuple[int, float] | None = None
+        self.fill_after_warmup: dict[str, tuple[int, int]] = {}
         namespace = f"soak{uuid.uuid4().hex[:8]}"
         self.url = f"{server.url}?prefix={namespace}&namespace={namespace}"
         self.start = time.monotonic()
@@ -291,20 +324,23 @@ class Soak:
             ConduitRoutingStrategy.setup_strategy(self.router, self.strategy)
             try:
                 self.start = time.monotonic()
-                end = self.start + c.seconds
                 # one call each way first: concurrent first calls race to create LiteLLM's
                 # cached client, and the losers' sockets are left open
                 await self.one(blocking=True)
                 await self.one(blocking=False)
+                # the warm-up: its share of the run, and until every bounded map is full
+                # (asked first, so that the moment they are is printed as it happens)
                 if c.requests is None:
                     warm_end = self.start + c.seconds * c.warmup
-                    await self.traffic(lambda: time.monotonic() >= warm_end)
+                    await self.traffic(lambda: self.full() and time.monotonic() >= warm_end)
                 else:
                     warm = self.tally.requests + round(c.requests * c.warmup)
-                    await self.traffic(lambda: self.tally.requests >= warm)
+                    await self.traffic(lambda: self.full() and self.tally.requests >= warm)
                 first = await self.quiet()
+                self.fill_after_warmup = self.fill()
                 measured = time.monotonic()
                 if c.requests is None:
+                    end = measured + c.seconds * (1 - c.warmup)
                     faults = asyncio.create_task(self.outages(measured, end))
                     done: Callable[[], bool] = lambda: time.monotonic() >= end  # noqa: E731
                 else:
@@ -341,7 +377,7 @@ class Soak:
         preset = rng.choice(PRESETS)
         kwargs: dict[str, Any] = {
             "model": group,
-            "messages": [{"role": "user", "content": rng.choice(self.prompts)}],
+            "messages": [{"role": "user", "content": self.prompt()}],
         }
         if preset is not None:
             kwargs["metadata"] = {"conduit_preferences": preset}
@@ -381,6 +417,45 @@ class Soak:
             task.add_done_callback(self.delayed.discard)
         else:
             self.feed(response, quality)
+
+    def prompt(self) -> str:
+        if not self.swept:
+            text = next(self.sweep, None)
+            if text is not None:
+                return text
+            self.swept = True
+        return self.rng.choice(self.prompts)
+
+    # -- the bounded maps -------------------------------------------------------------------
+    def fill(self) -> dict[str, tuple[int, int]]:
+        """Each map Conduit keeps per request or per prompt: (entries now, its bound)."""
+        c, strategy = self.config, self.strategy
+        engine, metrics = strategy.conduit_router, strategy.metrics
+        assert engine is not None and metrics is not None
+        return {
+            "pending decisions": (len(engine._pending), c.cap),
+            "explanations": (len(engine._recent), c.cap),
+            "response map": (len(strategy.feedback.responses), c.cap),
+            "metrics' decisions": (len(metrics._decisions), c.cap),
+            "prompts sent (feature cache)": (
+                len(self.prompts) if self.swept else 0,
+                len(self.prompts),
+            ),
+        }
+
+    def full(self) -> bool:
+        """Whether every bounded map is full; prints the moment they first are."""
+        if self.full_at is not None:
+            return True
+        if not self.swept or not all(n >= bound for n, bound in self.fill().values()):
+            return False
+        self.full_at = (self.tally.requests, time.monotonic() - self.start)
+        print(
+            f"bounded maps full at request {self.full_at[0]} ({self.full_at[1]:.0f} s): "
+            + ", ".join(f"{k} {n}" for k, (n, _) in self.fill().items()),
+            flush=True,
+        )
+        return True
 
     def feed(self, response: Any, quality: float) -> None:
         try:
@@ -511,13 +586,16 @@ class Soak:
         )
         grown = (last.types - first.types).most_common(8)
         learned = [n for _, n, _ in self.learned]
-        backlog_max = max((b for _, _, b in self.learned), default=0)
+        backlog_max = int(max((b for _, _, b in self.learned), default=0))
+        rss = [(t, v) for t, v in self.rss]
         outage_growth = [
-            outage_rss_growth(self.rss, down, up) for down, up in self.windows if up - down >= 60.0
+            outage_rss_growth(rss, down, up) for down, up in self.windows if up - down >= 60.0
         ]
         history_exact = not c.data_loss and sync.dropped == 0
         pending = engine.stats().pending
+        filled = self.fill_after_warmup
         checks = {
+            "bounded maps full before measuring": all(n >= b for n, b in filled.values()),
             "memory flat (live objects)": objects_growth <= allowed,
             "memory flat (Python's allocated blocks)": blocks_growth <= blocks_allowed,
             "memory flat (RSS)": last.rss_mib - first.rss_mib <= c.memory_bound_mib,
@@ -564,7 +642,7 @@ class Soak:
             "history_dropped": sync.dropped,
             "history_backlog_max": backlog_max,
             "outage_rss_growth_mib": outage_growth,
-            "learned_samples": self.learned,
+            "learned_samples": [(round(t, 1), int(n), int(b)) for t, n, b in self.learned],
             "added_p50_ms": strategy.picks.percentile(0.5),
             "added_p99_ms": strategy.picks.percentile(0.99),
             "request_p50_ms": tally.requests_total.percentile(0.5),
@@ -574,6 +652,10 @@ class Soak:
             "expected": expected,
             "store": stored,
             "pending_decisions": pending,
+            "maps_full_at": {"requests": self.full_at[0], "at_s": self.full_at[1]}
+            if self.full_at is not None
+            else None,
+            "maps_after_warmup": {k: list(v) for k, v in filled.items()},
             "quiet_points": [
                 {
                     "at_s": q.at,
@@ -588,8 +670,8 @@ class Soak:
             "blocks_growth": blocks_growth,
             "objects_grown_by_type": grown,
             "rss_growth_mib": last.rss_mib - first.rss_mib,
-            "rss_max_mib": max((v for _, v in self.rss), default=last.rss_mib),
-            "rss_samples": [(round(t, 1), round(v, 2)) for t, v in self.rss],
+            "rss_max_mib": max((v for _, v in rss), default=last.rss_mib),
+            "rss_samples": [(round(t, 1), round(v, 2)) for t, v in rss],
             "checks": checks,
             "ok": all(checks.values()),
         }
@@ -682,6 +764,13 @@ def print_report(r: dict[str, Any]) -> None:
         ("history dropped / backlog max", f"{r['history_dropped']} / {r['history_backlog_max']}"),
         ("RSS growth, 2nd half of long outages", r["outage_rss_growth_mib"] or "-"),
         ("explicit feedback", r["explicit_feedback"]),
+        (
+            "bounded maps full at",
+            "-"
+            if r["maps_full_at"] is None
+            else f"request {r['maps_full_at']['requests']} ({r['maps_full_at']['at_s']:.0f} s); "
+            f"measured from request {first['requests']} ({first['at_s']:.0f} s)",
+        ),
         ("learned (router)", r["local"]),
         ("learned (store)", r["store"]),
         ("added latency p50 / p99", f"{r['added_p50_ms']:.2f} / {r['added_p99_ms']:.2f} ms"),

@@ -69,6 +69,23 @@ def test_state_history_and_exports_are_created_private(tmp_path: Path, umask: in
     assert mode(export) == 0o600  # overwritten private, whatever it was before
     write_state(tmp_path / "direct.json", {"x": 1})
     assert mode(tmp_path / "direct.json") == 0o600
+    # The directories Conduit made for them are the user's alone (issue 11: 0777 under
+    # umask 000, so another local user could swap the state file).
+    for directory in (tmp_path / "data", tmp_path / "state"):
+        assert mode(directory) == 0o700, (directory, oct(mode(directory)))
+    log = tmp_path / "log.jsonl"
+    log.write_text(
+        "".join(
+            f'{{"prompt": "question {i}", "outcomes": {{"a": {{"quality": 1, "cost": 0.01}}, '
+            f'"b": {{"quality": 0, "cost": 0.001}}}}}}\n'
+            for i in range(8)
+        ),
+        encoding="utf-8",
+    )
+    report = tmp_path / "replay.json"
+    argv = ["replay", "--data", str(log), "--embedding-backend", "hashing", "--algorithm", "ucb1"]
+    assert conduit_main([*argv, "--json", str(report), "-q"]) == 0
+    assert mode(report) == 0o600
 
 
 # -- prompts only by opt-in --------------------------------------------------------------------

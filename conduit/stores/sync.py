@@ -323,10 +323,14 @@ class StoreSync:
         if self._pending is not None and is_zero(self._pending[1]):
             self._pending = None  # nothing to retry: a pull now does better
         retry = self._pending is not None
+        # The store applies a replica's pushes in the order of their sequence numbers (a
+        # lower one is taken for a retry already applied), so a re-seed goes in before any
+        # newer push: one left due by a failed attempt first, one found due at once.
+        self._reseed()
         self._sync_once()
+        self._reseed()
         if retry:  # the retried push is in; push what was learned since it was taken
             self._sync_once()
-        if self._reseed_due is not None:
             self._reseed()
 
     def _sync_once(self) -> None:
@@ -409,8 +413,9 @@ class StoreSync:
 
     def _reseed(self) -> None:
         """Push back what the store lost of this replica's learning (idempotent: a retry
-        after an ambiguous failure carries the same sequence number)."""
-        assert self._reseed_due is not None
+        after an ambiguous failure carries the same sequence number), if one is due."""
+        if self._reseed_due is None:
+            return
         seq, own = self._reseed_due
         self._last_global = self.store.push(
             own, self.learner.meta(), namespace=self.namespace, replica=self.replica, seq=seq

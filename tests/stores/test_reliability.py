@@ -293,3 +293,60 @@ def test_an_interrupted_reseed_is_retried_and_counted_once() -> None:
     finally:
         router.close()
     assert global_total(store) == 15
+
+
+def test_a_store_flushed_while_a_push_waits_for_retry_is_reseeded_whole() -> None:
+    """The soak's end-of-run case, forced: the store comes back from an outage *empty*,
+    so the retried push finds this replica's entry gone and the same sync pushes both the
+    re-seed and what was learned since. The store applies a replica's pushes only in
+    increasing sequence order, so the re-seed must land before the newer push."""
+    from conduit.errors import StoreError
+
+    store = FlakyStore()
+    router = make_router(store)
+    sync = router.store_sync
+    assert sync is not None
+    try:
+        learn(router, 10, "before")
+        sync.sync_now()
+        store.down = True
+        learn(router, 4, "outage")
+        with pytest.raises(StoreError):
+            sync.sync_now()  # the push of the 4 waits for retry
+        store.down = False
+        store.reset()  # back, without its data
+        learn(router, 3, "after")
+        sync.sync_now()
+        assert sync.state_lost == 1
+        assert global_total(store) == total(router) == 17
+        sync.sync_now()
+        assert global_total(store) == total(router) == 17
+    finally:
+        router.close()
+    assert global_total(store) == 17
+
+
+def test_a_reseed_left_due_goes_before_newer_learning() -> None:
+    """A re-seed whose push failed is retried before anything learned since is pushed
+    (otherwise the newer push's higher sequence number makes the store skip it)."""
+    from conduit.errors import StoreError
+
+    store = FailsOnce()
+    router = make_router(store)
+    sync = router.store_sync
+    assert sync is not None
+    try:
+        learn(router, 12)
+        sync.sync_now()
+        store.reset()
+        learn(router, 3)
+        store.fail_at = 2  # the push of the 3 succeeds, the reseed of the 12 fails
+        with pytest.raises(StoreError):
+            sync.sync_now()
+        learn(router, 5)  # learning goes on before the next sync
+        sync.sync_now()
+        assert global_total(store) == total(router) == 20
+        assert sync.state_lost == 1
+    finally:
+        router.close()
+    assert global_total(store) == 20
