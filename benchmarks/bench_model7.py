@@ -9,6 +9,12 @@ policy replays it online (preference ``quality``, every decision's quality fed b
 the file's model order and reversed; the table gives its quality per task against the
 best single model and the best model per task, both chosen in hindsight.
 
+``--ceiling`` is what the queries' features can say at best: routers trained offline on a
+random half of the log with *every* model's outcome (seven times what a bandit sees),
+scored on the other half (5 splits, both ways): the best single model of the training
+half, the best model per task (true labels), and per k-means cluster of the features
+the policies see (shrunk to the model's mean with 20 pseudo-counts).
+
 ``--variants`` is the robustness gate for a policy change: the full log, each half,
 the models reversed, each task left out of the log (a mix the policy was not tuned on)
 and model subsets (the best model left out; every task's best left out; a random four). Differences smaller than
@@ -117,6 +123,54 @@ def print_table(out: dict, seeds: list[int]) -> None:
     print(f"\noracle (best model per query): {out['oracle']['all']:.3f}")
 
 
+def kmeans(z: np.ndarray, k: int, seed: int, rounds: int = 30) -> np.ndarray:
+    """Spherical k-means centroids of the unit rows ``z``."""
+    centres = z[np.random.default_rng(seed).choice(len(z), k, replace=False)].copy()
+    for _ in range(rounds):
+        near = np.argmax(z @ centres.T, axis=1)
+        for j in range(k):
+            if (near == j).any():
+                c = z[near == j].sum(axis=0)
+                centres[j] = c / (np.linalg.norm(c) or 1.0)
+    return centres
+
+
+def ceiling(data: ReplayData, tasks: np.ndarray, splits: int = 5) -> dict[str, float]:
+    x = data.extractor.features_batch(list(data.prompts))[:, :-1]  # without the bias
+    z = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    q, n = data.quality, len(data)
+    kinds = sorted(set(tasks.tolist()))
+    out: dict[str, list[float]] = {}
+    for split in range(splits):
+        perm = np.random.default_rng(split).permutation(n)
+        halves = (perm[: n // 2], perm[n // 2 :])
+        for train, test in (halves, halves[::-1]):
+            scores = out.setdefault("best single model of the training half", [])
+            scores.append(float(q[test, int(np.argmax(q[train].mean(axis=0)))].mean()))
+            best = {t: int(np.argmax(q[train][tasks[train] == t].mean(axis=0))) for t in kinds}
+            pick = np.array([best[t] for t in tasks[test]])
+            out.setdefault("best model per task (true labels)", []).append(
+                float(q[test, pick].mean())
+            )
+            prior = q[train].mean(axis=0)
+            for k in (4, 8, 16, 32):
+                centres = kmeans(z[train], k, seed=split)
+                near_train = np.argmax(z[train] @ centres.T, axis=1)
+                near_test = np.argmax(z[test] @ centres.T, axis=1)
+                means = np.array(
+                    [
+                        (q[train][near_train == j].sum(axis=0) + 20 * prior)
+                        / ((near_train == j).sum() + 20)
+                        for j in range(k)
+                    ]
+                )
+                pick = means.argmax(axis=1)[near_test]
+                out.setdefault(f"best model per feature cluster, k={k}", []).append(
+                    float(q[test, pick].mean())
+                )
+    return {name: statistics.mean(v) for name, v in out.items()}
+
+
 def variants(data: ReplayData, tasks: np.ndarray) -> dict[str, ReplayData]:
     n = len(data)
     k = len(data.models)
@@ -145,10 +199,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithms", nargs="+", default=[DEFAULT_ALGORITHM])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", action="store_true", help="the robustness gate")
+    parser.add_argument("--ceiling", action="store_true", help="offline-trained routers")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     data = load(args.log)
     tasks = tasks_of(args.log, len(data))
+    if args.ceiling:
+        result_: dict = ceiling(data, tasks)
+        print("trained offline on half the log (every model's outcome), scored on the other half:")
+        for name, value in result_.items():
+            print(f"  {name:45s} {value:.4f}")
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(result_, fh, indent=2)
+        return 0
     if args.variants:
         numbers: dict[str, dict[str, float]] = {}
         cases = variants(data, tasks)
