@@ -17,8 +17,9 @@ the policies see (shrunk to the model's mean with 20 pseudo-counts).
 
 ``--variants`` is the robustness gate for a policy change: the full log, each half,
 the models reversed, each task left out of the log (a mix the policy was not tuned on)
-and model subsets (the best model left out; every task's best left out; a random four). Differences smaller than
-about 0.005 are noise at 8 seeds (one run's standard deviation is about 0.01).
+and model subsets (the best model left out; every task's best left out; a random four).
+One run's standard deviation is about 0.01: at 6 seeds, differences below about 0.005
+are noise.
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ def table(data: ReplayData, tasks: np.ndarray, algorithms: list[str], seeds: lis
         "policies": {},
     }
     for algorithm in algorithms:
-        for order, d in (("file order", data), ("reversed", models(data, list(range(len(data.models)))[::-1]))):
+        for order, d in (
+            ("file order", data),
+            ("reversed", models(data, list(range(len(data.models)))[::-1])),
+        ):
             runs = [run(d, algorithm, s) for s in seeds]
             out["policies"][f"{algorithm}, {order}"] = {
                 "all": statistics.mean(float(g.mean()) for g in runs),
@@ -113,10 +117,17 @@ def print_table(out: dict, seeds: list[int]) -> None:
     print(f"| | all | {head} | per seed |")
     print("|---|---|" + "---|" * len(kinds) + "---|")
     rows_ = [
-        (f"best single model ({out['best single']['model'].split('/')[-1]})", out["best single"], ""),
+        (
+            f"best single model ({out['best single']['model'].split('/')[-1]})",
+            out["best single"],
+            "",
+        ),
         ("best model per task (hindsight)", out["best per task"], ""),
     ]
-    rows_ += [(name, row, " / ".join(f"{s:.3f}" for s in row["per seed"])) for name, row in out["policies"].items()]
+    rows_ += [
+        (name, row, " / ".join(f"{s:.3f}" for s in row["per seed"]))
+        for name, row in out["policies"].items()
+    ]
     for name, row, seeds_text in rows_:
         cells = " | ".join(f"{row[t]:.3f}" for t in kinds)
         print(f"| {name} | **{row['all']:.3f}** | {cells} | {seeds_text} |")
@@ -216,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.variants:
         numbers: dict[str, dict[str, float]] = {}
         cases = variants(data, tasks)
-        print(f"{'variant':28s} " + " ".join(f"{a:>18s}" for a in args.algorithms) + "  best single")
+        print(
+            f"{'variant':28s} " + " ".join(f"{a:>18s}" for a in args.algorithms) + "  best single"
+        )
         for name, d in cases.items():
             row = {
                 a: statistics.mean(float(run(d, a, s).mean()) for s in args.seeds)
@@ -224,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
             }
             row["best single"] = float(d.quality.mean(axis=0).max())
             numbers[name] = row
-            print(f"{name:28s} " + " ".join(f"{row[a]:18.4f}" for a in args.algorithms) + f"  {row['best single']:.4f}", flush=True)
+            print(
+                f"{name:28s} "
+                + " ".join(f"{row[a]:18.4f}" for a in args.algorithms)
+                + f"  {row['best single']:.4f}",
+                flush=True,
+            )
         result: dict = numbers
     else:
         result = table(data, tasks, args.algorithms, args.seeds)

@@ -43,7 +43,13 @@ def test_queries_join_the_nearest_cluster_or_open_one() -> None:
 
 def test_posterior_is_shrinkage_to_the_models_mean_plus_the_clusters_offset() -> None:
     b = bandit(prior_strength=2.0, prior_mean=0.4)
-    data = [("a", CODE, 1.0), ("a", CODE, 1.0), ("a", PROSE, 0.0), ("b", CODE, 0.0), ("b", PROSE, 1.0)]
+    data = [
+        ("a", CODE, 1.0),
+        ("a", CODE, 1.0),
+        ("a", PROSE, 0.0),
+        ("b", CODE, 0.0),
+        ("b", PROSE, 1.0),
+    ]
     for arm, x, r in data:
         b.update(arm, x, r)
     mean, var = b.posterior(CODE)
@@ -90,7 +96,7 @@ def test_draws_are_normal_around_the_mean_scaled_by_scale() -> None:
     b = bandit(scale=0.5)
     for r in (1.0, 0.0, 1.0):
         b.update("a", CODE, r)
-    mean, var = b.posterior(CODE)
+    _, var = b.posterior(CODE)
     noise = np.array([b.choose(CODE, [0], np.zeros(1)).noise[0] for _ in range(4000)])
     z = noise / (0.5 * np.sqrt(var[0]))
     assert abs(z.mean()) < 0.1

@@ -235,9 +235,12 @@ def test_merged_deltas_equal_one_learner_that_saw_everything(
     if name in POOLED:  # the sum of the parts is what a merge must equal
         one, two = first.stats(), second.stats()
         everything = make_bandit(name, dim=DIM, seed=0, **params)
-        everything.load_state_dict({**first.state_dict(), "stats": {
-            k: np.stack([one[a][k] + two[a][k] for a in ARMS]) for k in one[ARMS[0]]
-        }})
+        everything.load_state_dict(
+            {
+                **first.state_dict(),
+                "stats": {k: np.stack([one[a][k] + two[a][k] for a in ARMS]) for k in one[ARMS[0]]},
+            }
+        )
 
     # Into an empty learner, the deltas sent as state text as between processes:
     # the arms arrive with the deltas.
@@ -429,7 +432,10 @@ def expected_propensity(
         best = np.flatnonzero(utility >= utility.max() - 1e-12)
         eps: float = bandit.epsilon  # type: ignore[attr-defined]
         return eps / k + ((1 - eps) / best.size if c.index in best else 0.0)
-    if name in ("thompson", "contextual_thompson", "cluster_thompson") or getattr(bandit, "phase", "") == "thompson":
+    if (
+        name in ("thompson", "contextual_thompson", "cluster_thompson")
+        or getattr(bandit, "phase", "") == "thompson"
+    ):
         return None  # estimated by sampling; see the known-answer tests
     # Deterministic index policies: 1, or 1/ties when several arms share the top utility.
     ties = int(np.sum(c.utility >= c.utility.max() - 1e-12))
