@@ -23,7 +23,11 @@ shares what other models saw:
 
 The decision ranks Gaussian draws around the posterior means, their spread
 scaled by ``scale`` (below 1: less exploration among near-equal models, which
-a log of a few thousand 0/1 outcomes cannot tell apart anyway).
+a log of a few thousand 0/1 outcomes cannot tell apart anyway). For the first
+``warmup`` feedbacks it decides by UCB1 on the models' overall means instead (as
+the hybrid's first phase does): every model is tried and none is dropped on a few
+unlucky answers before the clusters have anything to say. The phase is derived
+from the learned counts, so it needs no state of its own.
 
 Statistics per arm are additive (counts, reward sums and the sums of the
 queries' unit feature vectors per cluster): merging replicas adds them. A
@@ -80,6 +84,8 @@ class ClusterThompsonBandit(Policy):
         clusters: int = 16,
         threshold: float = 0.7,
         scale: float = 0.5,
+        warmup: int = 100,
+        c: float = 0.5,
         prior_mean: float = 0.5,
         prior_strength: float = 1.0,
         propensity_samples: int = 256,
@@ -88,6 +94,8 @@ class ClusterThompsonBandit(Policy):
         self.clusters = _validate.integer("clusters", clusters, low=1)
         self.threshold = _validate.number("threshold", threshold, low=-1.0, high=1.0)
         self.scale = _validate.positive("scale", scale)
+        self.warmup = _validate.integer("warmup", warmup, low=0)
+        self.c = _validate.positive("c", c)
         self.prior_strength = _validate.positive("prior_strength", prior_strength)
         self.propensity_samples = _validate.integer("propensity_samples", propensity_samples, low=1)
         super().__init__(dim=dim, prior_mean=prior_mean, seed=seed)
@@ -104,6 +112,8 @@ class ClusterThompsonBandit(Policy):
             "clusters": self.clusters,
             "threshold": self.threshold,
             "scale": self.scale,
+            "warmup": self.warmup,
+            "c": self.c,
             "prior_strength": self.prior_strength,
             "propensity_samples": self.propensity_samples,
         }
@@ -182,8 +192,23 @@ class ClusterThompsonBandit(Policy):
         var = mean * (1.0 - mean) / (n + tau) + (tau / (n + tau)) ** 2 * mu_var
         return mean, var
 
+    @property
+    def phase(self) -> str:
+        """Which rule decides now: ``ucb1`` until ``warmup`` feedbacks, then ``cluster_thompson``."""
+        return "ucb1" if float(self._stats["n"].sum()) < self.warmup else self.name
+
     def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> Estimate:
+        if self.phase == "ucb1":
+            return self._ucb1(idx)
         mean, var = self._posterior(self.cluster_of(x))
         mean, sd = mean[idx], self.scale * np.sqrt(var[idx])
         z = self._rng.standard_normal((idx.size, self.propensity_samples + 1))
         return Estimate(mean, draws=mean[:, None] + sd[:, None] * z)
+
+    def _ucb1(self, idx: NDArray[np.intp]) -> Estimate:
+        """UCB1 on the overall means (:class:`~conduit.engines.bandits.ucb1.UCB1Bandit`'s rule)."""
+        n = self._stats["n"][idx]
+        mean = (self._stats["sums"][idx].sum(axis=1) + self.prior_mean) / (n + 1.0)
+        total = max(float(self._stats["n"].sum()), 1.0)
+        bonus = self.c * np.sqrt(2.0 * np.log(total) / np.maximum(n, 1.0))
+        return Estimate(mean, exploration=np.where(n == 0, 1e6, bonus))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conduit.engines.bandits import ClusterThompsonBandit
+from conduit.engines.bandits import ClusterThompsonBandit, UCB1Bandit
 from conduit.engines.bandits._cluster_thompson import (
     MAX_TAU,
     MIN_SPREAD,
@@ -19,6 +19,7 @@ CODE, PROSE, CHAT = np.array([1.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0]), np.arr
 
 
 def bandit(**params: object) -> ClusterThompsonBandit:
+    params.setdefault("warmup", 0)
     b = ClusterThompsonBandit(dim=3, seed=0, **params)  # type: ignore[arg-type]
     for arm in ("a", "b"):
         b.add_arm(arm)
@@ -103,12 +104,31 @@ def test_draws_are_normal_around_the_mean_scaled_by_scale() -> None:
     assert abs(z.std() - 1.0) < 0.05
 
 
+def test_the_first_feedbacks_decide_by_ucb1_on_the_overall_means() -> None:
+    b, ucb1 = bandit(warmup=6, c=0.7), UCB1Bandit(c=0.7, seed=0)
+    ucb1.add_arm("a")
+    ucb1.add_arm("b")
+    for arm, x, r in [("a", CODE, 1.0), ("b", PROSE, 0.0), ("a", PROSE, 0.5)]:
+        b.update(arm, x, r)
+        ucb1.update(arm, x, r)
+    assert b.phase == "ucb1"
+    ours, theirs = b.choose(CODE, [0, 1], np.zeros(2)), ucb1.choose(CODE, [0, 1], np.zeros(2))
+    np.testing.assert_allclose(ours.mean, theirs.mean, rtol=1e-12)
+    np.testing.assert_allclose(ours.exploration, theirs.exploration, rtol=1e-12)
+    for _ in range(3):
+        b.update("b", CODE, 1.0)
+    assert b.phase == "cluster_thompson"
+    assert np.all(b.choose(CODE, [0, 1], np.zeros(2)).exploration == 0.0)
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         ({"clusters": 0}, "clusters must be an int >= 1"),
         ({"threshold": 1.5}, "threshold"),
         ({"scale": 0.0}, "scale must be a positive number"),
+        ({"warmup": -1}, "warmup must be an int >= 0"),
+        ({"c": 0.0}, "c must be a positive number"),
         ({"prior_mean": 1.0}, "strictly between 0 and 1"),
         ({"prior_strength": -1.0}, "prior_strength must be a positive number"),
     ],
