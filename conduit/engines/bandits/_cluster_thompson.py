@@ -29,6 +29,12 @@ the hybrid's first phase does): every model is tried and none is dropped on a fe
 unlucky answers before the clusters have anything to say. The phase is derived
 from the learned counts, so it needs no state of its own.
 
+Measured (``benchmarks/bench_model7.py``, ``bench_replay.py --variants --algorithm``): on
+model7-mixed it beats ``hybrid`` on most variants (pooling spends less exploration on
+near-equal models), on RouterBench it is level, and on RouteLLM MMLU, where the signal
+is per query rather than per kind of query, its cost-quality sweep is worse (APGR 0.53
+against 0.58). So it is an option, not the default.
+
 Statistics per arm are additive (counts, reward sums and the sums of the
 queries' unit feature vectors per cluster): merging replicas adds them. A
 cluster's centroid is the sum over arms, so replicas that opened different
