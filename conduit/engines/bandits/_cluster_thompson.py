@@ -200,7 +200,7 @@ class ClusterThompsonBandit(Policy):
 
     @property
     def phase(self) -> str:
-        """Which rule decides now: ``ucb1`` until ``warmup`` feedbacks, then ``cluster_thompson``."""
+        """The rule deciding now: ``ucb1`` until ``warmup`` feedbacks, then ``cluster_thompson``."""
         return "ucb1" if float(self._stats["n"].sum()) < self.warmup else self.name
 
     def _estimate(self, x: FloatArray, idx: NDArray[np.intp]) -> Estimate:
