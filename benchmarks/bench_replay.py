@@ -2,6 +2,7 @@
 
     python benchmarks/bench_replay.py [--json OUT] [--seeds 0 1 2] [--quick]
     python benchmarks/bench_replay.py --variants [--embedding-backend onnx] [--seeds 0 1]
+        [--algorithm cluster_thompson]
 
 Claims checked (README, "Measured"):
 - RouterBench ARC+Winogrande, 11 models, online, balanced preference: mean quality
@@ -53,13 +54,15 @@ def variants_of(data: ReplayData, reverse: bool = True) -> dict[str, ReplayData]
     return out
 
 
-def gate(backend: str, seeds: list[int], model7: str) -> dict[str, float]:
-    """The variants' numbers for one embedding backend (mean over ``seeds``)."""
+def gate(
+    backend: str, seeds: list[int], model7: str, algorithm: str = DEFAULT_ALGORITHM
+) -> dict[str, float]:
+    """The variants' numbers for one embedding backend and policy (mean over ``seeds``)."""
     out: dict[str, float] = {}
     rb = load(shipped_log(ROUTERBENCH), embedding_backend=backend)  # type: ignore[arg-type]
     gpt4 = float(rb.cost[:, rb.models.index("gpt-4-1106-preview")].mean())
     for name, d in variants_of(rb).items():
-        runs = [replay(d, seed=s) for s in seeds]
+        runs = [replay(d, algorithm=algorithm, seed=s) for s in seeds]
         out[f"routerbench {name}: quality"] = statistics.mean(r.policy.mean_quality for r in runs)
         out[f"routerbench {name}: cost vs GPT-4"] = (
             statistics.mean(r.policy.mean_cost or 0.0 for r in runs) / gpt4
@@ -67,13 +70,15 @@ def gate(backend: str, seeds: list[int], model7: str) -> dict[str, float]:
     if os.path.exists(model7):
         m7 = load(model7, embedding_backend=backend)  # type: ignore[arg-type]
         for name, d in variants_of(m7).items():
-            runs = [replay(d, seed=s, preference="quality") for s in seeds]
+            runs = [replay(d, algorithm=algorithm, seed=s, preference="quality") for s in seeds]
             out[f"model7-mixed {name}: quality"] = statistics.mean(
                 r.policy.mean_quality for r in runs
             )
     mmlu = load(shipped_log(MMLU), embedding_backend=backend)  # type: ignore[arg-type]
     for name, d in variants_of(mmlu, reverse=False).items():  # two models: order-free
-        out[f"mmlu {name}: APGR"] = statistics.mean(sweep(d, seed=s).apgr or 0.0 for s in seeds)
+        out[f"mmlu {name}: APGR"] = statistics.mean(
+            sweep(d, algorithm=algorithm, seed=s).apgr or 0.0 for s in seeds
+        )
     return out
 
 
@@ -82,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedding-backend", default="auto")
     parser.add_argument("--variants", action="store_true", help="the embedding quality gate")
     parser.add_argument("--model7", default=MODEL7, help="model7-mixed log for --variants")
+    parser.add_argument(
+        "--algorithm", default=DEFAULT_ALGORITHM, help="the policy --variants judges"
+    )
     args = parser.parse_args(argv)
     if args.variants:
-        numbers = gate(args.embedding_backend, args.seeds, args.model7)
+        numbers = gate(args.embedding_backend, args.seeds, args.model7, args.algorithm)
         for key, value in numbers.items():
             print(f"{key:<45} {value:.4f}")
         _common.write_json(args.json, numbers)

@@ -53,6 +53,7 @@ EXPORTED = {
         "AlwaysCheapestBandit",
         "Bandit",
         "Choice",
+        "ClusterThompsonBandit",
         "ContextualThompsonBandit",
         "EpsilonGreedyBandit",
         "Estimate",

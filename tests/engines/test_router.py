@@ -251,7 +251,7 @@ def test_a_megabyte_prompt_routes_quickly_on_its_tail(make_router: MakeRouter) -
 # -- feedback -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", ["thompson", "linucb", "hybrid"])
+@pytest.mark.parametrize("algorithm", ["thompson", "linucb", "hybrid", "cluster_thompson"])
 def test_each_feedback_part_is_learned_once(
     make_router: MakeRouter, assert_same_state: Any, algorithm: str
 ) -> None:
@@ -304,7 +304,7 @@ def learned_cheap_and_strong(make_router: MakeRouter, **kwargs: Any) -> Router:
     return router
 
 
-@pytest.mark.parametrize("algorithm", ["thompson", "ucb1", "linucb"])
+@pytest.mark.parametrize("algorithm", ["thompson", "ucb1", "linucb", "cluster_thompson"])
 def test_preferences_change_the_choice_without_relearning(
     make_router: MakeRouter, algorithm: str
 ) -> None:
@@ -525,7 +525,9 @@ def test_the_last_model_cannot_be_removed(make_router: MakeRouter) -> None:
 # -- persistence ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", ["thompson", "linucb", "hybrid", "epsilon_greedy"])
+@pytest.mark.parametrize(
+    "algorithm", ["thompson", "linucb", "hybrid", "epsilon_greedy", "cluster_thompson"]
+)
 def test_save_and_load_round_trip(
     make_router: MakeRouter, assert_same_state: Any, tmp_path: Any, algorithm: str
 ) -> None:

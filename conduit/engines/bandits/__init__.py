@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from conduit.engines.bandits._cluster_thompson import ClusterThompsonBandit
 from conduit.engines.bandits.base import Bandit, Choice, Estimate, Policy
 from conduit.engines.bandits.baselines import (
     AlwaysBestBandit,
@@ -30,6 +31,7 @@ __all__ = [
     "AlwaysCheapestBandit",
     "Bandit",
     "Choice",
+    "ClusterThompsonBandit",
     "ContextualThompsonBandit",
     "EpsilonGreedyBandit",
     "Estimate",
@@ -49,6 +51,7 @@ ALGORITHMS: dict[str, type[Bandit]] = {
     for cls in (
         HybridBandit,
         LinUCBBandit,
+        ClusterThompsonBandit,
         ContextualThompsonBandit,
         ThompsonBandit,
         UCB1Bandit,
