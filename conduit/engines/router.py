@@ -706,9 +706,7 @@ class Router:
                 self._outcomes.record_cost(pending.model, values["cost"], pending.tokens)
             if "latency" in new:
                 self._outcomes.add(pending.model, latency_n=1.0, latency_sum=values["latency"])
-            if self._drift is not None and self.store_sync is None:
-                # with a shared store, a local forget would be undone by the next sync
-                # (see the README's section on change over time)
+            if self._drift is not None:
                 self._watch(pending, values, new)
             if "quality" in new or "cost" in new:
                 self._targets.observe(
@@ -737,7 +735,14 @@ class Router:
             residuals["cost"] = math.log((values["cost"] + floor) / (expected + floor))
         for stream, residual in residuals.items():
             change = self._drift.observe(model, stream, residual)
-            if change is not None:
+            if change is not None and self.store_sync is not None:
+                # a local forget would be undone by the next sync (the global sums only add)
+                logger.warning(
+                    "%s of %s changed; with a shared state store its statistics are kept",
+                    stream,
+                    model,
+                )
+            elif change is not None:
                 self._forget(model, stream)
                 logger.info(
                     "%s of %s changed (%s); its learned %s statistics were discounted to %g "
