@@ -406,7 +406,12 @@ class Router:
         from conduit.stores.base import as_sums
 
         with self._lock:
-            return as_sums(self._bandit.stats(), self._outcomes.stats())
+            sums = as_sums(self._bandit.stats(), self._outcomes.stats())
+            sums["targets"] = {
+                t: {k: np.array(v) for k, v in row.items()}
+                for t, row in self._targets.sums().items()
+            }
+            return sums
 
     def merge_delta(self, delta: Sums) -> None:
         """Add statistics learned elsewhere; models this router does not route to are ignored."""
@@ -420,6 +425,15 @@ class Router:
                     if a in arms
                 }
             )
+            try:
+                self._targets.merge_sums(
+                    {
+                        t: {k: float(v) for k, v in s.items()}
+                        for t, s in delta.get("targets", {}).items()
+                    }
+                )
+            except ValueError as exc:
+                raise StateError(f"shared target statistics are malformed: {exc}") from exc
 
     # -- models ----------------------------------------------------------------------------
     @property

@@ -57,8 +57,10 @@ __all__ = [
 
 #: ``payload["kind"]`` of a store blob, so a file state or a foreign JSON is not taken for one.
 KIND = "conduit-store-state"
-#: The groups of statistics in a snapshot: the policy's and the router's outcome sums.
-PARTS = ("bandit", "outcomes")
+#: The groups of statistics in a snapshot: the policy's, the router's outcome sums, and
+#: the target controllers' (keyed by target, e.g. ``budget=0.2``; absent from states
+#: written before targets were shared, which read as having none).
+PARTS = ("bandit", "outcomes", "targets")
 #: Replicas not heard from for this long are dropped from the de-duplication table.
 REPLICA_TTL = 30 * 24 * 3600.0
 #: Statistics that count events: never negative, and never fewer than a replica added.
@@ -154,6 +156,8 @@ class Snapshot:
         if extra:
             raise StateError(f"{where} has unexpected fields {extra}")
         sums = payload.get("sums")
+        if isinstance(sums, dict) and "targets" not in sums:
+            sums = {**sums, "targets": {}}
         if not isinstance(sums, dict) or set(sums) != set(PARTS):
             found = sorted(map(str, sums)) if isinstance(sums, dict) else type(sums).__name__
             raise StateError(f"{where} has statistics for {found}, expected {list(PARTS)}")
@@ -228,7 +232,25 @@ class Snapshot:
             "updated": self.updated,
             "replicas": len(self.replicas),
             "models": models,
+            "targets": target_summary(
+                {
+                    t: {k: float(np.sum(x)) for k, x in stats.items()}
+                    for t, stats in self.sums.get("targets", {}).items()
+                }
+            ),
         }
+
+
+def target_summary(sums: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """Per target, from its shared sums: goal, realised mean, cost weight and decisions.
+
+    A budget's goal and realised value are mean cost per request (USD); a quality
+    floor's, mean quality. The cost weight is the shared controller's, from its start
+    at the default cost weight.
+    """
+    from conduit.engines._targets import target_view
+
+    return {t: target_view(t, v) for t, v in sums.items()}
 
 
 def _check_stats(arrays: Mapping[str, FloatArray], part: str, dim: int, where: str) -> None:
@@ -242,7 +264,7 @@ def _check_stats(arrays: Mapping[str, FloatArray], part: str, dim: int, where: s
             raise StateError(f"{where} are out of range ({key} beyond {MAX_STAT:g})")
         if name in _NONNEGATIVE and np.any(value < 0):
             raise StateError(f"{where} are negative ({key})")
-        if part == "outcomes" and value.ndim != 0:
+        if part in ("outcomes", "targets") and value.ndim != 0:
             raise StateError(f"{where}: {key} must be a number, has shape {value.shape}")
         if part == "bandit" and any(n != dim for n in value.shape):
             raise StateError(
