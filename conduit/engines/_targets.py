@@ -71,7 +71,7 @@ STATE_VERSION = 1
 #: selection bias (a model it seldom tries is tried on hard queries), the floor's base.
 AUDIT_SHARE = 0.05
 #: Audited outcomes every candidate needs before the floor is taken from them.
-AUDIT_MIN = 30
+AUDIT_MIN = 100
 
 
 #: The statistics replicas share through a store, per target (all additive).

@@ -245,12 +245,16 @@ def test_replay_cli_routes_under_a_target_and_reports_goal_against_realised(
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_a_floor_is_taken_from_uniformly_audited_outcomes() -> None:
+def test_a_floor_is_taken_from_uniformly_audited_outcomes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A share of the decisions under a floor is drawn uniformly; once every candidate has
     enough of those, the floor is a fraction of the best audited mean, not of the policy's
     optimistic bound (which overshot: the true best here is 0.9)."""
-    from conduit.engines._targets import AUDIT_MIN, AUDIT_SHARE
+    from conduit.engines import _targets
 
+    monkeypatch.setattr(_targets, "AUDIT_MIN", 20)  # 100 by default: a short stream here
+    AUDIT_MIN, AUDIT_SHARE = 20, _targets.AUDIT_SHARE
     router = _router()
     prefs = Preferences(quality_floor=0.8, latency=0.0)
     _serve(router, 1500, prefs)
