@@ -42,8 +42,6 @@ class Pending:
     """The quality the policy predicted for the chosen model (what a change is measured by)."""
     expected_cost: float = math.nan
     """The cost predicted for the chosen model (NaN: unknown)."""
-    audited: bool = False
-    """Drawn uniformly, not by the policy (see conduit.engines._targets.AUDIT_SHARE)."""
     created: float = 0.0
     seen: set[str] = field(default_factory=set)
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -66,12 +66,6 @@ MAX_TARGETS = 64
 #: Decisions awaiting their outcome that the controller remembers (oldest dropped).
 MAX_OPEN = 100_000
 STATE_VERSION = 1
-#: Share of decisions under a quality floor sent to a uniformly drawn candidate: their
-#: outcomes estimate each model's mean quality over all queries without the policy's
-#: selection bias (a model it seldom tries is tried on hard queries), the floor's base.
-AUDIT_SHARE = 0.05
-#: Audited outcomes every candidate needs before the floor is taken from them.
-AUDIT_MIN = 100
 
 
 #: The statistics replicas share through a store, per target (all additive).
@@ -171,7 +165,6 @@ class Targets:
         self.step = float(step)
         self._targets: OrderedDict[str, _Target] = OrderedDict()
         self._open: OrderedDict[str, tuple[str, float]] = OrderedDict()  # id -> target, goal
-        self._audit: dict[str, list[float]] = {}  # model -> [audited outcomes, their sum]
 
     def _get(self, prefs: Preferences, target: str) -> _Target:
         found = self._targets.get(target)
@@ -193,34 +186,11 @@ class Targets:
             return prefs.cost
         return math.exp(self._get(prefs, target).log_weight)
 
-    def audit_share(self, prefs: Preferences) -> float:
-        """The share of decisions under ``prefs`` to draw uniformly (quality floors only)."""
-        return AUDIT_SHARE if prefs.quality_floor is not None else 0.0
-
-    def audited(self, model: str, quality: float) -> None:
-        """Learn the outcome of a uniformly drawn decision."""
-        row = self._audit.setdefault(model, [0.0, 0.0])
-        row[0] += 1.0
-        row[1] += quality
-
-    def audited_best(self, models: Sequence[str]) -> float | None:
-        """The best of ``models``' audited mean quality, once each has AUDIT_MIN outcomes."""
-        rows = [self._audit.get(m, [0.0, 0.0]) for m in models]
-        if not rows or any(n < AUDIT_MIN for n, _ in rows):
-            return None
-        return max(total / n for n, total in rows)
-
     def decided(
-        self,
-        decision_id: str,
-        prefs: Preferences,
-        costs: FloatArray,
-        quality: FloatArray,
-        models: Sequence[str] = (),
+        self, decision_id: str, prefs: Preferences, costs: FloatArray, quality: FloatArray
     ) -> None:
         """Count a decision under ``prefs``; ``costs`` are the candidates' predicted costs
-        and ``quality`` their learned mean quality (NaN: not known yet); a floor is taken
-        from the candidates' (``models``) audited quality once known, else from these."""
+        and ``quality`` their learned mean quality (NaN: not known yet)."""
         target = prefs.target
         if target is None:
             return
@@ -238,8 +208,7 @@ class Targets:
         elif prefs.budget_usd is not None:
             goal = prefs.budget_usd
         elif prefs.quality_floor is not None:
-            best = self.audited_best(models)
-            goal = prefs.quality_floor * (_finite_max(quality) if best is None else best)
+            goal = prefs.quality_floor * _finite_max(quality)
         if math.isfinite(goal) and goal > 0:
             t.goal_sum += goal
             t.goal_n += 1.0
@@ -288,7 +257,6 @@ class Targets:
             "version": STATE_VERSION,
             "step": self.step,
             "targets": {k: asdict(t) for k, t in self._targets.items()},
-            "audit": {m: list(row) for m, row in self._audit.items()},
         }
 
     @staticmethod
@@ -321,20 +289,7 @@ class Targets:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Replace the controllers by saved ones; a malformed state raises ValueError."""
-        audit = state.get("audit", {})  # absent from states saved before audits
-        if not isinstance(audit, Mapping):
-            raise ValueError("target state's audit must map models to [n, sum]")
-        rows: dict[str, list[float]] = {}
-        for model, row in audit.items():
-            try:
-                n, total = (float(v) for v in row)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"audit of {model!r} is malformed: {row!r}") from exc
-            if not (math.isfinite(n) and math.isfinite(total) and 0 <= total <= n):
-                raise ValueError(f"audit of {model!r} is out of range: {row!r}")
-            rows[str(model)] = [n, total]
         self._targets = self._parse(state)
-        self._audit = rows
         self._open.clear()
 
     def merge(self, state: Mapping[str, Any]) -> None:

@@ -9,7 +9,6 @@ keeps them, so feedback never recomputes them.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import secrets
@@ -318,7 +317,6 @@ class Router:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
         self._targets = Targets()
-        self._audit_rng = np.random.default_rng(None if seed is None else seed + 104_723)
         if not isinstance(drift_detection, (bool, DriftDetector)):
             raise ConfigurationError(
                 f"drift_detection must be a bool or a DriftDetector, got {drift_detection!r}"
@@ -595,14 +593,6 @@ class Router:
             choice = self._bandit.choose(
                 x, cands, penalty, quality_weight=prefs.quality, cost_share=cost_share
             )
-            audit = self._targets.audit_share(prefs)
-            audited = bool(audit) and self._audit_rng.random() < audit
-            if audit:  # a uniform draw for a share of decisions (see _targets.AUDIT_SHARE)
-                drawn = int(self._audit_rng.integers(len(cands))) if audited else choice.index
-                same = (1.0 - audit) * choice.propensity if drawn == choice.index else 0.0
-                choice = dataclasses.replace(
-                    choice, index=drawn, propensity=same + audit / len(cands)
-                )
             model = models[cands[choice.index]]
             self._outcomes.add(model, decisions=1.0)
             phase = self._phase()
@@ -613,13 +603,7 @@ class Router:
                 # optimistic: a strong model seldom chosen is learned low (chosen on hard
                 # queries, few samples); its upper bound keeps a quality floor from sinking
                 upper = np.asarray(choice.mean) + np.abs(np.asarray(choice.deviation))
-                self._targets.decided(
-                    decision_id,
-                    prefs,
-                    costs,
-                    np.minimum(upper, 1.0),
-                    [models[i] for i in cands],
-                )
+                self._targets.decided(decision_id, prefs, costs, np.minimum(upper, 1.0))
         j = choice.index
         self._pending.add(
             decision_id,
@@ -629,7 +613,6 @@ class Router:
                 tokens=tokens,
                 expected_quality=float(choice.mean[j]),
                 expected_cost=float(costs[j]),
-                audited=audited,
             ),
         )
         # Exploring: without its exploration term (or sampled noise) the chosen model would
@@ -733,8 +716,6 @@ class Router:
                 assert pending.features is not None  # features are dropped only after quality
                 self._bandit.update(pending.model, pending.features, q)
                 self._outcomes.add(pending.model, quality_n=1.0, quality_sum=q)
-                if pending.audited:
-                    self._targets.audited(pending.model, q)
             if "cost" in new:
                 self._outcomes.record_cost(pending.model, values["cost"], pending.tokens)
             if "latency" in new:

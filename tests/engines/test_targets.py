@@ -243,37 +243,3 @@ def test_replay_cli_routes_under_a_target_and_reports_goal_against_realised(
     assert "target quality_floor=0.9: goal quality" in capsys.readouterr().out
     assert main([*args, "--budget", "0.2", "--quality-floor", "0.9"]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
-
-
-def test_a_floor_is_taken_from_uniformly_audited_outcomes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A share of the decisions under a floor is drawn uniformly; once every candidate has
-    enough of those, the floor is a fraction of the best audited mean, not of the policy's
-    optimistic bound (which overshot: the true best here is 0.9)."""
-    from conduit.engines import _targets
-
-    monkeypatch.setattr(_targets, "AUDIT_MIN", 20)  # 100 by default: a short stream here
-    AUDIT_MIN, AUDIT_SHARE = 20, _targets.AUDIT_SHARE
-    router = _router()
-    prefs = Preferences(quality_floor=0.8, latency=0.0)
-    _serve(router, 1500, prefs)
-    audit = router._targets.state_dict()["audit"]
-    n = sum(row[0] for row in audit.values())
-    assert n == pytest.approx(1500 * AUDIT_SHARE, rel=0.3)
-    assert all(row[0] >= AUDIT_MIN for row in audit.values())
-    assert router._targets.audited_best(["cheap", "dear"]) == pytest.approx(0.9)
-    t = router.stats().targets["quality_floor=0.8"]
-    assert t.realised is not None and t.realised >= 0.8 * 0.9 - 0.01
-
-
-def test_the_audit_survives_a_round_trip_and_a_bad_one_is_refused() -> None:
-    router = _router()
-    _serve(router, 800, Preferences(quality_floor=0.8, latency=0.0))
-    state = json.loads(json.dumps(router._targets.state_dict()))
-    restored = Targets()
-    restored.load_state_dict(state)
-    assert restored.state_dict()["audit"] == state["audit"]
-    for bad in ({"cheap": [1.0, 2.0]}, {"cheap": "x"}, [1, 2]):
-        with pytest.raises(ValueError, match="audit"):
-            Targets().load_state_dict({**state, "audit": bad})
