@@ -12,6 +12,7 @@ rather than learned again.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,10 @@ class Pending:
     model: str
     features: FloatArray | None
     tokens: float
+    expected_quality: float = math.nan
+    """The quality the policy predicted for the chosen model (what a change is measured by)."""
+    expected_cost: float = math.nan
+    """The cost predicted for the chosen model (NaN: unknown)."""
     created: float = 0.0
     seen: set[str] = field(default_factory=set)
 

@@ -96,6 +96,26 @@ class QualitySources:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetLine:
+    """One target's goal against what was realised, from the shared controller state.
+
+    ``goal`` and ``realised`` are mean cost per request (USD) for a budget, mean
+    quality for a quality floor; ``cost_share`` is the realised mean cost as a share
+    of the dearest candidate's; ``cost_weight`` where the controller holds the cost
+    weight now; ``met``: the realised mean within 10 % of a budget (or at most it), at
+    least a floor minus 0.01; None until both are known.
+    """
+
+    target: str
+    decisions: int
+    goal: float | None
+    realised: float | None
+    cost_share: float | None
+    cost_weight: float
+    met: bool | None
+
+
+@dataclass(frozen=True, slots=True)
 class Timeline:
     """Decisions per model in equal time bins; ``edges`` has one more entry than each row."""
 
@@ -130,6 +150,7 @@ class Summary:
     algorithm: str | None
     revision: int | None
     models: tuple[ModelLine, ...]
+    targets: tuple[TargetLine, ...]
     total_decisions: int
     total_feedback: int
     total_cost: float
@@ -201,6 +222,7 @@ def summarize(
         algorithm=None if state is None else str(state["algorithm"]),
         revision=None if state is None else int(state["revision"]),
         models=models,
+        targets=_target_lines(state),
         total_decisions=sum(m.decisions for m in models),
         total_feedback=sum(m.feedback for m in models),
         total_cost=_total_cost(state, history),
@@ -240,6 +262,18 @@ def _quality_sources(
         judge_dropped=n("judge_garbage") + n("judge_errors") + n("judge_timeouts"),
         judge_share_of_saved=cost / saved if saved is not None and saved > 0 else None,
     )
+
+
+def _target_lines(state: dict[str, Any] | None) -> tuple[TargetLine, ...]:
+    lines = []
+    for name, t in ({} if state is None else state.get("targets", {})).items():
+        goal, realised = t["goal"], t["realised"]
+        met = None
+        if goal is not None and realised is not None:
+            floor = name.startswith("quality_floor=")
+            met = realised >= goal - 0.01 if floor else realised <= 1.10 * goal
+        lines.append(TargetLine(**t, met=met))
+    return tuple(lines)
 
 
 def _explanation(record: HistoryRecord) -> Explanation | None:
@@ -435,6 +469,21 @@ def format_summary(summary: Summary) -> str:
             f"{_num(m.mean_quality, '.3f'):>7} {_num(m.mean_cost, '.6f', '$'):>10} "
             f"{_num(m.mean_latency, '.2f'):>7}"
         )
+    if s.targets:
+        lines += [
+            "",
+            f"  {'target':<24} {'decisions':>9} {'goal':>10} {'realised':>10} "
+            f"{'cost share':>10} {'cost weight':>11}  met",
+        ]
+        for t in s.targets:
+            usd = not t.target.startswith("quality_floor=")
+            spec, prefix = (".6f", "$") if usd else (".3f", "")
+            met = "-" if t.met is None else "yes" if t.met else "no"
+            lines.append(
+                f"  {t.target:<24} {t.decisions:>9} {_num(t.goal, spec, prefix):>10} "
+                f"{_num(t.realised, spec, prefix):>10} {_num(t.cost_share, '.1%'):>10} "
+                f"{_num(t.cost_weight, '.4g'):>11}  {met}"
+            )
     lines.append("")
     if s.savings is None:
         lines.append(f"savings: not yet ({s.savings_note})")

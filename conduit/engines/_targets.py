@@ -21,8 +21,14 @@ Sum of the errors over T outcomes is ``Δ log w / step``: once the weight settle
 the realised mean tracks the goal to within that over T.
 
 The state (per target: the log weight and additive sums of goals, costs and
-qualities) is plain JSON, part of the router's learned state. Across replicas the
-sums add; the log weights are combined as a decision-weighted mean (:meth:`merge`).
+qualities) is plain JSON, part of the router's learned state. Replicas sharing a
+state store exchange it as additive deltas like the policy's statistics
+(:meth:`Targets.sums`, :meth:`Targets.merge_sums`): every sum adds, and so do the
+controller's steps (the log weight minus its start), so the shared weight is the
+start plus every replica's steps, as if one controller had seen all the outcomes
+(dual ascent's updates add). The moving average of the dearest cost is each
+replica's own (a scale, re-estimated within about 100 decisions). Two saved states
+fold together with :meth:`Targets.merge` (sums add, log weights averaged by decisions).
 """
 
 from __future__ import annotations
@@ -39,7 +45,15 @@ from conduit import _validate
 from conduit.engines.bandits.base import FloatArray
 from conduit.types import Preferences, TargetStats
 
-__all__ = ["MAX_WEIGHT", "MIN_WEIGHT", "TARGET_STEP", "Targets"]
+__all__ = [
+    "MAX_WEIGHT",
+    "MIN_WEIGHT",
+    "SHARED",
+    "TARGET_STEP",
+    "Targets",
+    "target_stats",
+    "target_view",
+]
 
 #: Step of the dual update on the log cost weight, per outcome (errors are in [-1, 1]).
 TARGET_STEP = 0.05
@@ -54,11 +68,30 @@ MAX_OPEN = 100_000
 STATE_VERSION = 1
 
 
+#: The statistics replicas share through a store, per target (all additive).
+SHARED = (
+    "steps",
+    "decisions",
+    "reference_sum",
+    "reference_n",
+    "goal_sum",
+    "goal_n",
+    "cost_sum",
+    "cost_n",
+    "quality_sum",
+    "quality_n",
+)
+#: Where a controller starts when it is first met in another replica's statistics.
+_DEFAULT_START = math.log(Preferences().cost)
+_NOT_SUMS = ("log_weight", "log_start", "reference_recent")
+
+
 @dataclass(slots=True)
 class _Target:
     """One target's controller: its log cost weight and additive running sums."""
 
     log_weight: float
+    log_start: float = _DEFAULT_START  # the log weight it started from (steps = the rest)
     decisions: float = 0.0
     reference_sum: float = 0.0  # the dearest candidate's predicted cost, where known
     reference_n: float = 0.0
@@ -84,6 +117,32 @@ def _kind(target: str) -> str:
 def _finite_max(values: FloatArray) -> float:
     known = values[np.isfinite(values)]
     return float(known.max()) if known.size else math.nan
+
+
+def target_stats(target: str, sums: Mapping[str, float], weight: float) -> TargetStats:
+    """A target's goal against what was realised, from its sums, at cost weight ``weight``."""
+
+    def mean(total: str, n: str) -> float | None:
+        return sums.get(total, 0.0) / sums[n] if sums.get(n) else None
+
+    cost, quality = mean("cost_sum", "cost_n"), mean("quality_sum", "quality_n")
+    reference = mean("reference_sum", "reference_n")
+    return TargetStats(
+        target=target,
+        decisions=int(sums.get("decisions", 0.0)),
+        goal=mean("goal_sum", "goal_n"),
+        realised=quality if _kind(target) == "quality_floor" else cost,
+        cost_share=None if cost is None or not reference else cost / reference,
+        cost_weight=weight,
+    )
+
+
+def target_view(target: str, sums: Mapping[str, float]) -> dict[str, Any]:
+    """:func:`target_stats` as JSON, from a store's shared sums (:data:`SHARED`): the
+    weight is the default start plus every replica's steps, clipped to the range."""
+    log_weight = _DEFAULT_START + sums.get("steps", 0.0)
+    weight = math.exp(min(max(log_weight, math.log(MIN_WEIGHT)), math.log(MAX_WEIGHT)))
+    return target_stats(target, sums, weight).model_dump()
 
 
 class Targets:
@@ -113,7 +172,9 @@ class Targets:
         found = self._targets.get(target)
         if found is None:
             start = min(max(prefs.cost, MIN_WEIGHT), MAX_WEIGHT)
-            found = self._targets[target] = _Target(log_weight=math.log(start))
+            found = self._targets[target] = _Target(
+                log_weight=math.log(start), log_start=math.log(start)
+            )
         return found
 
     def weight(self, prefs: Preferences) -> float:
@@ -181,21 +242,10 @@ class Targets:
         )
 
     def stats(self) -> dict[str, TargetStats]:
-        out: dict[str, TargetStats] = {}
-        for target, t in self._targets.items():
-            budget = _kind(target) != "quality_floor"
-            cost = t.cost_sum / t.cost_n if t.cost_n else None
-            quality = t.quality_sum / t.quality_n if t.quality_n else None
-            reference = t.reference()
-            out[target] = TargetStats(
-                target=target,
-                decisions=int(t.decisions),
-                goal=t.goal(),
-                realised=cost if budget else quality,
-                cost_share=None if cost is None or not reference else cost / reference,
-                cost_weight=math.exp(t.log_weight),
-            )
-        return out
+        return {
+            target: target_stats(target, asdict(t), math.exp(t.log_weight))
+            for target, t in self._targets.items()
+        }
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -220,8 +270,11 @@ class Targets:
                 "quality_floor",
             ):
                 raise ValueError(f"unknown target {key!r}")
-            t = _Target(**{k: float(v) for k, v in dict(fields).items()})
-            sums = [v for k, v in asdict(t).items() if k != "log_weight"]
+            try:
+                t = _Target(**{k: float(v) for k, v in dict(fields).items()})
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"target {key!r} has malformed fields: {exc}") from exc
+            sums = [v for k, v in asdict(t).items() if k not in ("log_weight", "log_start")]
             low, high = math.log(MIN_WEIGHT), math.log(MAX_WEIGHT)
             if not all(math.isfinite(v) and v >= 0 for v in sums) or not (
                 low - 1e-9 <= t.log_weight <= high + 1e-9
@@ -250,5 +303,44 @@ class Targets:
                     mine.log_weight * mine.decisions + other.log_weight * other.decisions
                 ) / total
             for name in asdict(mine):
-                if name != "log_weight":
+                if name not in ("log_weight", "log_start"):
                     setattr(mine, name, getattr(mine, name) + getattr(other, name))
+
+    # -- sharing through a store: additive deltas --------------------------------------------
+    def sums(self) -> dict[str, dict[str, float]]:
+        """Every controller's shared statistics (:data:`SHARED`), all additive."""
+        out: dict[str, dict[str, float]] = {}
+        for key, t in self._targets.items():
+            fields = asdict(t)
+            out[key] = {k: float(fields[k]) for k in SHARED if k != "steps"}
+            out[key]["steps"] = t.log_weight - t.log_start
+        return out
+
+    def merge_sums(self, delta: Mapping[str, Mapping[str, float]]) -> None:
+        """Add what other replicas' controllers learned (from :meth:`sums` differences);
+        a malformed delta raises ValueError and changes nothing."""
+        checked: list[tuple[str, dict[str, float]]] = []
+        for key, row in delta.items():
+            if not isinstance(key, str) or _kind(key) not in (
+                "budget",
+                "budget_usd",
+                "quality_floor",
+            ):
+                raise ValueError(f"unknown target {key!r}")
+            if not isinstance(row, Mapping) or set(row) != set(SHARED):
+                raise ValueError(f"target {key!r} delta must have keys {sorted(SHARED)}")
+            values = {k: float(v) for k, v in row.items()}
+            if not all(math.isfinite(v) for v in values.values()):
+                raise ValueError(f"target {key!r} delta is not finite")
+            checked.append((key, values))
+        low, high = math.log(MIN_WEIGHT), math.log(MAX_WEIGHT)
+        for key, values in checked:
+            t = self._targets.get(key)
+            if t is None:
+                t = self._targets[key] = _Target(log_weight=_DEFAULT_START)
+            for name, value in values.items():
+                if name == "steps":
+                    # clipped like a local step (the clip is then part of the next delta)
+                    t.log_weight = min(max(t.log_weight + value, low), high)
+                else:
+                    setattr(t, name, max(getattr(t, name) + value, 0.0))

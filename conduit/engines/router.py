@@ -28,6 +28,8 @@ from conduit._counters import KEY as COUNTERS_KEY
 from conduit._counters import PART as COUNTERS_PART
 from conduit._counters import SOURCES, Counters
 from conduit._pending import Pending, PendingDecisions
+from conduit.engines._drift import KEEP as KEEP_AFTER_CHANGE
+from conduit.engines._drift import DriftDetector, keep_factor
 from conduit.engines._targets import Targets
 from conduit.engines.bandits import ALGORITHMS, Bandit, make_bandit
 from conduit.engines.bandits.base import FloatArray
@@ -231,6 +233,7 @@ class Router:
         sync_interval: float = 5.0,
         max_explanations: int = 1000,
         preferences: Preferences | str | None = None,
+        drift_detection: bool | DriftDetector = True,
     ) -> None:
         if isinstance(models, str) or not isinstance(models, Iterable):
             raise ConfigurationError("models must be a list of model names")
@@ -299,6 +302,13 @@ class Router:
         self._targets = Targets()
         #: where quality labels came from and what judging cost (stored with the learning)
         self.counters = Counters()
+        if not isinstance(drift_detection, (bool, DriftDetector)):
+            raise ConfigurationError(
+                f"drift_detection must be a bool or a DriftDetector, got {drift_detection!r}"
+            )
+        if drift_detection is True:
+            drift_detection = DriftDetector()
+        self._drift: DriftDetector | None = drift_detection or None
         self._pending = PendingDecisions(ttl=pending_ttl, maxsize=max_pending)
         # Seeds the confidence's draws, with a decision counter (see _Reasons.sample).
         self._sample_seed = secrets.randbits(64) if seed is None else seed + 7919
@@ -315,6 +325,8 @@ class Router:
             self._outcomes.add_model(
                 model, _as_price(model, price_map[model]) if model in price_map else None
             )
+            if self._drift is not None:
+                self._drift.add_model(model)
         self.state_path = Path(state_path) if state_path is not None else None
         self.autosave_every = int(autosave_every)
         self._since_save = 0
@@ -380,10 +392,14 @@ class Router:
 
         with self._lock:
             sums = as_sums(self._bandit.stats(), self._outcomes.stats())
-        sums[COUNTERS_PART] = {
-            COUNTERS_KEY: {k: np.array(v) for k, v in self.counters.snapshot().items()}
-        }
-        return sums
+            sums["targets"] = {
+                t: {k: np.array(v) for k, v in row.items()}
+                for t, row in self._targets.sums().items()
+            }
+            sums[COUNTERS_PART] = {
+                COUNTERS_KEY: {k: np.array(v) for k, v in self.counters.snapshot().items()}
+            }
+            return sums
 
     def merge_delta(self, delta: Sums) -> None:
         """Add statistics learned elsewhere; models this router does not route to are ignored."""
@@ -397,9 +413,18 @@ class Router:
                     if a in arms
                 }
             )
-        counted = delta.get(COUNTERS_PART, {}).get(COUNTERS_KEY)
-        if counted:
-            self.counters.merge({k: float(v) for k, v in counted.items()})
+            try:
+                self._targets.merge_sums(
+                    {
+                        t: {k: float(v) for k, v in s.items()}
+                        for t, s in delta.get("targets", {}).items()
+                    }
+                )
+            except ValueError as exc:
+                raise StateError(f"shared target statistics are malformed: {exc}") from exc
+            counted = delta.get(COUNTERS_PART, {}).get(COUNTERS_KEY)
+            if counted:
+                self.counters.merge({k: float(v) for k, v in counted.items()})
 
     def count(self, name: str, amount: float = 1.0) -> None:
         """Add to one of :data:`conduit._counters.COUNTERS` (judge calls, cost, ...): kept
@@ -422,6 +447,8 @@ class Router:
             converted = _as_price(model, price) if price is not None else None
             self._bandit.add_arm(model)
             self._outcomes.add_model(model, converted)
+            if self._drift is not None:
+                self._drift.add_model(model)
 
     def remove_model(self, model: str) -> None:
         """Stop routing to ``model`` and forget it; the others keep what they learned."""
@@ -432,6 +459,8 @@ class Router:
                 raise ConfigurationError("cannot remove the last model")
             self._bandit.remove_arm(model)
             self._outcomes.remove_model(model)
+            if self._drift is not None:
+                self._drift.remove_model(model)
 
     def set_price(self, model: str, price: PriceLike) -> None:
         with self._lock:
@@ -571,10 +600,19 @@ class Router:
                 # queries, few samples); its upper bound keeps a quality floor from sinking
                 upper = np.asarray(choice.mean) + np.abs(np.asarray(choice.deviation))
                 self._targets.decided(decision_id, prefs, costs, np.minimum(upper, 1.0))
-        self._pending.add(decision_id, Pending(model=model, features=x, tokens=tokens))
+        j = choice.index
+        self._pending.add(
+            decision_id,
+            Pending(
+                model=model,
+                features=x,
+                tokens=tokens,
+                expected_quality=float(choice.mean[j]),
+                expected_cost=float(costs[j]),
+            ),
+        )
         # Exploring: without its exploration term (or sampled noise) the chosen model would
         # not be (among) the best.
-        j = choice.index
         greedy = choice.utility - prefs.quality * choice.deviation
         exploit = j if greedy[j] >= greedy.max() - 1e-12 else int(np.argmax(greedy))
         reasons = _Reasons(
@@ -683,6 +721,8 @@ class Router:
                 self._outcomes.record_cost(pending.model, values["cost"], pending.tokens)
             if "latency" in new:
                 self._outcomes.add(pending.model, latency_n=1.0, latency_sum=values["latency"])
+            if self._drift is not None:
+                self._watch(pending, values, new)
             if "quality" in new or "cost" in new:
                 self._targets.observe(
                     decision_id,
@@ -697,6 +737,57 @@ class Router:
             self.store_sync.record_outcome(decision_id, pending.model, {k: values[k] for k in new})
         self._maybe_autosave()
         return frozenset(new)
+
+    def _watch(self, pending: Pending, values: Mapping[str, float], new: set[str]) -> None:
+        """Feed the change detector; on a detected change, forget what no longer holds."""
+        assert self._drift is not None
+        model = pending.model
+        residuals: dict[str, float] = {}
+        if "quality" in new:
+            residuals["quality"] = values["quality"] - pending.expected_quality
+        expected = pending.expected_cost
+        if "cost" in new and expected > 0:  # NaN (unknown) compares False
+            floor = 0.01 * expected  # a free answer reads as 1/100 of the price, not -inf
+            residuals["cost"] = math.log((values["cost"] + floor) / (expected + floor))
+        for stream, residual in residuals.items():
+            change = self._drift.observe(model, stream, residual)
+            if change is not None and self.store_sync is not None:
+                # a local forget would be undone by the next sync (the global sums only add)
+                logger.warning(
+                    "%s of %s changed; with a shared state store its statistics are kept",
+                    stream,
+                    model,
+                )
+            elif change is not None:
+                self._forget(model, stream)
+                logger.info(
+                    "%s of %s changed (%s); its learned %s statistics were discounted to %g "
+                    "outcomes' worth",
+                    stream,
+                    model,
+                    "up" if change.direction > 0 else "down",
+                    stream,
+                    KEEP_AFTER_CHANGE[stream],
+                )
+
+    def _forget(self, model: str, stream: str) -> None:
+        """Scale ``model``'s learned statistics of ``stream`` down to a weak prior."""
+        if stream == "quality":
+            n = float(self._bandit.feedback_counts()[self._bandit.arm_index(model)])
+            factor = keep_factor(n, KEEP_AFTER_CHANGE[stream])
+            stats = self._bandit.stats()[model]
+            self._bandit.merge({model: {k: (factor - 1.0) * v for k, v in stats.items()}})
+            keys: tuple[str, ...] = ("quality_n", "quality_sum")
+        else:
+            keys = ("cost_n", "cost_sum", "cost_tokens", "cost_tokens2", "cost_cross")
+        sums = self._outcomes.stats()[model]
+        factor = keep_factor(sums[keys[0]], KEEP_AFTER_CHANGE[stream])
+        self._outcomes.add(model, **{k: (factor - 1.0) * sums[k] for k in keys})
+
+    @property
+    def drift(self) -> DriftDetector | None:
+        """The change detector (None when ``drift_detection=False``)."""
+        return self._drift
 
     async def update(
         self,
@@ -755,6 +846,7 @@ class Router:
                 "outcomes": self._outcomes.state_dict(),
                 "targets": self._targets.state_dict(),
                 "counters": self.counters.snapshot(),
+                **({"drift": self._drift.state_dict()} if self._drift is not None else {}),
             }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -800,14 +892,22 @@ class Router:
                 targets.load_state_dict(state["targets"])
             except (TypeError, ValueError) as exc:
                 raise StateError(f"state's target controllers are malformed: {exc}") from exc
+        counters = Counters()
         counted = state.get("counters")  # absent from states saved before counters existed
         if counted is not None and not isinstance(counted, Mapping):
             raise StateError("state's counters are malformed: not a mapping")
         try:
             if counted is not None:
-                self.counters.load(counted)
+                counters.load(counted)
         except (TypeError, ValueError) as exc:
             raise StateError(f"state's counters are malformed: {exc}") from exc
+        drift = None
+        if self._drift is not None:
+            drift = DriftDetector(**self._drift.params())
+            for model in self.models:
+                drift.add_model(model)
+            if "drift" in state:  # absent from states saved before change detection existed
+                drift.load_state_dict(state["drift"])
         with self._lock:
             # The models given win: learning of those still present is kept, new ones start
             # fresh, models no longer given are dropped.
@@ -831,6 +931,8 @@ class Router:
                     ", ".join(dropped) or "-",
                 )
             self._targets = targets
+            self._drift = drift
+            self.counters = counters
             prices = dict(self._outcomes.prices)
             self._bandit, self._outcomes = bandit, outcomes
             for model, price in prices.items():

@@ -57,11 +57,12 @@ __all__ = [
 
 #: ``payload["kind"]`` of a store blob, so a file state or a foreign JSON is not taken for one.
 KIND = "conduit-store-state"
-#: The groups of statistics in a snapshot: the policy's and the router's outcome sums, and
-#: the router's counters (:mod:`conduit._counters`: quality labels by source, judge cost;
-#: absent from states stored before they existed).
-PARTS = ("bandit", "outcomes", "counters")
-_OPTIONAL_PARTS = frozenset({"counters"})
+#: The groups of statistics in a snapshot: the policy's and the router's outcome sums, the
+#: router's counters (:mod:`conduit._counters`: quality labels by source, judge cost) and
+#: the target controllers' (keyed by target, e.g. ``budget=0.2``). The last two are absent
+#: from states stored before they existed, which read as having none.
+PARTS = ("bandit", "outcomes", "counters", "targets")
+_OPTIONAL_PARTS = frozenset({"counters", "targets"})
 #: Replicas not heard from for this long are dropped from the de-duplication table.
 REPLICA_TTL = 30 * 24 * 3600.0
 #: Statistics that count events: never negative, and never fewer than a replica added.
@@ -162,7 +163,7 @@ class Snapshot:
         ):
             found = sorted(map(str, sums)) if isinstance(sums, dict) else type(sums).__name__
             raise StateError(f"{where} has statistics for {found}, expected {list(PARTS)}")
-        sums = {"counters": {}, **sums}
+        sums = {"counters": {}, "targets": {}, **sums}
         meta_json = payload.get("meta")
         if isinstance(meta_json, dict) and set(meta_json) - _META_KEYS:
             raise StateError(
@@ -237,7 +238,25 @@ class Snapshot:
             "counters": {
                 k: float(np.sum(v)) for k, v in self.sums.get("counters", {}).get("*", {}).items()
             },
+            "targets": target_summary(
+                {
+                    t: {k: float(np.sum(x)) for k, x in stats.items()}
+                    for t, stats in self.sums.get("targets", {}).items()
+                }
+            ),
         }
+
+
+def target_summary(sums: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """Per target, from its shared sums: goal, realised mean, cost weight and decisions.
+
+    A budget's goal and realised value are mean cost per request (USD); a quality
+    floor's, mean quality. The cost weight is the shared controller's, from its start
+    at the default cost weight.
+    """
+    from conduit.engines._targets import target_view
+
+    return {t: target_view(t, v) for t, v in sums.items()}
 
 
 def _check_stats(arrays: Mapping[str, FloatArray], part: str, dim: int, where: str) -> None:
@@ -253,7 +272,7 @@ def _check_stats(arrays: Mapping[str, FloatArray], part: str, dim: int, where: s
             raise StateError(f"{where} are negative ({key})")
         if part == "counters" and np.any(value < 0):
             raise StateError(f"{where} are negative ({key})")
-        if part in ("outcomes", "counters") and value.ndim != 0:
+        if part in ("outcomes", "counters", "targets") and value.ndim != 0:
             raise StateError(f"{where}: {key} must be a number, has shape {value.shape}")
         if part == "bandit" and any(n != dim for n in value.shape):
             raise StateError(

@@ -170,6 +170,11 @@ def _show(args: argparse.Namespace) -> int:
                 f"{_fmt(m['mean_quality'], '.3f'):>8} {_fmt(m['mean_cost'], '.6f'):>10} "
                 f"{_fmt(m['mean_latency'], '.3f'):>8}"
             )
+        for name, t in summary["targets"].items():
+            print(
+                f"  target {name}: {t['decisions']} decisions, goal {_fmt(t['goal'], '.6g')}, "
+                f"realised {_fmt(t['realised'], '.6g')}, cost weight {t['cost_weight']:.4g}"
+            )
         for r in history:
             print(f"  {r['decision_id']} {r['model']} quality={r['quality']} cost={r['cost']}")
         return 0

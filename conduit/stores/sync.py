@@ -382,7 +382,8 @@ class StoreSync:
         # What others learned, model by model; a model whose counts in the store are below
         # this router's is not merged (its learning never goes backwards) and its base
         # stays this router's, so the next delta is only what is learned meanwhile.
-        arms = _arms(before)
+        # Models are this router's; targets are every target any replica steered.
+        arms = [*_arms(before), *snapshot.sums.get("targets", {})]
         change = subtract_sums(snapshot.sums, before, arms=arms)
         merged: Sums = {}
         for part, models in change.items():

@@ -298,6 +298,28 @@
       " bad outputs)";
   }
 
+  // -- targets: budgets and quality floors, goal against realised ----------------------------
+  function targets(data) {
+    const rows = data.targets || [];
+    document.getElementById("targets-panel").hidden = rows.length === 0;
+    const body = document.querySelector("#targets tbody");
+    clear(body);
+    for (const t of rows) {
+      const floor = t.target.startsWith("quality_floor=");
+      const value = (v) => floor ? num(v, 3) : money(v, 6);
+      const tr = html("tr");
+      tr.dataset.target = t.target;
+      tr.appendChild(html("td", t.target));
+      tr.appendChild(html("td", String(t.decisions), "num"));
+      tr.appendChild(html("td", value(t.goal), "num"));
+      tr.appendChild(html("td", value(t.realised), "num"));
+      tr.appendChild(html("td", pct(t.cost_share), "num"));
+      tr.appendChild(html("td", Number(t.cost_weight).toPrecision(3), "num"));
+      tr.appendChild(html("td", t.met === null ? "–" : (t.met ? "yes" : "no")));
+      body.appendChild(tr);
+    }
+  }
+
   // -- recent decisions --------------------------------------------------------------------
   function recent(data) {
     const body = document.querySelector("#recent tbody");
@@ -356,6 +378,7 @@
     qualitySources(data);
     bars("chart-preference", data.by_preference);
     bars("chart-kind", data.by_kind);
+    targets(data);
     recent(data);
   }
 
