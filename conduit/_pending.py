@@ -46,8 +46,6 @@ class Pending:
     tokens: float
     expected_quality: float = math.nan
     """The quality the policy predicted for the chosen model (what a change is measured by)."""
-    expected_cost: float = math.nan
-    """The cost predicted for the chosen model (NaN: unknown)."""
     created: float = 0.0
     seen: set[str] = field(default_factory=set)
 

@@ -112,11 +112,7 @@ class OutcomeStats:
         Where every observation had the same length, or the fit slopes down, the
         prediction is the mean observed cost.
         """
-        s = self._sums
-        n, c, t, tt, ct = (
-            s[:, KEYS.index(k)].copy()
-            for k in ("cost_n", "cost_sum", "cost_tokens", "cost_tokens2", "cost_cross")
-        )
+        n, c, t, tt, ct = self._cost_sums()
         for model, price in self.prices.items():
             i = self._index[model]
             low, high = price.predict(0.0), price.predict(_KTOK)
@@ -125,16 +121,22 @@ class OutcomeStats:
             t[i] += 1.0
             tt[i] += 1.0
             ct[i] += high
-        x = tokens / _KTOK
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = c / n
-            det = n * tt - t * t
-            rate = (n * ct - t * c) / det
-            fixed = (c - rate * t) / n
-            fitted = fixed + rate * x
-        flat = ~(det > 1e-12 * np.maximum(n * n, 1.0)) | ~(rate >= 0)
-        predicted = np.where(flat, mean, np.maximum(fitted, 0.0))
-        return np.where(n > 0, predicted, np.nan)
+        return _fit_costs(n, c, t, tt, ct, tokens)
+
+    def observed_cost(self, model: str, tokens: float) -> float:
+        """``model``'s predicted cost for ``tokens`` from its observed costs alone (no list
+        price; NaN before any): what change detection compares a new cost with, so the
+        list price's pull, fading as observations come in, does not read as a change."""
+        i = self._row(model)
+        n, c, t, tt, ct = (a[i : i + 1] for a in self._cost_sums())
+        return float(_fit_costs(n, c, t, tt, ct, tokens)[0])
+
+    def _cost_sums(self) -> tuple[FloatArray, ...]:
+        s = self._sums
+        return tuple(
+            s[:, KEYS.index(k)].copy()
+            for k in ("cost_n", "cost_sum", "cost_tokens", "cost_tokens2", "cost_cross")
+        )
 
     def mean(self, key: str) -> FloatArray:
         """Mean quality, cost or latency per model (NaN where nothing was observed)."""
@@ -208,3 +210,20 @@ class OutcomeStats:
         self._index = {m: i for i, m in enumerate(models)}
         self._sums = sums.copy()
         self.prices = prices
+
+
+def _fit_costs(
+    n: FloatArray, c: FloatArray, t: FloatArray, tt: FloatArray, ct: FloatArray, tokens: float
+) -> FloatArray:
+    """``fixed + rate * prompt_tokens`` by least squares from the sums (see
+    :meth:`OutcomeStats.predicted_costs`), the mean where the fit is flat or slopes down."""
+    x = tokens / _KTOK
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = c / n
+        det = n * tt - t * t
+        rate = (n * ct - t * c) / det
+        fixed = (c - rate * t) / n
+        fitted = fixed + rate * x
+    flat = ~(det > 1e-12 * np.maximum(n * n, 1.0)) | ~(rate >= 0)
+    predicted = np.where(flat, mean, np.maximum(fitted, 0.0))
+    return np.where(n > 0, predicted, np.nan)

@@ -608,7 +608,6 @@ class Router:
                 features=x,
                 tokens=tokens,
                 expected_quality=float(choice.mean[j]),
-                expected_cost=float(costs[j]),
             ),
         )
         # Exploring: without its exploration term (or sampled noise) the chosen model would
@@ -717,12 +716,15 @@ class Router:
                 assert pending.features is not None  # features are dropped only after quality
                 self._bandit.update(pending.model, pending.features, q)
                 self._outcomes.add(pending.model, quality_n=1.0, quality_sum=q)
+            expected_cost = math.nan
             if "cost" in new:
+                if self._drift is not None:  # before this cost joins the sums
+                    expected_cost = self._outcomes.observed_cost(pending.model, pending.tokens)
                 self._outcomes.record_cost(pending.model, values["cost"], pending.tokens)
             if "latency" in new:
                 self._outcomes.add(pending.model, latency_n=1.0, latency_sum=values["latency"])
             if self._drift is not None:
-                self._watch(pending, values, new)
+                self._watch(pending, values, new, expected_cost)
             if "quality" in new or "cost" in new:
                 self._targets.observe(
                     decision_id,
@@ -738,14 +740,18 @@ class Router:
         self._maybe_autosave()
         return frozenset(new)
 
-    def _watch(self, pending: Pending, values: Mapping[str, float], new: set[str]) -> None:
-        """Feed the change detector; on a detected change, forget what no longer holds."""
+    def _watch(
+        self, pending: Pending, values: Mapping[str, float], new: set[str], expected_cost: float
+    ) -> None:
+        """Feed the change detector (quality against the policy's prediction at decision
+        time, cost against the model's observed costs so far); on a detected change, forget
+        what no longer holds."""
         assert self._drift is not None
         model = pending.model
         residuals: dict[str, float] = {}
         if "quality" in new:
             residuals["quality"] = values["quality"] - pending.expected_quality
-        expected = pending.expected_cost
+        expected = expected_cost
         if "cost" in new and expected > 0:  # NaN (unknown) compares False
             floor = 0.01 * expected  # a free answer reads as 1/100 of the price, not -inf
             residuals["cost"] = math.log((values["cost"] + floor) / (expected + floor))
