@@ -33,10 +33,10 @@ from typing import Any
 import _common  # noqa: F401  (the offline environment)
 import numpy as np
 
+from conduit._types import Preferences
 from conduit.engines.router import Router
 from conduit.replay import load, shipped_log
-from conduit.replay.loop import DEFAULT_ALGORITHM, ReplayData
-from conduit.types import Preferences
+from conduit.replay._loop import DEFAULT_ALGORITHM, ReplayData
 
 LOGS = ("routerbench-arc-winogrande.jsonl.gz", "routellm-mmlu.jsonl.gz")
 MODEL7 = "/work/shared/datasets/model7-mixed.jsonl.gz"

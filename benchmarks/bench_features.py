@@ -32,13 +32,13 @@ from typing import Any
 
 from _common import percentile
 
-from conduit.engines.features.extractor import (
+from conduit._errors import MissingDependencyError
+from conduit.engines.features._extractor import (
     DEFAULT_MODEL,
     Backend,
     FeatureExtractor,
     make_embedder,
 )
-from conduit.errors import MissingDependencyError
 
 BACKENDS: tuple[Backend, ...] = ("static", "onnx", "sentence-transformers", "hashing")
 LIBRARIES = ("numpy", "onnxruntime", "tokenizers", "torch", "sentence-transformers", "transformers")

@@ -3,7 +3,7 @@
     python benchmarks/bench_judge.py [--seeds 0 1 2] [--json OUT] [--limit N]
 
 The engine replay (not LiteLLM: the judge's grade in the simulator is the logged
-quality, so the engine replay with :class:`conduit.replay.loop.Labels` is the same
+quality, so the engine replay with :class:`conduit.replay._loop.Labels` is the same
 learning problem, a hundred times faster on this machine) on the shipped RouterBench
 log, seeds 0-2, balanced preference, the default policy. Each row labels a share of
 decisions, uniformly or where the router is unsure (:class:`conduit.judge.Sampler`),
@@ -34,11 +34,11 @@ from dataclasses import dataclass
 import _common  # also the offline environment
 import numpy as np
 
+from conduit._types import Preferences
 from conduit.judge import grade_messages
 from conduit.replay import load, shipped_log
-from conduit.replay.loop import ALL_LABELS, DEFAULT_ALGORITHM, Labels, _replay_once, baselines
-from conduit.simulator.catalog import ANSWER_TEMPLATE, Catalog, count_tokens
-from conduit.types import Preferences
+from conduit.replay._loop import ALL_LABELS, DEFAULT_ALGORITHM, Labels, _replay_once, baselines
+from conduit.simulator._catalog import ANSWER_TEMPLATE, Catalog, count_tokens
 
 ROUTERBENCH = "routerbench-arc-winogrande.jsonl.gz"
 JUDGE = "gpt-4-1106-preview"

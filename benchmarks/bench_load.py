@@ -42,8 +42,8 @@ from _common import messages, percentile
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 from litellm.router import Router as LiteLLMRouter
 
-from conduit.engines.features.extractor import FeatureExtractor, make_embedder
-from conduit.errors import ConduitError
+from conduit._errors import ConduitError
+from conduit.engines.features._extractor import FeatureExtractor, make_embedder
 from conduit.replay.log import read_log, shipped_log
 from conduit.simulator import Simulator, quality_of
 from conduit.stores import open_store

@@ -33,10 +33,10 @@ from dataclasses import replace as dc_replace
 import _common  # noqa: F401 - the offline environment
 import numpy as np
 
+from conduit._types import Preferences
 from conduit.replay import DEFAULT_ALGORITHM, ReplayData, load
+from conduit.replay._loop import _replay_once
 from conduit.replay.log import iter_log
-from conduit.replay.loop import _replay_once
-from conduit.types import Preferences
 
 MODEL7 = "/work/shared/datasets/model7-mixed.jsonl.gz"
 QUALITY = Preferences.of("quality")

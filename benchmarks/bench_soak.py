@@ -101,7 +101,7 @@ import litellm
 from _redis_server import RedisServer, free_port
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
-from conduit.errors import ConduitError
+from conduit._errors import ConduitError
 from conduit.metrics import Metrics
 from conduit.replay.log import read_log, shipped_log
 from conduit.simulator import Simulator, quality_of

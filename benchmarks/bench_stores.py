@@ -30,7 +30,7 @@ import _common  # noqa: F401 - the offline environment
 from _common import percentile
 
 from conduit import Router
-from conduit.errors import ConduitError
+from conduit._errors import ConduitError
 from conduit.replay.log import read_log, shipped_log
 from conduit.stores import open_store
 

@@ -26,9 +26,9 @@ from typing import Any
 import _common  # also the offline environment
 import numpy as np
 
+from conduit._types import Preferences
 from conduit.replay import load, shipped_log, sweep
-from conduit.replay.loop import DEFAULT_ALGORITHM, ReplayData, _replay_once
-from conduit.types import Preferences
+from conduit.replay._loop import DEFAULT_ALGORITHM, ReplayData, _replay_once
 
 LOGS = ("routellm-mmlu.jsonl.gz", "routerbench-arc-winogrande.jsonl.gz")
 BUDGETS = (0.1, 0.2, 0.5)

@@ -1,8 +1,6 @@
 """Conduit: learned LLM routing. A router that learns which model to send each query to."""
 
-from conduit.engines.bandits import ALGORITHMS
-from conduit.engines.router import Router
-from conduit.errors import (
+from conduit._errors import (
     ConduitError,
     ConfigurationError,
     DuplicateModelError,
@@ -18,7 +16,7 @@ from conduit.errors import (
     UnknownModelError,
     ValidationError,
 )
-from conduit.types import (
+from conduit._types import (
     PRESETS,
     Constraints,
     Explanation,
@@ -31,6 +29,8 @@ from conduit.types import (
     RoutingDecision,
     TargetStats,
 )
+from conduit.engines.bandits import ALGORITHMS
+from conduit.engines.router import Router
 
 __version__ = "0.1.0"
 

@@ -19,10 +19,10 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from conduit.errors import ValidationError
+from conduit._errors import ValidationError
 
 if TYPE_CHECKING:
-    from conduit.types import RouterStats
+    from conduit._types import RouterStats
 
 __all__ = [
     "COUNTERS", "KEY", "PART", "SOURCES", "Counters", "routing_saved", "source_counts"

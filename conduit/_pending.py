@@ -22,8 +22,8 @@ from typing import Any, Generic, TypeVar
 from cachetools import TTLCache
 
 from conduit import _validate
-from conduit.engines.bandits.base import FloatArray
-from conduit.errors import UnknownDecisionError
+from conduit._errors import UnknownDecisionError
+from conduit.engines.bandits._base import FloatArray
 
 __all__ = ["PARTS", "ExpiringMap", "Pending", "PendingDecisions"]
 
@@ -128,7 +128,6 @@ class PendingDecisions(ExpiringMap[str, Pending]):
         super().__init__(
             ttl=ttl, maxsize=maxsize, clock=clock, names=("pending_ttl", "max_pending")
         )
-
 
     def add(self, decision_id: str, pending: Pending) -> None:
         """Keep ``pending`` under ``decision_id``, stamped now; evict the expired and the oldest."""

@@ -1,7 +1,7 @@
 """One validator per kind of value, for constructor and function arguments.
 
 Each returns the value converted (``int`` or ``float``) or raises ``error`` (a
-:class:`~conduit.errors.ConduitError` subclass, :class:`ConfigurationError` by
+:class:`~conduit._errors.ConduitError` subclass, :class:`ConfigurationError` by
 default) with one message per kind. ``bool`` is never a number here, although
 Python makes it an ``int``.
 
@@ -10,7 +10,7 @@ Python makes it an ``int``.
 >>> number("alpha", True, low=0.0, strict_low=True)
 Traceback (most recent call last):
 ...
-conduit.errors.ConfigurationError: alpha must be a positive number, got True
+conduit._errors.ConfigurationError: alpha must be a positive number, got True
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 from numbers import Integral, Real
 from typing import TypeGuard
 
-from conduit.errors import ConduitError, ConfigurationError, InvalidFeedbackError
+from conduit._errors import ConduitError, ConfigurationError, InvalidFeedbackError
 
 __all__ = ["integer", "is_number", "number", "outcome", "positive"]
 
@@ -99,12 +99,12 @@ def positive(name: str, value: object, *, error: type[ConduitError] = Configurat
 
 def outcome(name: str, value: object, upper: float, *, bounded: bool = False) -> float:
     """A measured quality, cost or latency: a finite number in [0, ``upper``], else
-    :class:`~conduit.errors.InvalidFeedbackError` (``bounded``: its message gives the range).
+    :class:`~conduit._errors.InvalidFeedbackError` (``bounded``: its message gives the range).
 
     >>> outcome("cost", -1, 1000.0)
     Traceback (most recent call last):
     ...
-    conduit.errors.InvalidFeedbackError: cost must be >= 0, got -1.0
+    conduit._errors.InvalidFeedbackError: cost must be >= 0, got -1.0
     """
     if not is_number(value):
         raise InvalidFeedbackError(f"{name} must be a number, got {type(value).__name__}")

@@ -2,7 +2,7 @@
 
 One subcommand per pair of functions: ``_add_<name>(subparsers)`` declares its
 arguments and ``_run_<name>(args) -> int`` runs it; :data:`_SUBCOMMANDS` lists
-them. Any :class:`~conduit.errors.ConduitError` becomes ``conduit: error: ...``
+them. Any :class:`~conduit._errors.ConduitError` becomes ``conduit: error: ...``
 on stderr and exit status 2, like a usage error, never a traceback.
 """
 
@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any, get_args
 
 from conduit import __version__, _arguments
+from conduit._errors import ConduitError, UnknownDecisionError, ValidationError
+from conduit._types import PRESETS
 from conduit.engines.bandits import ALGORITHMS
-from conduit.engines.features.extractor import Backend
-from conduit.errors import ConduitError, UnknownDecisionError, ValidationError
+from conduit.engines.features._extractor import Backend
 from conduit.stores import HistoryRecord, Store
-from conduit.stores.cli import (
+from conduit.stores._cli import (
     add_state_commands,
     add_store_arguments,
     open_from_args,
     run_state,
 )
-from conduit.types import PRESETS
 
 __all__ = ["main"]
 
@@ -45,7 +45,7 @@ def _check_writable(path: Path) -> None:
 
 def _write_text(path: Path, text: str) -> None:
     """Write a report, private to the user (0600): it may name models, costs and prompts."""
-    from conduit.state import write_private
+    from conduit._state import write_private
 
     try:
         write_private(path, text)
@@ -55,7 +55,7 @@ def _write_text(path: Path, text: str) -> None:
 
 # -- conduit replay ----------------------------------------------------------------------------
 def _add_replay(subparsers: Subparsers) -> None:
-    from conduit.replay.loop import DEFAULT_ALGORITHM, DEFAULT_PREFERENCE, DEFAULT_TIME_STEP
+    from conduit.replay._loop import DEFAULT_ALGORITHM, DEFAULT_PREFERENCE, DEFAULT_TIME_STEP
 
     p = subparsers.add_parser(
         "replay",
@@ -180,11 +180,11 @@ def _add_replay(subparsers: Subparsers) -> None:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from conduit.replay.loop import Labels, load, replay, sweep
-    from conduit.replay.report import format_replay, format_sweep
+    from conduit.replay._loop import Labels, load, replay, sweep
+    from conduit.replay._report import format_replay, format_sweep
 
     if args.plot is not None:
-        from conduit.replay.plot import require_matplotlib
+        from conduit.replay._plot import require_matplotlib
 
         require_matplotlib()  # fail before the work, not after it
     for out in (args.json, args.plot):
@@ -254,7 +254,7 @@ def _run_replay(args: argparse.Namespace) -> int:
         _write_text(args.json, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.plot is not None:
-        from conduit.replay.plot import plot_replay
+        from conduit.replay._plot import plot_replay
 
         print(f"wrote {plot_replay(result, args.plot, sweep=swept)}")
     return 0
@@ -262,7 +262,7 @@ def _run_replay(args: argparse.Namespace) -> int:
 
 #: (name, declare arguments, run) of every subcommand.
 def _add_simulate(subparsers: Subparsers) -> None:
-    from conduit.simulator.command import add_simulate_arguments
+    from conduit.simulator._command import add_simulate_arguments
 
     add_simulate_arguments(
         subparsers.add_parser(
@@ -272,13 +272,13 @@ def _add_simulate(subparsers: Subparsers) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from conduit.simulator.command import run_simulate
+    from conduit.simulator._command import run_simulate
 
     return run_simulate(args)
 
 
 def _add_demo(subparsers: Subparsers) -> None:
-    from conduit.demo import add_demo_arguments
+    from conduit._demo import add_demo_arguments
 
     add_demo_arguments(
         subparsers.add_parser(
@@ -288,7 +288,7 @@ def _add_demo(subparsers: Subparsers) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from conduit.demo import run_demo
+    from conduit._demo import run_demo
 
     return run_demo(args)
 
@@ -318,7 +318,7 @@ def _add_stats(subparsers: Subparsers) -> None:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    from conduit.dashboard.summary import format_summary, summarize
+    from conduit.dashboard._summary import format_summary, summarize
 
     if args.recent < 0:
         raise ValidationError(f"--recent must be >= 0, got {args.recent}")
@@ -392,7 +392,7 @@ def _run_explain(args: argparse.Namespace) -> int:
 
 # -- conduit dashboard -------------------------------------------------------------------------
 def _add_dashboard(subparsers: Subparsers) -> None:
-    from conduit.dashboard.server import DEFAULT_HOST, DEFAULT_PORT
+    from conduit.dashboard._server import DEFAULT_HOST, DEFAULT_PORT
 
     p = subparsers.add_parser(
         "dashboard",
@@ -420,7 +420,7 @@ def _add_dashboard(subparsers: Subparsers) -> None:
 
 def _run_dashboard(args: argparse.Namespace) -> int:
     from conduit.config import dashboard_token
-    from conduit.dashboard.server import DashboardServer
+    from conduit.dashboard._server import DashboardServer
 
     token = args.token or dashboard_token()
     with open_from_args(args, must_exist=True) as store:

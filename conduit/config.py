@@ -3,7 +3,7 @@
 :class:`ConduitSettings` is the one settings model of the LiteLLM strategy, the
 proxy plugin and the CLI: the same fields from keyword arguments and
 ``CONDUIT_*`` variables (a keyword wins), validated once, bad values refused
-with a :class:`~conduit.errors.ConfigurationError` naming the field and what it
+with a :class:`~conduit._errors.ConfigurationError` naming the field and what it
 accepts.
 
 Where learning lives: :func:`resolve_state_url` (the one place that decides it)
@@ -27,7 +27,7 @@ import platformdirs
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from conduit.errors import ConfigurationError
+from conduit._errors import ConfigurationError
 
 if TYPE_CHECKING:
     from conduit.judge import Judge
@@ -82,7 +82,7 @@ def check_state_url(url: object, name: str = "state_store") -> str:
     'sqlite:///x.db'
     >>> check_state_url("sqlit:///x.db")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    conduit.errors.ConfigurationError: state_store: unknown scheme 'sqlit' in 'sqlit:///x.db'; ...
+    conduit._errors.ConfigurationError: state_store: unknown scheme 'sqlit' in 'sqlit:///x.db'; ...
     """
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
@@ -159,7 +159,7 @@ class ConduitSettings(BaseSettings):
     Each field reads ``CONDUIT_<FIELD>`` (``state_store`` reads ``CONDUIT_STATE_URL``);
     ``preferences`` and ``scope`` also take JSON there (``{"cost": 2}``, ``["a", "b"]``).
     Build it with :func:`load_settings`, which turns a bad value into a
-    :class:`~conduit.errors.ConfigurationError`.
+    :class:`~conduit._errors.ConfigurationError`.
 
     >>> load_settings(preferences="cost", seed=7).seed
     7
@@ -206,7 +206,7 @@ class ConduitSettings(BaseSettings):
     @field_validator("preferences")
     @classmethod
     def _known_preferences(cls, value: str | dict[str, float]) -> str | dict[str, float]:
-        from conduit.types import Preferences
+        from conduit._types import Preferences
 
         if isinstance(value, str):
             Preferences.of(value)
@@ -283,11 +283,11 @@ class ConduitSettings(BaseSettings):
 def load_settings(**given: Any) -> ConduitSettings:
     """:class:`ConduitSettings` from keywords (those given and not None win) and ``CONDUIT_*``.
 
-    A bad value raises :class:`~conduit.errors.ConfigurationError` naming the argument.
+    A bad value raises :class:`~conduit._errors.ConfigurationError` naming the argument.
 
     >>> load_settings(bandit_algorithm="linucbb")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    conduit.errors.ConfigurationError: bandit_algorithm must be one of [...], got 'linucbb'
+    conduit._errors.ConfigurationError: bandit_algorithm must be one of [...], got 'linucbb'
     """
     given = {k: v for k, v in given.items() if v is not None}
     try:

@@ -69,8 +69,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from conduit.errors import ConfigurationError, ValidationError
-from conduit.types import Explanation, RoutingDecision
+from conduit._errors import ConfigurationError, ValidationError
+from conduit._types import Explanation, RoutingDecision
 
 DecisionLike = RoutingDecision | Explanation
 

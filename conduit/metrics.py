@@ -41,8 +41,8 @@ from cachetools import FIFOCache
 
 from conduit import _validate
 from conduit._counters import routing_saved, source_counts
-from conduit.errors import ConfigurationError, MissingDependencyError
-from conduit.types import PRESETS, Preferences, RouterStats, RoutingDecision
+from conduit._errors import ConfigurationError, MissingDependencyError
+from conduit._types import PRESETS, Preferences, RouterStats, RoutingDecision
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

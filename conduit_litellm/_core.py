@@ -18,6 +18,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from conduit import _validate
+from conduit._errors import ConfigurationError, InvalidQueryError
+from conduit._types import Preferences
 from conduit.config import (
     MEMORY_STATE_URL,
     ConduitSettings,
@@ -26,11 +28,9 @@ from conduit.config import (
     resolve_state_url,
 )
 from conduit.engines.router import Router
-from conduit.errors import ConfigurationError, InvalidQueryError
 from conduit.judge import Judge, Regenerations
 from conduit.metrics import Metrics
 from conduit.stores import Store, open_store, redact
-from conduit.types import Preferences
 from conduit_litellm._judge import JudgeWorker
 from conduit_litellm.feedback import ConduitFeedbackLogger
 
@@ -57,17 +57,17 @@ _short.maxlevel, _short.maxstring, _short.maxother, _short.maxdict = 2, 40, 40, 
 
 
 def parse_preferences(value: object) -> Preferences:
-    """A preset name, a :class:`~conduit.types.Preferences` or a dict of weights.
+    """A preset name, a :class:`~conduit._types.Preferences` or a dict of weights.
 
     Anything else, an unknown preset or a bad weight raises
-    :class:`~conduit.errors.InvalidQueryError` (shown shortened: a value nested a
+    :class:`~conduit._errors.InvalidQueryError` (shown shortened: a value nested a
     thousand levels deep must not break the error message).
 
     >>> parse_preferences({"cost": 2.0}).cost
     2.0
     >>> parse_preferences("cheapest")
     Traceback (most recent call last):
-    conduit.errors.InvalidQueryError: conduit_preferences='cheapest' is invalid: unknown \
+    conduit._errors.InvalidQueryError: conduit_preferences='cheapest' is invalid: unknown \
 preference 'cheapest'; use one of ['balanced', 'cost', 'quality', 'speed'], a mapping of ...
     """
     try:

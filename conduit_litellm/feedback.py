@@ -22,7 +22,7 @@ LiteLLM's deployment success hook) or when its success event arrives.
 :class:`FeedbackServer` exposes the same call over HTTP (the LiteLLM proxy).
 
 Explicit quality takes precedence over the automatic signals of
-:mod:`conduit_litellm.signals`. The engine learns each part of a decision once,
+:mod:`conduit_litellm._signals`. The engine learns each part of a decision once,
 so an automatic quality of a *successful* call (truncated, refused, empty, bad
 JSON) is held for ``signal_grace`` seconds (300 by default) and learned only if
 no explicit quality came in that time; explicit feedback arriving within the
@@ -53,18 +53,19 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 
 from conduit import _validate
-from conduit._pending import ExpiringMap
-from conduit._redact import describe_error, redact_text
-from conduit.engines.router import MAX_COST, MAX_LATENCY, Router
-from conduit.errors import (
+from conduit._errors import (
     ConduitError,
     ConfigurationError,
     InvalidFeedbackError,
     UnknownDecisionError,
     UnknownModelError,
 )
+from conduit._pending import ExpiringMap
+from conduit._redact import describe_error, redact_text
+from conduit.engines.router import MAX_COST, MAX_LATENCY, Router
 from conduit.metrics import Metrics, Source
-from conduit_litellm import _compat, signals
+from conduit_litellm import _compat
+from conduit_litellm import _signals as signals
 
 __all__ = [
     "CALL_PREFIX",

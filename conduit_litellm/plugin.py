@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from litellm.exceptions import BadRequestError
 
+from conduit._errors import ConduitError, ConfigurationError, InvalidQueryError
+from conduit._types import Constraints, Preferences
 from conduit.config import load_settings
 from conduit.engines.bandits import ALGORITHMS
-from conduit.engines.features.extractor import Backend, make_embedder
+from conduit.engines.features._extractor import Backend, make_embedder
 from conduit.engines.router import Router
-from conduit.errors import ConduitError, ConfigurationError, InvalidQueryError
 from conduit.judge import Judge
 from conduit.metrics import Metrics, MetricsServer, as_metrics
-from conduit.types import Constraints, Preferences
 from conduit_litellm import _compat
 from conduit_litellm._core import (
     as_weights,

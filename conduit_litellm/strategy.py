@@ -30,15 +30,15 @@ from litellm.exceptions import BadRequestError, ContextWindowExceededError
 from litellm.types.router import CustomRoutingStrategyBase
 
 from conduit import _validate
+from conduit._errors import ConfigurationError, InvalidQueryError, UnknownDecisionError
 from conduit._redact import describe_error
+from conduit._types import Constraints, Explanation, Preferences, RoutingDecision
 from conduit.config import load_settings
-from conduit.engines.features.extractor import Backend
-from conduit.engines.features.redis_cache import RedisFeatureCache
+from conduit.engines.features._extractor import Backend
+from conduit.engines.features._redis_cache import RedisFeatureCache
 from conduit.engines.router import Router
-from conduit.errors import ConfigurationError, InvalidQueryError, UnknownDecisionError
 from conduit.judge import Judge
 from conduit.metrics import Metrics, MetricsServer, as_metrics
-from conduit.types import Constraints, Explanation, Preferences, RoutingDecision
 from conduit_litellm import _compat
 from conduit_litellm._core import (
     PREFERENCES_KEY,
@@ -120,7 +120,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     ``embedding_model``/``embedding_backend``, ``seed``, ``state_store``, ``state_path``
     and ``router_options`` (any other :class:`conduit.Router` argument). Each of these
     settings not given comes from its ``CONDUIT_*`` variable (:class:`conduit.config.
-    ConduitSettings`); a bad one raises :class:`~conduit.errors.ConfigurationError` here,
+    ConduitSettings`); a bad one raises :class:`~conduit._errors.ConfigurationError` here,
     one that needs I/O (an embedding model, a state file) at ``setup_strategy``.
 
     What the router learns is kept by default in the embedded store (an SQLite file in

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conduit import _validate
-from conduit.errors import ConfigurationError
+from conduit._errors import ConfigurationError
 from conduit_litellm import _compat
 
 __all__ = [

@@ -16,7 +16,7 @@ What it does: every token of all-MiniLM-L6-v2's WordPiece vocabulary (less the
 output is that token's vector. PCA reduces the 384 dims to ``--pca-dims`` and the SIF
 weights (Zipf estimate, coefficient 1e-4) are folded into the rows, which are then stored
 as float16. A query's embedding is then the L2-normalised mean of its tokens' rows: a
-table look-up, no transformer at run time (``conduit.engines.features.static``).
+table look-up, no transformer at run time (``conduit.engines.features._static``).
 
 Written: ``static-MiniLM-L6-v2.npy`` (the ``(vocabulary, dims)`` float16 table, loaded with
 ``allow_pickle=False``) and ``static-MiniLM-L6-v2.tokenizer.json`` (model2vec's copy of the

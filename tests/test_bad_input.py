@@ -59,12 +59,12 @@ from conduit import (
     StoreError,
     UnknownDecisionError,
 )
+from conduit._state import VERSION, encode
 from conduit.cli import main as conduit_main
 from conduit.replay.log import read_log
 from conduit.simulator import Simulator
-from conduit.state import VERSION, encode
 from conduit.stores import open_store
-from conduit.stores.base import KIND, Meta
+from conduit.stores._base import KIND, Meta
 from conduit_litellm import ConduitRoutingPlugin, ConduitRoutingStrategy, _compat
 from conduit_litellm.feedback import (
     DECISION_KEY,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conduit.demo import (
+from conduit._demo import (
     DEFAULT_CONCURRENCY,
     DEFAULT_N,
     MODEL_GROUP,
@@ -20,9 +20,9 @@ from conduit.demo import (
     run,
     run_demo,
 )
-from conduit.errors import ConfigurationError
+from conduit._errors import ConfigurationError
+from conduit.replay._report import Level
 from conduit.replay.log import read_log, shipped_log
-from conduit.replay.report import Level
 
 # LiteLLM imports its GitHub Copilot provider lazily; pydantic warns about its TypedDicts.
 pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly. qualifier:UserWarning")
@@ -51,7 +51,7 @@ def test_pick_queries_is_a_seeded_shuffle_that_reshuffles_past_the_end() -> None
     assert [r.id for r in first] == [r.id for r in pick_queries(records, 120, seed=3)]
     assert [r.id for r in first] != [r.id for r in pick_queries(records, 120, seed=4)]
     for start in (0, 50):
-        assert {r.id for r in first[start:start + 50]} == {r.id for r in records}
+        assert {r.id for r in first[start : start + 50]} == {r.id for r in records}
     assert len({r.id for r in first[100:]}) == 20
 
 
@@ -72,10 +72,18 @@ def test_model_list_puts_every_model_in_one_priced_group() -> None:
 
 def result(**changes: object) -> DemoResult:
     fields: dict[str, object] = {
-        "source": "log.jsonl", "n": 4, "seed": 0, "models": ("a", "b"),
-        "conduit": Level(0.75, 0.25), "strongest": Level(1.0, 1.0, model="b"),
-        "oracle": Level(1.0, 0.1), "share": {"a": 0.75, "b": 0.25}, "litellm_spend": 1.0,
-        "failed": 0, "learned": 4, "seconds": 2.0,
+        "source": "log.jsonl",
+        "n": 4,
+        "seed": 0,
+        "models": ("a", "b"),
+        "conduit": Level(0.75, 0.25),
+        "strongest": Level(1.0, 1.0, model="b"),
+        "oracle": Level(1.0, 0.1),
+        "share": {"a": 0.75, "b": 0.25},
+        "litellm_spend": 1.0,
+        "failed": 0,
+        "learned": 4,
+        "seconds": 2.0,
     }
     return DemoResult(**(fields | changes))  # type: ignore[arg-type]
 

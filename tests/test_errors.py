@@ -6,8 +6,8 @@ import inspect
 
 import pytest
 
-import conduit.errors as errors
-from conduit.errors import (
+import conduit._errors as errors
+from conduit._errors import (
     ConduitError,
     ConfigurationError,
     DuplicateModelError,

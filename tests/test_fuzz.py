@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conduit import ConduitError, InvalidQueryError, Router, StateError
-from conduit.engines.features.extractor import FeatureExtractor, make_embedder
+from conduit._state import decode, encode
+from conduit.engines.features._extractor import FeatureExtractor, make_embedder
 from conduit.engines.router import MAX_COST, MAX_LATENCY
-from conduit.state import decode, encode
-from conduit.stores.base import Snapshot
+from conduit.stores._base import Snapshot
 from conduit_litellm.feedback import ConduitFeedbackLogger
 
 EXAMPLES = int(os.environ.get("CONDUIT_FUZZ_EXAMPLES", "0"))

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from conduit import ConduitError, Router
+from conduit._types import ModelScore, RoutingDecision
 from conduit.judge import (
     GRADE_SCHEMA,
     PAIRWISE_SCHEMA,
@@ -22,7 +23,6 @@ from conduit.judge import (
     parse_verdict,
     read_judge_request,
 )
-from conduit.types import ModelScore, RoutingDecision
 
 
 def decision(confidence: float, exploring: bool = False) -> RoutingDecision:

@@ -23,10 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conduit import ConfigurationError, MissingDependencyError, Router
 from conduit._counters import routing_saved
+from conduit._types import ModelScore, Preferences, RoutingDecision
 from conduit.metrics import OTHER, UNKNOWN, Metrics, as_metrics
 from conduit.replay.log import read_log, shipped_log
 from conduit.simulator import Simulator, quality_of
-from conduit.types import ModelScore, Preferences, RoutingDecision
 from conduit_litellm import ConduitRoutingPlugin, ConduitRoutingStrategy, _compat
 
 from .stores.test_sync import FlakyStore

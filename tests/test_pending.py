@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conduit._errors import ConfigurationError, UnknownDecisionError
 from conduit._pending import PARTS, Pending, PendingDecisions
-from conduit.errors import ConfigurationError, UnknownDecisionError
 
 
 class FakeClock:

@@ -19,8 +19,8 @@ import conduit
 import conduit_litellm
 from conduit import ConfigurationError, Constraints, Router, StoreError
 from conduit._redact import describe_error, redact_text
+from conduit._state import write_state
 from conduit.cli import main as conduit_main
-from conduit.state import write_state
 from conduit.stores import open_store, redact
 from conduit_litellm.feedback import ConduitFeedbackLogger, FeedbackServer
 

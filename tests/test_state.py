@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conduit.errors import StateError
-from conduit.state import FORMAT, VERSION, decode, encode, read_state, write_state
+from conduit._errors import StateError
+from conduit._state import FORMAT, VERSION, decode, encode, read_state, write_state
 
 PAYLOAD: dict[str, Any] = {
     "name": "linucb",

@@ -54,8 +54,8 @@ def test_every_install_line_names_this_distribution_or_the_source_tree(doc: Path
 
 
 def test_the_guide_quotes_the_feature_count_the_code_uses() -> None:
-    from conduit.engines.features.extractor import FeatureExtractor
-    from conduit.engines.features.metadata import METADATA_NAMES
+    from conduit.engines.features._extractor import FeatureExtractor
+    from conduit.engines.features._metadata import METADATA_NAMES
 
     projection = inspect.signature(FeatureExtractor).parameters["projection_dim"].default
     flags = len(METADATA_NAMES)

@@ -6,8 +6,8 @@ and latency; savings against always the dearest model; exploration; traffic
 over time, by preference and by kind of query; recent decisions with their reasons.
 """
 
-from conduit.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, DashboardServer
-from conduit.dashboard.summary import (
+from conduit.dashboard._server import DEFAULT_HOST, DEFAULT_PORT, DashboardServer
+from conduit.dashboard._summary import (
     HISTORY_LIMIT,
     ModelLine,
     RecentDecision,

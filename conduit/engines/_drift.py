@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from conduit import _validate
-from conduit.engines.bandits.base import FloatArray
-from conduit.errors import DuplicateModelError, StateError, UnknownModelError
+from conduit._errors import DuplicateModelError, StateError, UnknownModelError
+from conduit.engines.bandits._base import FloatArray
 
 __all__ = ["KEEP", "STREAMS", "Change", "DriftDetector", "keep_factor"]
 

@@ -1,6 +1,6 @@
 """Targets: steer the cost weight online so a budget or a quality floor is met on average.
 
-A :class:`~conduit.types.Preferences` with ``budget``, ``budget_usd`` or
+A :class:`~conduit._types.Preferences` with ``budget``, ``budget_usd`` or
 ``quality_floor`` names a constraint on a running mean, not a weight. The router
 still routes by ``quality * q_hat - w * cost_share - ...``; this module picks ``w``
 per target by dual ascent on the running averages: after each outcome,
@@ -42,8 +42,8 @@ import numpy as np
 from cachetools import FIFOCache, LRUCache
 
 from conduit import _validate
-from conduit.engines.bandits.base import FloatArray
-from conduit.types import Preferences, TargetStats
+from conduit._types import Preferences, TargetStats
+from conduit.engines.bandits._base import FloatArray
 
 __all__ = [
     "MAX_WEIGHT",

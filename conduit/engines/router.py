@@ -23,19 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from cachetools import FIFOCache
 
-from conduit import _validate, reward
+from conduit import _reward as reward
+from conduit import _validate
 from conduit._counters import KEY as COUNTERS_KEY
 from conduit._counters import PART as COUNTERS_PART
 from conduit._counters import SOURCES, Counters
-from conduit._pending import Pending, PendingDecisions
-from conduit.engines._drift import KEEP as KEEP_AFTER_CHANGE
-from conduit.engines._drift import DriftDetector, keep_factor
-from conduit.engines._targets import Targets
-from conduit.engines.bandits import ALGORITHMS, Bandit, make_bandit
-from conduit.engines.bandits.base import FloatArray
-from conduit.engines.features.extractor import Backend, FeatureExtractor, make_embedder
-from conduit.engines.outcomes import OutcomeStats, Price
-from conduit.errors import (
+from conduit._errors import (
     ConfigurationError,
     DuplicateModelError,
     InvalidFeedbackError,
@@ -45,8 +38,9 @@ from conduit.errors import (
     UnknownDecisionError,
     UnknownModelError,
 )
-from conduit.state import read_state, write_state
-from conduit.types import (
+from conduit._pending import Pending, PendingDecisions
+from conduit._state import read_state, write_state
+from conduit._types import (
     Constraints,
     Explanation,
     ModelScore,
@@ -56,10 +50,17 @@ from conduit.types import (
     RouterStats,
     RoutingDecision,
 )
+from conduit.engines._drift import KEEP as KEEP_AFTER_CHANGE
+from conduit.engines._drift import DriftDetector, keep_factor
+from conduit.engines._outcomes import OutcomeStats, Price
+from conduit.engines._targets import Targets
+from conduit.engines.bandits import ALGORITHMS, Bandit, make_bandit
+from conduit.engines.bandits._base import FloatArray
+from conduit.engines.features._extractor import Backend, FeatureExtractor, make_embedder
 
 if TYPE_CHECKING:
     from conduit.stores import Store, StoreSync
-    from conduit.stores.base import Meta, Sums
+    from conduit.stores._base import Meta, Sums
 
 __all__ = ["DEFAULT_ALGORITHM", "Router", "estimate_tokens"]
 
@@ -248,7 +249,7 @@ class Router:
             seen.add(model)
         if seed is not None:
             _validate.integer("seed", seed, low=0, what="an int >= 0 or None")
-        from conduit.stores.sync import check_interval
+        from conduit.stores._sync import check_interval
 
         sync_interval = check_interval(sync_interval)
         if isinstance(state_store, str):
@@ -256,7 +257,7 @@ class Router:
 
             check_url(state_store)
         elif state_store is not None:
-            from conduit.stores.base import Store as _Store
+            from conduit.stores._base import Store as _Store
 
             if not isinstance(state_store, _Store):
                 raise ConfigurationError(
@@ -368,16 +369,16 @@ class Router:
 
     def sync(self) -> None:
         """Sync with the state store at once (learning and history); raises
-        :class:`~conduit.errors.StoreError` or :class:`~conduit.errors.StateError` on failure."""
+        :class:`~conduit._errors.StoreError` or :class:`~conduit._errors.StateError` on failure."""
         self._ensure_started()
         if self.store_sync is None:
             raise ConfigurationError("this router has no state_store to sync with")
         self.store_sync.sync_now()
 
-    # -- the learner interface a store sync uses (conduit.stores.base.Learner) -------------
+    # -- the learner interface a store sync uses (conduit.stores._base.Learner) -------------
     def meta(self) -> Meta:
         """Which kind of learner this is: two routers may share learning only if these agree."""
-        from conduit.stores.base import Meta
+        from conduit.stores._base import Meta
 
         return Meta(
             algorithm=self.algorithm,
@@ -388,7 +389,7 @@ class Router:
 
     def snapshot(self) -> Sums:
         """The additive statistics learned so far, per model (a copy, taken atomically)."""
-        from conduit.stores.base import as_sums
+        from conduit.stores._base import as_sums
 
         with self._lock:
             sums = as_sums(self._bandit.stats(), self._outcomes.stats())

@@ -15,7 +15,7 @@ Needs the ``pydantic-ai`` extra: ``pip install 'conduit[pydantic-ai]'``.
 
 from __future__ import annotations
 
-from conduit.errors import MissingDependencyError
+from conduit._errors import MissingDependencyError
 
 try:
     import pydantic_ai as _pydantic_ai  # noqa: F401

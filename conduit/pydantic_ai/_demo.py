@@ -21,7 +21,7 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from conduit import _validate
-from conduit.demo import (
+from conduit._demo import (
     DEFAULT_CONCURRENCY,
     DEFAULT_N,
     Answers,
@@ -30,7 +30,7 @@ from conduit.demo import (
     pick_queries,
     summarise,
 )
-from conduit.errors import ConduitError
+from conduit._errors import ConduitError
 from conduit.pydantic_ai._model import ConduitModel, record_feedback
 from conduit.replay.log import LogRecord, read_log, shipped_log
 

@@ -35,7 +35,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import Model, ModelRequestParameters
 
 from conduit._redact import describe_error
-from conduit.engines.outcomes import Price
+from conduit.engines._outcomes import Price
 from conduit.engines.router import Router
 from conduit.judge import Judge, JudgeJob, JudgeReply, Messages
 from conduit.pydantic_ai._prices import cost_of

@@ -36,14 +36,15 @@ from pydantic_ai.models.fallback import FallbackModel
 from pydantic_ai.settings import ModelSettings
 
 from conduit import _validate
-from conduit.engines.outcomes import Price
-from conduit.engines.router import PriceLike, Router, _as_price
-from conduit.errors import (
+from conduit._errors import (
     ConduitError,
     ConfigurationError,
     DuplicateModelError,
     UnknownDecisionError,
 )
+from conduit._types import Constraints, Preferences, RoutingDecision
+from conduit.engines._outcomes import Price
+from conduit.engines.router import PriceLike, Router, _as_price
 from conduit.judge import Judge
 from conduit.pydantic_ai import _compat
 from conduit.pydantic_ai._judge import RunJudge
@@ -55,7 +56,6 @@ from conduit.pydantic_ai._messages import (
     write_stamp,
 )
 from conduit.pydantic_ai._prices import cost_of
-from conduit.types import Constraints, Preferences, RoutingDecision
 
 if TYPE_CHECKING:
     from pydantic_ai._run_context import RunContext

@@ -12,7 +12,7 @@ import logging
 
 from pydantic_ai.messages import ModelResponse
 
-from conduit.engines.outcomes import Price
+from conduit.engines._outcomes import Price
 
 __all__ = ["cost_of"]
 

@@ -9,8 +9,7 @@
 True
 """
 
-from conduit.replay.log import DEFAULT_LOG, LogRecord, Outcome, iter_log, read_log, shipped_log
-from conduit.replay.loop import (
+from conduit.replay._loop import (
     ALL_LABELS,
     DEFAULT_ALGORITHM,
     DEFAULT_PREFERENCE,
@@ -23,8 +22,8 @@ from conduit.replay.loop import (
     replay,
     sweep,
 )
-from conduit.replay.metrics import apgr, cpt, pgr
-from conduit.replay.report import (
+from conduit.replay._metrics import apgr, cpt, pgr
+from conduit.replay._report import (
     Baselines,
     LearningCurve,
     Level,
@@ -35,6 +34,7 @@ from conduit.replay.report import (
     format_replay,
     format_sweep,
 )
+from conduit.replay.log import DEFAULT_LOG, LogRecord, Outcome, iter_log, read_log, shipped_log
 
 __all__ = [
     "ALL_LABELS",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conduit.engines.bandits.base import FloatArray
+from conduit.engines.bandits._base import FloatArray
 
 __all__ = ["cache_key", "default_dir", "log_digest", "read_features", "write_features"]
 

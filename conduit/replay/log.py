@@ -7,7 +7,7 @@ One JSON object per line::
 
 ``quality`` is in [0, 1]; ``cost`` is USD or null where unknown. Every line must
 carry an outcome for the same set of models. A malformed line raises
-:class:`~conduit.errors.LogFormatError` naming the file and line number.
+:class:`~conduit._errors.LogFormatError` naming the file and line number.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from conduit import _validate
-from conduit.errors import LogFormatError, ValidationError
+from conduit._errors import LogFormatError, ValidationError
 
 __all__ = ["DEFAULT_LOG", "LogRecord", "Outcome", "iter_log", "read_log", "shipped_log"]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from conduit.simulator.catalog import Answer, Catalog, count_tokens
-from conduit.simulator.command import add_simulate_arguments, run_simulate
+from conduit.simulator._catalog import Answer, Catalog, count_tokens
+from conduit.simulator._command import add_simulate_arguments, run_simulate
 
 if TYPE_CHECKING:
-    from conduit.simulator.server import LOOPBACK_HOSTS, Simulator, quality_of
+    from conduit.simulator._server import LOOPBACK_HOSTS, Simulator, quality_of
 
 __all__ = [
     "LOOPBACK_HOSTS",
@@ -31,7 +31,7 @@ _SERVER_NAMES = frozenset({"LOOPBACK_HOSTS", "Simulator", "quality_of"})
 
 def __getattr__(name: str) -> Any:
     if name in _SERVER_NAMES:
-        from conduit.simulator import server
+        from conduit.simulator import _server as server
 
         return getattr(server, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

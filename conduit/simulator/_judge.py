@@ -24,9 +24,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from conduit.errors import ConfigurationError, UnknownModelError
+from conduit._errors import ConfigurationError, UnknownModelError
 from conduit.judge import read_judge_request
-from conduit.simulator.catalog import Catalog
+from conduit.simulator._catalog import Catalog
 
 __all__ = ["SimulatedJudge"]
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from conduit._errors import ConfigurationError
 from conduit.config import STATE_SCHEMES, state_url
-from conduit.errors import ConfigurationError
-from conduit.stores.base import (
+from conduit.stores._base import (
     HISTORY_DAYS,
     HISTORY_MAX,
     HistoryRecord,
@@ -38,7 +38,7 @@ from conduit.stores.base import (
     Sums,
     check_retention,
 )
-from conduit.stores.sync import StoreSync
+from conduit.stores._sync import StoreSync
 
 __all__ = [
     "HistoryRecord",
@@ -151,13 +151,13 @@ def _open(url: str, namespace: str | None, store_prompts: bool | None, must_exis
     prompts = flag in _TRUE if store_prompts is None else store_prompts
     scheme = parts.scheme.lower()
     if scheme == "memory":
-        from conduit.stores.memory import MemoryStore
+        from conduit.stores._memory import MemoryStore
 
         return MemoryStore(
             name=parts.netloc + parts.path, url=shown, namespace=ns, store_prompts=prompts
         )
     if scheme == "sqlite":
-        from conduit.stores.sqlite import SQLiteStore
+        from conduit.stores._sqlite import SQLiteStore
 
         path = url.split("://", 1)[1].split("?", 1)[0].removeprefix("/")
         if not path:
@@ -168,11 +168,11 @@ def _open(url: str, namespace: str | None, store_prompts: bool | None, must_exis
             raise ConfigurationError(f"no store at {Path(path).expanduser()} ({shown})")
         return SQLiteStore(path=path, url=shown, namespace=ns, store_prompts=prompts)
     if scheme in ("postgresql", "postgres"):
-        from conduit.stores.postgres import PostgresStore
+        from conduit.stores._postgres import PostgresStore
 
         return PostgresStore(dsn=rest, url=shown, namespace=ns, store_prompts=prompts)
     if scheme in ("redis", "rediss", "unix"):
-        from conduit.stores.redis import RedisStore
+        from conduit.stores._redis import RedisStore
 
         return RedisStore(
             redis_url=rest,

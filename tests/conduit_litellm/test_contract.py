@@ -10,7 +10,7 @@ import litellm
 import pytest
 
 from conduit import ConfigurationError, Preferences
-from conduit.types import PRESETS
+from conduit._types import PRESETS
 from conduit_litellm import ConduitRoutingPlugin, ConduitRoutingStrategy, _compat
 
 pytestmark = [

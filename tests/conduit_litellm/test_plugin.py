@@ -21,8 +21,8 @@ import pytest
 
 import conduit_litellm.plugin as plugin_module
 from conduit import ConfigurationError
+from conduit._state import read_state
 from conduit.judge import Judge
-from conduit.state import read_state
 from conduit_litellm import ConduitRoutingPlugin, _compat, utils
 from conduit_litellm.plugin import from_env
 

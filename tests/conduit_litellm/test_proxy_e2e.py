@@ -34,9 +34,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from conduit._state import read_state
 from conduit.replay.log import read_log, shipped_log
 from conduit.simulator import Simulator
-from conduit.state import read_state
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import litellm
 import pytest
 
 from conduit import ConfigurationError
-from conduit.errors import StateError
+from conduit._errors import StateError
 from conduit_litellm import ConduitRoutingStrategy, _compat
 from conduit_litellm.plugin import from_env
 

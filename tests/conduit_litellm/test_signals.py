@@ -11,7 +11,7 @@ from typing import Any
 import litellm
 import pytest
 
-from conduit_litellm import signals
+from conduit_litellm import _signals as signals
 
 # LiteLLM's own TypedDicts trip a pydantic warning when first validated; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly.*:UserWarning")

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from conduit._errors import ConfigurationError, StoreError
 from conduit.cli import main
 from conduit.config import DASHBOARD_TOKEN_ENV
 from conduit.dashboard import DashboardServer, summarize
-from conduit.errors import ConfigurationError, StoreError
 from conduit.stores import HistoryRecord, Store, open_store
-from conduit.stores.memory import MemoryStore
+from conduit.stores._memory import MemoryStore
 
 from .conftest import Filled
 

@@ -9,14 +9,14 @@ import uuid
 
 import pytest
 
-from conduit.dashboard.summary import (
+from conduit._errors import ConfigurationError
+from conduit.dashboard._summary import (
     CURVE_POINTS,
     format_summary,
     summarize,
 )
-from conduit.errors import ConfigurationError
 from conduit.stores import HistoryRecord, Store, open_store
-from conduit.stores.base import QUERY_KINDS
+from conduit.stores._base import QUERY_KINDS
 
 from .conftest import ROWS, Filled
 

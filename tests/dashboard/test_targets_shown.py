@@ -8,10 +8,10 @@ import uuid
 import pytest
 
 from conduit import Router
+from conduit._types import Preferences
 from conduit.cli import main
-from conduit.dashboard.summary import format_summary, summarize
+from conduit.dashboard._summary import format_summary, summarize
 from conduit.stores import open_store
-from conduit.types import Preferences
 
 PRICES = {"cheap": (1e-6, 0.0), "dear": (1e-5, 0.0)}
 QUALITY = {"cheap": 0.6, "dear": 0.9}

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from conduit.demo import run
+from conduit._demo import run
+from conduit.replay._loop import load, replay
 from conduit.replay.log import read_log, shipped_log
-from conduit.replay.loop import load, replay
 
 N = 1000
 

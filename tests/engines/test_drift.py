@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conduit._errors import ConfigurationError, StateError
 from conduit.engines._drift import KEEP, DriftDetector, keep_factor
 from conduit.engines.router import Router
-from conduit.errors import ConfigurationError, StateError
 
 N = 3000
 

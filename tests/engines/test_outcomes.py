@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conduit.engines.outcomes import DEFAULT_OUTPUT_TOKENS, KEYS, OutcomeStats, Price
-from conduit.errors import DuplicateModelError, StateError, UnknownModelError
-from conduit.state import decode, encode
+from conduit._errors import DuplicateModelError, StateError, UnknownModelError
+from conduit._state import decode, encode
+from conduit.engines._outcomes import DEFAULT_OUTPUT_TOKENS, KEYS, OutcomeStats, Price
 
 
 def filled(

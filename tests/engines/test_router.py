@@ -699,7 +699,7 @@ def test_explain_gives_the_numbers_behind_each_recent_decision(
 def test_reason_and_confidence_are_computed_only_when_read(
     make_router: MakeRouter, algorithm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conduit import reward
+    from conduit import _reward as reward
 
     router = make_router(["a", "b", "c"], seed=3, bandit_algorithm=algorithm)
     calls: list[int] = []

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conduit._errors import ConduitError, ConfigurationError, StateError
+from conduit._types import Preferences
 from conduit.engines._targets import MAX_WEIGHT, MIN_WEIGHT, Targets
 from conduit.engines.router import Router
-from conduit.errors import ConduitError, ConfigurationError, StateError
-from conduit.replay.loop import replay
-from conduit.types import Preferences
+from conduit.replay._loop import replay
 
 # Two models, known prices: "dear" costs 10x "cheap" on every query. Quality is
 # deterministic (0.9 and 0.6), so the optimum under a target is a known mixture.
@@ -113,7 +113,7 @@ def test_the_router_default_target_applies_and_a_per_request_one_overrides_it() 
 
 
 def test_constraints_stay_hard_under_a_target() -> None:
-    from conduit.types import Constraints
+    from conduit._types import Constraints
 
     router = _router()
     for _ in range(200):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conduit.demo import add_demo_arguments, pick_queries, run_demo
+from conduit._demo import add_demo_arguments, pick_queries, run_demo
 from conduit.pydantic_ai._demo import run
 from conduit.replay.log import read_log, shipped_log
 

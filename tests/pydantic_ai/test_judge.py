@@ -11,8 +11,8 @@ from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
+from conduit._errors import ConfigurationError
 from conduit.engines.router import Router
-from conduit.errors import ConfigurationError
 from conduit.judge import ANSWER_OPEN, Judge
 from conduit.pydantic_ai import ConduitModel, record_feedback
 

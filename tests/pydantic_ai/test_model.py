@@ -25,13 +25,13 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 
 import conduit.pydantic_ai
-from conduit.engines.router import Router
-from conduit.errors import (
+from conduit._errors import (
     ConfigurationError,
     DuplicateModelError,
     InvalidFeedbackError,
     UnknownDecisionError,
 )
+from conduit.engines.router import Router
 from conduit.pydantic_ai import ConduitModel, decision_ids, record_feedback
 
 RouterFactory = Callable[..., Router]

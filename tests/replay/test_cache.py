@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conduit.errors import ConfigurationError
+from conduit._errors import ConfigurationError
 from conduit.replay import _cache, load
 
 WriteLog = Callable[..., Path]
@@ -25,7 +25,7 @@ def _line(prompt: str) -> str:
 
 
 def _embedded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from conduit.engines.features.hashing import HashingEmbedder
+    from conduit.engines.features._hashing import HashingEmbedder
 
     calls: list[int] = []
     real = HashingEmbedder.embed

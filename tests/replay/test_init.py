@@ -3,7 +3,10 @@ from __future__ import annotations
 import inspect
 
 import conduit.replay as replay_pkg
-from conduit.replay import log, loop, metrics, report
+from conduit.replay import _loop as loop
+from conduit.replay import _metrics as metrics
+from conduit.replay import _report as report
+from conduit.replay import log
 
 
 def test_public_names_are_exported_and_sorted() -> None:

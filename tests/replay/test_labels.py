@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conduit import ConfigurationError, Router
+from conduit._types import Preferences
 from conduit.cli import main
-from conduit.replay.loop import ALL_LABELS, Labels, _replay_once, _run, load
-from conduit.types import Preferences
+from conduit.replay._loop import ALL_LABELS, Labels, _replay_once, _run, load
 
 from .conftest import THREE_MODELS
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conduit.errors import LogFormatError, ValidationError
+from conduit._errors import LogFormatError, ValidationError
 from conduit.replay.log import DEFAULT_LOG, Outcome, iter_log, read_log, shipped_log
 
 WriteLog = Callable[..., Path]

@@ -10,10 +10,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from conduit._errors import ConfigurationError, LogFormatError, StateError
+from conduit._types import PRESETS, Preferences
 from conduit.engines.router import Router
-from conduit.errors import ConfigurationError, LogFormatError, StateError
-from conduit.replay import loop
-from conduit.replay.loop import (
+from conduit.replay import _loop as loop
+from conduit.replay._loop import (
     DEFAULT_ALGORITHM,
     SWEEP_COST_WEIGHTS,
     ReplayData,
@@ -23,7 +24,6 @@ from conduit.replay.loop import (
     sweep,
 )
 from conduit.stores import open_store
-from conduit.types import PRESETS, Preferences
 
 WriteLog = Callable[..., Path]
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conduit.errors import ValidationError
-from conduit.replay.metrics import (
+from conduit._errors import ValidationError
+from conduit.replay._metrics import (
     apgr,
     cpt,
     mean_cost,

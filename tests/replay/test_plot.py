@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from conduit.errors import MissingDependencyError, ValidationError
-from conduit.replay.loop import load, replay, sweep
-from conduit.replay.plot import plot_replay, require_matplotlib
+from conduit._errors import MissingDependencyError, ValidationError
+from conduit.replay._loop import load, replay, sweep
+from conduit.replay._plot import plot_replay, require_matplotlib
 
 WriteLog = Callable[..., Path]
 PNG = b"\x89PNG\r\n\x1a\n"

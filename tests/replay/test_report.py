@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from conduit.replay.loop import load, replay, sweep
-from conduit.replay.report import ReplayResult, SweepResult, format_replay, format_sweep
+from conduit.replay._loop import load, replay, sweep
+from conduit.replay._report import ReplayResult, SweepResult, format_replay, format_sweep
 
 WriteLog = Callable[..., Path]
 

@@ -11,7 +11,9 @@ import pytest
 TINY_LOG = {
     "What is 2 + 2?": {"small": (1.0, 0.0001), "medium": (1.0, 0.0010), "large": (1.0, 0.0100)},
     "Prove Fermat's last theorem.": {
-        "small": (0.0, 0.0002), "medium": (0.25, 0.0020), "large": (0.75, 0.0200)
+        "small": (0.0, 0.0002),
+        "medium": (0.25, 0.0020),
+        "large": (0.75, 0.0200),
     },
     "Name a colour.": {"small": (0.5, 0.0001), "medium": (1.0, 0.0011), "large": (1.0, 0.0090)},
 }
@@ -21,12 +23,14 @@ TINY_LOG = {
 def tiny_log(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.jsonl"
     lines = [
-        json.dumps({
-            "id": f"q{i}",
-            "prompt": prompt,
-            "task": "tiny",
-            "outcomes": {m: {"quality": q, "cost": c} for m, (q, c) in outcomes.items()},
-        })
+        json.dumps(
+            {
+                "id": f"q{i}",
+                "prompt": prompt,
+                "task": "tiny",
+                "outcomes": {m: {"quality": q, "cost": c} for m, (q, c) in outcomes.items()},
+            }
+        )
         for i, (prompt, outcomes) in enumerate(TINY_LOG.items())
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

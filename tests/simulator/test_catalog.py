@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from conduit.errors import ConfigurationError, UnknownModelError
+from conduit._errors import ConfigurationError, UnknownModelError
 from conduit.replay.log import read_log, shipped_log
-from conduit.simulator.catalog import Catalog, count_tokens
+from conduit.simulator._catalog import Catalog, count_tokens
 
 from .conftest import TINY_LOG
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conduit.errors import ConfigurationError
-from conduit.simulator.command import (
+from conduit._errors import ConfigurationError
+from conduit.simulator._command import (
     add_simulate_arguments,
     parse_alias,
     parse_latency,
@@ -45,14 +45,35 @@ def test_invalid_option_values(function: object, text: str, pattern: str) -> Non
 
 def test_defaults_and_every_option() -> None:
     assert vars(parser().parse_args([])) == {
-        "data": None, "host": "127.0.0.1", "port": 0, "latency_ms": (0.0, 0.0),
-        "error_rate": 0.0, "seed": None, "alias": [], "judge_noise": 0.0,
-        "judge_length_bias": 0.0, "judge_position_bias": 0.0,
+        "data": None,
+        "host": "127.0.0.1",
+        "port": 0,
+        "latency_ms": (0.0, 0.0),
+        "error_rate": 0.0,
+        "seed": None,
+        "alias": [],
+        "judge_noise": 0.0,
+        "judge_length_bias": 0.0,
+        "judge_position_bias": 0.0,
     }
-    args = parser().parse_args([
-        "--data", "log.jsonl", "--port", "8123", "--latency-ms", "30:5", "--error-rate", "0.1",
-        "--seed", "7", "--alias", "gpt-4o-mini=small", "--alias", "gpt-4o=large",
-    ])
+    args = parser().parse_args(
+        [
+            "--data",
+            "log.jsonl",
+            "--port",
+            "8123",
+            "--latency-ms",
+            "30:5",
+            "--error-rate",
+            "0.1",
+            "--seed",
+            "7",
+            "--alias",
+            "gpt-4o-mini=small",
+            "--alias",
+            "gpt-4o=large",
+        ]
+    )
     assert args.latency_ms == (30.0, 5.0) and args.error_rate == 0.1 and args.seed == 7
     assert args.alias == [("gpt-4o-mini", "small"), ("gpt-4o", "large")]
     args = parser().parse_args(["--judge-noise", "0.15", "--judge-position-bias", "0.3"])
@@ -80,13 +101,15 @@ def test_non_loopback_host_is_a_configuration_error(tiny_log: Path) -> None:
 
 def test_serves_until_interrupted(tiny_log: Path) -> None:
     code = (
-        "import sys; from conduit.simulator.command import *; "
+        "import sys; from conduit.simulator._command import *; "
         "p = __import__('argparse').ArgumentParser(); add_simulate_arguments(p); "
         "sys.exit(run_simulate(p.parse_args(sys.argv[1:])))"
     )
     process = subprocess.Popen(
         [sys.executable, "-c", code, "--data", str(tiny_log), "--alias", "gpt-4o-mini=small"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None

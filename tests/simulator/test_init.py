@@ -17,7 +17,7 @@ def test_every_exported_name_resolves() -> None:
 def test_importing_the_package_does_not_import_aiohttp() -> None:
     """The CLI imports the argument helpers for every command; aiohttp only when serving."""
     code = (
-        "import sys, conduit.simulator, conduit.demo; "
+        "import sys, conduit.simulator, conduit._demo; "
         "print('aiohttp' in sys.modules, 'litellm' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,8 +9,8 @@ import pytest
 
 from conduit import ConfigurationError
 from conduit.judge import grade_messages, pairwise_messages
+from conduit.simulator._catalog import Catalog
 from conduit.simulator._judge import SimulatedJudge
-from conduit.simulator.catalog import Catalog
 
 PROMPT = "Prove Fermat's last theorem."
 

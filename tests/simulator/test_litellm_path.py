@@ -36,8 +36,11 @@ def deployment(sim: Simulator, model: str) -> dict[str, object]:
         "model_name": "tiny",
         "model_info": {"id": model},
         "litellm_params": {
-            "model": f"openai/{model}", "api_base": sim.base_url, "api_key": "sk-dummy",
-            "input_cost_per_token": price, "output_cost_per_token": price,
+            "model": f"openai/{model}",
+            "api_base": sim.base_url,
+            "api_key": "sk-dummy",
+            "input_cost_per_token": price,
+            "output_cost_per_token": price,
         },
     }
 
@@ -45,14 +48,20 @@ def deployment(sim: Simulator, model: str) -> dict[str, object]:
 async def test_quality_reaches_the_caller_in_headers_and_body(sim: Simulator) -> None:
     prompt = "Prove Fermat's last theorem."
     response = await litellm.acompletion(
-        model="openai/large", api_base=sim.base_url, api_key="sk-dummy",
+        model="openai/large",
+        api_base=sim.base_url,
+        api_key="sk-dummy",
         messages=[{"role": "user", "content": prompt}],
     )
     assert quality_of(response) == 0.75
     headers = response._hidden_params["additional_headers"]
     assert float(headers["llm_provider-x-conduit-cost"]) == TINY_LOG[prompt]["large"][1]
-    assert response.conduit == {"quality": 0.75, "cost": 0.02, "known_prompt": True,
-                                "record_id": "q1"}
+    assert response.conduit == {
+        "quality": 0.75,
+        "cost": 0.02,
+        "known_prompt": True,
+        "record_id": "q1",
+    }
     assert response.usage.prompt_tokens == 7
 
 
@@ -78,7 +87,10 @@ async def test_router_prices_answers_with_the_deployment_prices(
 
 async def test_streamed_answers_keep_the_headers(sim: Simulator) -> None:
     response = await litellm.acompletion(
-        model="openai/medium", api_base=sim.base_url, api_key="sk-dummy", stream=True,
+        model="openai/medium",
+        api_base=sim.base_url,
+        api_key="sk-dummy",
+        stream=True,
         messages=[{"role": "user", "content": "Name a colour."}],
     )
     text = ""
@@ -94,8 +106,11 @@ async def test_injected_errors_reach_litellm_as_provider_errors(tiny_log: Path) 
         for _ in range(12):
             with pytest.raises((litellm.InternalServerError, litellm.RateLimitError)) as caught:
                 await litellm.acompletion(
-                    model="openai/small", api_base=sim.base_url, api_key="sk-dummy",
-                    num_retries=0, max_retries=0,
+                    model="openai/small",
+                    api_base=sim.base_url,
+                    api_key="sk-dummy",
+                    num_retries=0,
+                    max_retries=0,
                     messages=[{"role": "user", "content": "Name a colour."}],
                 )
             seen.add(type(caught.value))

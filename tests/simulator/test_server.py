@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from conduit.errors import ConfigurationError
+from conduit._errors import ConfigurationError
 from conduit.replay.log import read_log, shipped_log
 from conduit.simulator import Simulator
 
@@ -70,8 +70,13 @@ async def test_the_prompt_is_the_last_user_message(
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "What is 2 + 2?"},
         {"role": "assistant", "content": "4"},
-        {"role": "user", "content": [{"type": "text", "text": "Prove Fermat's "},
-                                     {"type": "text", "text": "last theorem."}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Prove Fermat's "},
+                {"type": "text", "text": "last theorem."},
+            ],
+        },
     ]
     status, headers, body = await post(client, sim, {"model": "large", "messages": messages})
     assert status == 200 and body["conduit"]["quality"] == 0.75
@@ -116,26 +121,50 @@ HUGE = json.dumps(chat("small", "x" * 2_000_000)).encode()
     [
         (b"{not json", 400, "could not parse the JSON body"),
         (b"[1, 2]", 400, "must be a JSON object"),
-        (json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode(), 400,
-         "must provide a model parameter"),
+        (
+            json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode(),
+            400,
+            "must provide a model parameter",
+        ),
         (json.dumps({"model": "small"}).encode(), 400, "'messages' must be a non-empty array"),
         (json.dumps({"model": "small", "messages": []}).encode(), 400, "non-empty array"),
-        (json.dumps({"model": "small", "messages": ["hi"]}).encode(), 400,
-         r"messages\[0\] must be an object with a string 'role'"),
-        (json.dumps({"model": "small", "messages": [{"role": "system", "content": "x"}]}).encode(),
-         400, "must contain a message with role 'user'"),
+        (
+            json.dumps({"model": "small", "messages": ["hi"]}).encode(),
+            400,
+            r"messages\[0\] must be an object with a string 'role'",
+        ),
+        (
+            json.dumps(
+                {"model": "small", "messages": [{"role": "system", "content": "x"}]}
+            ).encode(),
+            400,
+            "must contain a message with role 'user'",
+        ),
         (json.dumps(chat("small", "hi", stream="yes")).encode(), 400, "'stream' must be a boolean"),
         (HUGE, 400, "exceeds the simulator's limit"),
         (json.dumps(chat("huge", "hi")).encode(), 404, "The model `huge` does not exist"),
     ],
-    ids=["non-json", "array", "no-model", "no-messages", "empty-messages", "bad-message",
-         "no-user-message", "bad-stream", "huge-body", "unknown-model"],
+    ids=[
+        "non-json",
+        "array",
+        "no-model",
+        "no-messages",
+        "empty-messages",
+        "bad-message",
+        "no-user-message",
+        "bad-stream",
+        "huge-body",
+        "unknown-model",
+    ],
 )
 async def test_bad_requests_get_openai_style_errors(
     sim: Simulator, client: aiohttp.ClientSession, body: bytes, status: int, pattern: str
 ) -> None:
-    async with client.post(f"{sim.base_url}/chat/completions", data=io.BytesIO(body),
-                           headers={"Content-Type": "application/json"}) as response:
+    async with client.post(
+        f"{sim.base_url}/chat/completions",
+        data=io.BytesIO(body),
+        headers={"Content-Type": "application/json"},
+    ) as response:
         assert response.status == status
         error = (await response.json())["error"]
     assert re.search(pattern, error["message"])
@@ -213,10 +242,12 @@ async def test_thousand_concurrent_requests_all_succeed(client: aiohttp.ClientSe
     with Simulator(latency_ms=200.0) as sim:
         models = sim.models
         start = time.perf_counter()
-        results = await asyncio.gather(*(
-            post(client, sim, chat(models[i % len(models)], records[i % len(records)].prompt))
-            for i in range(1000)
-        ))
+        results = await asyncio.gather(
+            *(
+                post(client, sim, chat(models[i % len(models)], records[i % len(records)].prompt))
+                for i in range(1000)
+            )
+        )
         elapsed = time.perf_counter() - start
     assert [status for status, _, _ in results] == [200] * 1000
     for i, (_, _, body) in enumerate(results):
@@ -228,14 +259,18 @@ async def test_thousand_concurrent_requests_all_succeed(client: aiohttp.ClientSe
 async def test_streaming_sends_the_answer_then_usage_then_done(
     sim: Simulator, client: aiohttp.ClientSession
 ) -> None:
-    body = chat("large", "Prove Fermat's last theorem.", stream=True,
-                stream_options={"include_usage": True})
+    body = chat(
+        "large", "Prove Fermat's last theorem.", stream=True, stream_options={"include_usage": True}
+    )
     async with client.post(f"{sim.base_url}/chat/completions", json=body) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
         assert response.headers["x-conduit-quality"] == "0.75"
-        events = [line.removeprefix("data: ") for line in (await response.text()).splitlines()
-                  if line.startswith("data: ")]
+        events = [
+            line.removeprefix("data: ")
+            for line in (await response.text()).splitlines()
+            if line.startswith("data: ")
+        ]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])

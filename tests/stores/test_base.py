@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conduit._errors import StateError
 from conduit.engines.bandits import make_bandit
-from conduit.errors import StateError
 from conduit.stores import Meta, Snapshot
-from conduit.stores.base import add_sums, as_sums, is_zero, prompt_hash, subtract_sums
+from conduit.stores._base import add_sums, as_sums, is_zero, prompt_hash, subtract_sums
 
 from .test_contract import META, delta
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conduit.stores import open_store
-from conduit.stores.cli import main
+from conduit.stores._cli import main
 
 from .test_contract import META, delta
 from .test_sync import learn, make_router

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conduit.engines.outcomes import KEYS
-from conduit.errors import ConfigurationError, StateError
-from conduit.state import encode
+from conduit._errors import ConfigurationError, StateError
+from conduit._state import encode
+from conduit.engines._outcomes import KEYS
 from conduit.stores import HistoryRecord, Meta, Store, Sums
 
 META = Meta(algorithm="linucb", features="hashing:64", dim=2, params={"alpha": 0.5})
@@ -218,7 +218,7 @@ def test_namespaces_are_independent(make_store: Callable[..., Store]) -> None:
 
 
 def _explanation(decision_id: str) -> str:
-    from conduit.types import PRESETS, Explanation, ModelScore, RoutingDecision
+    from conduit._types import PRESETS, Explanation, ModelScore, RoutingDecision
 
     score = ModelScore(utility=0.4, quality=0.5, bonus=0.1, cost=0.001, latency=None)
     decision = RoutingDecision(

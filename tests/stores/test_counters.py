@@ -7,10 +7,10 @@ from collections.abc import Callable
 import pytest
 
 from conduit import Router
-from conduit.errors import InvalidFeedbackError, ValidationError
-from conduit.state import decode, encode
+from conduit._errors import InvalidFeedbackError, ValidationError
+from conduit._state import decode, encode
 from conduit.stores import Store
-from conduit.stores.base import Snapshot
+from conduit.stores._base import Snapshot
 
 MODELS = ["small", "large"]
 

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from conduit.errors import ConfigurationError, MissingDependencyError
+from conduit._errors import ConfigurationError, MissingDependencyError
 from conduit.stores import __all__ as exported
 from conduit.stores import open_store, redact
-from conduit.stores.memory import MemoryStore
+from conduit.stores._memory import MemoryStore
 
 from .test_contract import META, delta
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conduit.errors import MissingDependencyError, StoreError
+from conduit._errors import MissingDependencyError, StoreError
 from conduit.stores import open_store
-from conduit.stores.postgres import PostgresStore
-from conduit.stores.sql import LATEST
+from conduit.stores._postgres import PostgresStore
+from conduit.stores._sql import LATEST
 
 from .test_contract import META, delta
 from .test_sync import global_total, learn, make_router
@@ -126,7 +126,7 @@ def test_replicas_starting_together_migrate_once(fresh_postgres: str) -> None:
 
 
 def test_namespaces_are_parameters_not_sql(postgres_database: str) -> None:
-    hostile = "x'); DROP TABLE conduit.state; --"
+    hostile = "x'); DROP TABLE conduit._state; --"
     store = open_store(postgres_database, namespace=hostile)
     store.push(delta(1.0), META)
     assert hostile in store.namespaces()

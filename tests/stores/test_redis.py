@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conduit.errors import ConfigurationError, StoreError
+from conduit._errors import ConfigurationError, StoreError
 from conduit.stores import open_store
-from conduit.stores.redis import RedisStore
+from conduit.stores._redis import RedisStore
 
 from .conftest import RedisServer, free_port
 from .test_sync import global_total, learn, make_router

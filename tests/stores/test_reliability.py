@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conduit.engines.outcomes import KEYS
-from conduit.errors import StateError
+from conduit._errors import StateError
+from conduit.engines._outcomes import KEYS
 from conduit.stores import HistoryRecord, Snapshot, Store, open_store
-from conduit.stores.cli import main
+from conduit.stores._cli import main
 
 from .conftest import RedisServer
 from .test_contract import META, delta
@@ -153,7 +153,7 @@ def _blob(**change: Any) -> str:
         sums["outcomes"]["openai/gpt-4o"]["surprise"] = np.array(1.0)
     text = Snapshot(META, sums).encode()
     if "extra" in change:
-        from conduit.state import decode, encode
+        from conduit._state import decode, encode
 
         payload = decode(text)
         payload["surprise"] = 1
@@ -204,8 +204,8 @@ def test_a_valid_state_still_imports(tmp_path: Path) -> None:
 def test_history_explanations_are_compact_and_still_explain(
     make_store: Callable[..., Store],
 ) -> None:
-    from conduit.stores.sync import compact_explanation
-    from conduit.types import Explanation, Preferences
+    from conduit._types import Explanation, Preferences
+    from conduit.stores._sync import compact_explanation
 
     router = make_router(make_store())
     learn(router, 5)
@@ -264,14 +264,14 @@ class FailsOnce(FlakyStore):
             self.fail_at -= 1
             if self.fail_at == 0:
                 self.fail_at = None
-                from conduit.errors import StoreError
+                from conduit._errors import StoreError
 
                 raise StoreError("connection reset (test)")
         super()._update(namespace, change)
 
 
 def test_an_interrupted_reseed_is_retried_and_counted_once() -> None:
-    from conduit.errors import StoreError
+    from conduit._errors import StoreError
 
     store = FailsOnce()
     router = make_router(store)
@@ -300,7 +300,7 @@ def test_a_store_flushed_while_a_push_waits_for_retry_is_reseeded_whole() -> Non
     so the retried push finds this replica's entry gone and the same sync pushes both the
     re-seed and what was learned since. The store applies a replica's pushes only in
     increasing sequence order, so the re-seed must land before the newer push."""
-    from conduit.errors import StoreError
+    from conduit._errors import StoreError
 
     store = FlakyStore()
     router = make_router(store)
@@ -329,7 +329,7 @@ def test_a_store_flushed_while_a_push_waits_for_retry_is_reseeded_whole() -> Non
 def test_a_reseed_left_due_goes_before_newer_learning() -> None:
     """A re-seed whose push failed is retried before anything learned since is pushed
     (otherwise the newer push's higher sequence number makes the store skip it)."""
-    from conduit.errors import StoreError
+    from conduit._errors import StoreError
 
     store = FailsOnce()
     router = make_router(store)

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conduit._errors import StateError
 from conduit.config import STATE_URL_ENV, default_state_url
-from conduit.errors import StateError
 from conduit.stores import HistoryRecord, open_store
-from conduit.stores.sql import LATEST
-from conduit.stores.sqlite import SQLiteStore
+from conduit.stores._sql import LATEST
+from conduit.stores._sqlite import SQLiteStore
 
 from .test_contract import META, delta
 
@@ -71,7 +71,7 @@ _WRITER = textwrap.dedent("""
     import sys
     import numpy as np
     from conduit.stores import open_store
-    from conduit.stores.base import Meta
+    from conduit.stores._base import Meta
     store = open_store(sys.argv[1])
     meta = Meta(algorithm="linucb", features="hashing:64", dim=64)
     arms = [f"model-{i}" for i in range(11)]

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from conduit import Router
-from conduit.errors import ConfigurationError, StoreError, UnknownDecisionError
+from conduit._errors import ConfigurationError, StoreError, UnknownDecisionError
+from conduit._types import Constraints
 from conduit.stores import HistoryRecord, Store, open_store
-from conduit.stores.memory import MemoryStore
-from conduit.stores.sync import compact_explanation
-from conduit.types import Constraints
+from conduit.stores._memory import MemoryStore
+from conduit.stores._sync import compact_explanation
 
 MODELS = ["small", "openai/gpt-4o", "large"]
 

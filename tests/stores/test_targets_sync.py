@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from conduit import Router
+from conduit._errors import StateError
+from conduit._state import decode
+from conduit._types import Preferences
 from conduit.engines._targets import Targets
-from conduit.errors import StateError
-from conduit.state import decode
 from conduit.stores import open_store
-from conduit.stores.base import Snapshot
-from conduit.types import Preferences
+from conduit.stores._base import Snapshot
 
 PRICES = {"cheap": (1e-6, 0.0), "dear": (1e-5, 0.0)}
 QUALITY = {"cheap": 0.6, "dear": 0.9}

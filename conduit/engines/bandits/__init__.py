@@ -1,4 +1,4 @@
-"""Routing policies, one file each, behind :class:`~conduit.engines.bandits.base.Bandit`.
+"""Routing policies, one file each, behind :class:`~conduit.engines.bandits._base.Bandit`.
 
 A single-learner policy (:class:`Policy`) implements one hook, its estimate of each
 candidate's quality; the hybrid composes two of them with a switch.
@@ -9,21 +9,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from conduit.engines.bandits._cluster_thompson import ClusterThompsonBandit
-from conduit.engines.bandits.base import Bandit, Choice, Estimate, Policy
-from conduit.engines.bandits.baselines import (
+from conduit._errors import ConfigurationError
+from conduit.engines.bandits._base import Bandit, Choice, Estimate, Policy
+from conduit.engines.bandits._baselines import (
     AlwaysBestBandit,
     AlwaysCheapestBandit,
     OracleBandit,
     RandomBandit,
 )
-from conduit.engines.bandits.contextual_thompson import ContextualThompsonBandit
-from conduit.engines.bandits.epsilon_greedy import EpsilonGreedyBandit
-from conduit.engines.bandits.hybrid import HybridBandit
-from conduit.engines.bandits.linucb import LinUCBBandit
-from conduit.engines.bandits.thompson import ThompsonBandit
-from conduit.engines.bandits.ucb1 import UCB1Bandit
-from conduit.errors import ConfigurationError
+from conduit.engines.bandits._cluster_thompson import ClusterThompsonBandit
+from conduit.engines.bandits._contextual_thompson import ContextualThompsonBandit
+from conduit.engines.bandits._epsilon_greedy import EpsilonGreedyBandit
+from conduit.engines.bandits._hybrid import HybridBandit
+from conduit.engines.bandits._linucb import LinUCBBandit
+from conduit.engines.bandits._thompson import ThompsonBandit
+from conduit.engines.bandits._ucb1 import UCB1Bandit
 
 __all__ = [
     "ALGORITHMS",

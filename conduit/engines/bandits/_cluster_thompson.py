@@ -49,8 +49,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from conduit import _validate
-from conduit.engines.bandits.base import Estimate, FloatArray, Policy
-from conduit.errors import ConfigurationError
+from conduit._errors import ConfigurationError
+from conduit.engines.bandits._base import Estimate, FloatArray, Policy
 
 __all__ = ["ClusterThompsonBandit"]
 
@@ -212,7 +212,7 @@ class ClusterThompsonBandit(Policy):
         return Estimate(mean, draws=mean[:, None] + sd[:, None] * z)
 
     def _ucb1(self, idx: NDArray[np.intp]) -> Estimate:
-        """UCB1 on the overall means (:class:`~conduit.engines.bandits.ucb1.UCB1Bandit`'s rule)."""
+        """UCB1 on the overall means (:class:`~conduit.engines.bandits._ucb1.UCB1Bandit`'s rule)."""
         n = self._stats["n"][idx]
         mean = (self._stats["sums"][idx].sum(axis=1) + self.prior_mean) / (n + 1.0)
         total = max(float(self._stats["n"].sum()), 1.0)

@@ -1,11 +1,11 @@
 """Query features: embedding backends, metadata, the question focus and the cache."""
 
-from conduit.engines.features.base import Embedder
-from conduit.engines.features.cache import FeatureCache
-from conduit.engines.features.extractor import FeatureExtractor, make_embedder
-from conduit.engines.features.focus import question_focus
-from conduit.engines.features.hashing import HashingEmbedder
-from conduit.engines.features.metadata import metadata_features
+from conduit.engines.features._base import Embedder
+from conduit.engines.features._cache import FeatureCache
+from conduit.engines.features._extractor import FeatureExtractor, make_embedder
+from conduit.engines.features._focus import question_focus
+from conduit.engines.features._hashing import HashingEmbedder
+from conduit.engines.features._metadata import metadata_features
 
 __all__ = [
     "Embedder",

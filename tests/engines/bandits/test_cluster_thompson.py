@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conduit._errors import ConfigurationError
 from conduit.engines.bandits import ClusterThompsonBandit, UCB1Bandit
 from conduit.engines.bandits._cluster_thompson import (
     MAX_TAU,
@@ -13,7 +14,6 @@ from conduit.engines.bandits._cluster_thompson import (
     SPREAD_PRIOR,
     SPREAD_STRENGTH,
 )
-from conduit.errors import ConfigurationError
 
 CODE, PROSE, CHAT = np.array([1.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0]), np.array([0.7, 0.7, 1.0])
 

@@ -11,15 +11,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conduit.engines.bandits import ALGORITHMS, Bandit, OracleBandit, make_bandit
-from conduit.errors import (
+from conduit._errors import (
     ConfigurationError,
     DuplicateModelError,
     InvalidFeedbackError,
     StateError,
     UnknownModelError,
 )
-from conduit.state import decode, encode
+from conduit._state import decode, encode
+from conduit.engines.bandits import ALGORITHMS, Bandit, OracleBandit, make_bandit
 
 DIM = 4
 ARMS = ("a", "b", "c")

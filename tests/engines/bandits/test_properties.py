@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conduit._state import decode, encode
 from conduit.engines.bandits import ALGORITHMS, Bandit, HybridBandit, LinUCBBandit, make_bandit
-from conduit.state import decode, encode
 
 DIM = 3
 FAST = settings(

@@ -10,7 +10,7 @@ import pytest
 from numpy.typing import NDArray
 
 from conduit.engines.features._batching import Combiner
-from conduit.engines.features.extractor import FeatureExtractor
+from conduit.engines.features._extractor import FeatureExtractor
 
 
 class GatedEmbedder:
@@ -91,7 +91,7 @@ def test_an_embedder_error_reaches_the_caller_and_the_next_call_works() -> None:
 
 
 def test_the_extractor_batches_a_slow_embedder_but_not_an_inline_one() -> None:
-    from conduit.engines.features.hashing import HashingEmbedder
+    from conduit.engines.features._hashing import HashingEmbedder
 
     class Inline(HashingEmbedder):
         inline = True

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from conduit.engines.features.cache import FeatureCache, text_key
-from conduit.errors import ConfigurationError
+from conduit._errors import ConfigurationError
+from conduit.engines.features._cache import FeatureCache, text_key
 
 
 def test_keeps_at_most_maxsize_evicting_the_least_recently_used() -> None:

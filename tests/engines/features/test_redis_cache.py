@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conduit.engines.features.extractor import FeatureExtractor
-from conduit.engines.features.hashing import HashingEmbedder
-from conduit.engines.features.redis_cache import RedisFeatureCache
-from conduit.errors import ConfigurationError, MissingDependencyError
+from conduit._errors import ConfigurationError, MissingDependencyError
+from conduit.engines.features._extractor import FeatureExtractor
+from conduit.engines.features._hashing import HashingEmbedder
+from conduit.engines.features._redis_cache import RedisFeatureCache
 
 from ...stores.conftest import REDIS_URL, free_port, service_missing
 

@@ -10,9 +10,9 @@ import threading
 import numpy as np
 import pytest
 
-from conduit.engines.features.base import Embedder
-from conduit.engines.features.sentence_transformers import SentenceTransformerEmbedder
-from conduit.errors import ConfigurationError, MissingDependencyError
+from conduit._errors import ConfigurationError, MissingDependencyError
+from conduit.engines.features._base import Embedder
+from conduit.engines.features._sentence_transformers import SentenceTransformerEmbedder
 
 HINT = "pip install torch==2.13.0 && pip install 'conduit[torch]'"
 HAS_ST = importlib.util.find_spec("sentence_transformers") is not None
@@ -28,7 +28,7 @@ def test_importing_conduit_loads_no_torch() -> None:
     code = (
         "import sys\n"
         "import conduit, conduit.engines.router, conduit.engines.features\n"
-        "import conduit.engines.features.sentence_transformers\n"
+        "import conduit.engines.features._sentence_transformers\n"
         "heavy = ('torch', 'sentence_transformers', 'transformers')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )

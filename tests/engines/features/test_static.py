@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conduit.engines.features.base import Embedder
-from conduit.errors import ConfigurationError, MissingDependencyError, StateError
+from conduit._errors import ConfigurationError, MissingDependencyError, StateError
+from conduit.engines.features._base import Embedder
 
 pytest.importorskip("tokenizers", reason="the static backend needs tokenizers")
 
-from conduit.engines.features import static as static_module
-from conduit.engines.features.static import StaticEmbedder
+from conduit.engines.features import _static as static_module
+from conduit.engines.features._static import StaticEmbedder
 
 DATA = Path(static_module.__file__).parent / "data"
 TEXTS = [
@@ -80,7 +80,7 @@ def test_the_shipped_table_loads_offline_without_model2vec_or_the_network() -> N
         "def refuse(*a, **k): raise OSError('network')\n"
         "socket.socket.connect = refuse\n"
         "sys.modules['model2vec'] = None; sys.modules['huggingface_hub'] = None\n"
-        "from conduit.engines.features.static import StaticEmbedder\n"
+        "from conduit.engines.features._static import StaticEmbedder\n"
         "print(StaticEmbedder().embed(['hello world']).shape)\n"
     )
     out = subprocess.run(
