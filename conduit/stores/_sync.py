@@ -23,6 +23,12 @@ own learning (no model's counts ever go down in a sync), re-adds everything
 this replica ever pushed (exact when the whole namespace was lost), logs an
 ERROR and counts it in :attr:`StoreSync.state_lost`.
 
+A detected change (:meth:`StoreSync.forget`) is sent with the next push: the store
+scales the model's global sums once and raises that (model, stream)'s epoch; every
+replica seeing a new epoch scales its statistics, the base of its next delta and its
+record of what it pushed by the same factor, so the forget is neither merged back nor
+taken for lost state (:meth:`StoreSync._follow_forgets`).
+
 All store I/O (state and history, in batches) runs in one daemon thread;
 :meth:`record_decision` and :meth:`record_outcome`, on the request path, only
 append to a queue.
