@@ -194,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model7", default=MODEL7, help="model7-mixed log ('' to skip)")
     parser.add_argument("--embedding-backend", default="auto")
     parser.add_argument("--store", choices=["sqlite"], help="replay with a state store")
+    parser.add_argument("--sync-every", type=int, default=SYNC_EVERY, help="queries per sync")
     args = parser.parse_args(argv)
-    global STORE
-    STORE = args.store
-    out: dict[str, Any] = {"seeds": args.seeds, "store": args.store}
+    global STORE, SYNC_EVERY
+    STORE, SYNC_EVERY = args.store, args.sync_every
+    out: dict[str, Any] = {"seeds": args.seeds, "store": args.store, "sync_every": SYNC_EVERY}
     paths = [(name, shipped_log(name)) for name in args.logs]
     if args.model7:
         paths.append(("model7-mixed", args.model7))
