@@ -186,3 +186,26 @@ def test_a_state_without_epochs_loads_and_bad_epochs_are_refused() -> None:
         payload["epochs"] = bad
         with pytest.raises(StateError):
             Snapshot.decode(encode(payload), "bad")
+
+
+def test_a_replica_joining_after_a_forget_starts_from_the_forgotten_state(
+    make_store: Callable[..., Store], routers: list[Router]
+) -> None:
+    a = make_router(make_store())
+    routers.append(a)
+    learn(a, 80, lambda m: 1.0, "a")
+    sync(a).sync_now()
+    m = max(MODELS, key=lambda name: feedback(a, name))
+    assert feedback(a, m) > KEEP["quality"]
+    sync(a).forget(m, "quality", KEEP["quality"])
+    sync(a).sync_now()
+    c = make_router(make_store())  # its first sync (at start) pulls the forgotten state
+    routers.append(c)
+    assert feedback(c, m) == pytest.approx(KEEP["quality"]) == feedback(a, m)
+    sync(c).forget(m, "quality", KEEP["quality"])  # a later change, seen from c
+    learn(c, 5, lambda m: 1.0, "c")
+    for r in (c, a, c):
+        sync(r).sync_now()
+    assert sync(c).forgets_applied == 1
+    assert feedback(a, m) == pytest.approx(feedback(c, m))
+    assert sync(a).state_lost == sync(c).state_lost == 0
