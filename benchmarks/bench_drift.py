@@ -187,6 +187,7 @@ def bench_log(data: ReplayData, seeds: list[int]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global STORE, SYNC_EVERY
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -196,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=["sqlite"], help="replay with a state store")
     parser.add_argument("--sync-every", type=int, default=SYNC_EVERY, help="queries per sync")
     args = parser.parse_args(argv)
-    global STORE, SYNC_EVERY
     STORE, SYNC_EVERY = args.store, args.sync_every
     out: dict[str, Any] = {"seeds": args.seeds, "store": args.store, "sync_every": SYNC_EVERY}
     paths = [(name, shipped_log(name)) for name in args.logs]
