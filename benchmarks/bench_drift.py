@@ -1,6 +1,7 @@
 """Change over time: how many queries Conduit takes to follow a model that changed.
 
     python benchmarks/bench_drift.py [--seeds 0 1 2] [--logs ...] [--model7 PATH] [--json OUT]
+                                     [--store sqlite]
 
 For each log and seed, in the replay's order for that seed (the default ``hybrid``
 policy, full feedback), the model the router prefers (the most chosen over the
@@ -19,6 +20,10 @@ Each change is replayed with change detection on and off. Reported:
   within 20 % of the model's true mean cost after the change;
 - quality (and cost) of the second half, and the changes the detector raised;
 - ``stationary``: the unchanged log with detection on, its quality and false alarms.
+
+With ``--store sqlite`` every router keeps its state in a fresh SQLite store and syncs
+every ``SYNC_EVERY`` queries (deterministically, from the replay loop): a forget then
+takes effect at the next sync, through the store.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 import time
+import uuid
 from typing import Any
 
 import _common  # noqa: F401  (the offline environment)
@@ -44,6 +51,10 @@ DROP = 0.2
 COST_FACTOR = 3.0
 WINDOW = 100
 BEFORE = 1000
+#: With a store: queries between two syncs (the replay syncs explicitly).
+SYNC_EVERY = 50
+#: ``sqlite`` to replay with a state store (set by ``--store``), else None.
+STORE: str | None = None
 
 
 def replay(
@@ -57,7 +68,10 @@ def replay(
         seed=seed,
         extractor=data.extractor,
         drift_detection=drift,
+        **_store_options(),
     )
+    if STORE is not None:
+        router.start()
     order = np.random.default_rng(seed).permutation(len(data))
     chosen = np.empty(order.size, dtype=np.intp)
     index = {m: k for k, m in enumerate(data.models)}
@@ -73,12 +87,15 @@ def replay(
             cost=None if np.isnan(cost) else cost,
         )
         chosen[step] = k
+        if router.store_sync is not None and step % SYNC_EVERY == SYNC_EVERY - 1:
+            router.store_sync.sync_now()
         if watch is not None and step >= half and step % 10 == 0:
             mean = router.stats().models[data.models[watch]].mean_cost
             known.append((step - half, np.nan if mean is None else mean))
     q = data.quality[order, chosen]
     c = data.cost[order, chosen]
     alarms = router.drift.alarms() if router.drift is not None else {}
+    router.close()
     return {
         "order": order,
         "chosen": chosen,
@@ -87,6 +104,17 @@ def replay(
         "cost_after": float(np.nanmean(c[half:])) if np.isfinite(c).any() else None,
         "alarms": {m: a for m, a in alarms.items() if any(a.values())},
         "known": known,
+    }
+
+
+def _store_options() -> dict[str, Any]:
+    """A fresh SQLite state store (its own namespace), or nothing without ``--store``."""
+    if STORE is None:
+        return {}
+    path = f"{tempfile.gettempdir()}/conduit-bench-drift.db"
+    return {
+        "state_store": f"sqlite:///{path}?namespace=n{uuid.uuid4().hex[:12]}",
+        "sync_interval": 86_400.0,
     }
 
 
@@ -159,14 +187,18 @@ def bench_log(data: ReplayData, seeds: list[int]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global STORE, SYNC_EVERY
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--logs", nargs="+", default=list(LOGS))
     parser.add_argument("--model7", default=MODEL7, help="model7-mixed log ('' to skip)")
     parser.add_argument("--embedding-backend", default="auto")
+    parser.add_argument("--store", choices=["sqlite"], help="replay with a state store")
+    parser.add_argument("--sync-every", type=int, default=SYNC_EVERY, help="queries per sync")
     args = parser.parse_args(argv)
-    out: dict[str, Any] = {"seeds": args.seeds}
+    STORE, SYNC_EVERY = args.store, args.sync_every
+    out: dict[str, Any] = {"seeds": args.seeds, "store": args.store, "sync_every": SYNC_EVERY}
     paths = [(name, shipped_log(name)) for name in args.logs]
     if args.model7:
         paths.append(("model7-mixed", args.model7))

@@ -57,6 +57,7 @@ from conduit.engines._targets import Targets
 from conduit.engines.bandits import ALGORITHMS, Bandit, make_bandit
 from conduit.engines.bandits._base import FloatArray
 from conduit.engines.features._extractor import Backend, FeatureExtractor, make_embedder
+from conduit.stores._base import FORGET_KEYS
 
 if TYPE_CHECKING:
     from conduit.stores import Store, StoreSync
@@ -758,23 +759,32 @@ class Router:
             residuals["cost"] = math.log((values["cost"] + floor) / (expected + floor))
         for stream, residual in residuals.items():
             change = self._drift.observe(model, stream, residual)
-            if change is not None and self.store_sync is not None:
-                # a local forget would be undone by the next sync (the global sums only add)
-                logger.warning(
-                    "%s of %s changed; with a shared state store its statistics are kept",
+            if change is None:
+                continue
+            how = "up" if change.direction > 0 else "down"
+            keep = KEEP_AFTER_CHANGE[stream]
+            if self.store_sync is not None:
+                # forgotten in the global sums, once, at the next sync, for every replica
+                self.store_sync.forget(model, stream, keep)
+                logger.info(
+                    "%s of %s changed (%s); its learned %s statistics will be discounted to "
+                    "%g outcomes' worth in the state store at the next sync",
                     stream,
                     model,
+                    how,
+                    stream,
+                    keep,
                 )
-            elif change is not None:
+            else:
                 self._forget(model, stream)
                 logger.info(
                     "%s of %s changed (%s); its learned %s statistics were discounted to %g "
                     "outcomes' worth",
                     stream,
                     model,
-                    "up" if change.direction > 0 else "down",
+                    how,
                     stream,
-                    KEEP_AFTER_CHANGE[stream],
+                    keep,
                 )
 
     def _forget(self, model: str, stream: str) -> None:
@@ -784,9 +794,7 @@ class Router:
             factor = keep_factor(n, KEEP_AFTER_CHANGE[stream])
             stats = self._bandit.stats()[model]
             self._bandit.merge({model: {k: (factor - 1.0) * v for k, v in stats.items()}})
-            keys: tuple[str, ...] = ("quality_n", "quality_sum")
-        else:
-            keys = ("cost_n", "cost_sum", "cost_tokens", "cost_tokens2", "cost_cross")
+        keys = FORGET_KEYS[stream]
         sums = self._outcomes.stats()[model]
         factor = keep_factor(sums[keys[0]], KEEP_AFTER_CHANGE[stream])
         self._outcomes.add(model, **{k: (factor - 1.0) * sums[k] for k in keys})

@@ -38,10 +38,13 @@ from conduit.engines.bandits._base import FloatArray
 from conduit.engines.features._metadata import METADATA_NAMES, metadata_features
 
 __all__ = [
+    "FORGET_KEYS",
     "HISTORY_FIELDS",
     "KIND",
     "PARTS",
     "QUERY_KINDS",
+    "Epochs",
+    "Forget",
     "HistoryRecord",
     "Learner",
     "Meta",
@@ -49,8 +52,10 @@ __all__ = [
     "Store",
     "Sums",
     "add_sums",
+    "forget_sums",
     "prompt_hash",
     "query_kind",
+    "scale_sums",
     "subtract_sums",
     "zero_like",
 ]
@@ -72,7 +77,59 @@ _NONNEGATIVE = (*COUNTS, "quality_sum", "cost_sum", "latency_sum")
 #: Largest magnitude a stored statistic may have: far beyond any real traffic (1e6 USD per
 #: outcome times 1e12 outcomes), far enough below float's range that sums cannot overflow.
 MAX_STAT = 1e18
-_PAYLOAD_KEYS = frozenset({"kind", "meta", "sums", "revision", "updated", "replicas"})
+_PAYLOAD_KEYS = frozenset({"kind", "meta", "sums", "revision", "updated", "replicas", "epochs"})
+#: Per stream of a model, the outcome sums a forget scales (the first is the count that
+#: sets the factor); a quality forget scales the policy's statistics of the model too.
+FORGET_KEYS = {
+    "quality": ("quality_n", "quality_sum"),
+    "cost": ("cost_n", "cost_sum", "cost_tokens", "cost_tokens2", "cost_cross"),
+}
+#: (model, stream) -> (epoch: forgets applied so far, sum of the logs of their factors).
+Epochs = dict[tuple[str, str], tuple[int, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Scale ``model``'s statistics of ``stream`` in the global state down to ``keep``
+    outcomes' worth, if the store is still at ``epoch`` for them (a forget based on an
+    older epoch, i.e. a change another replica already forgot, is dropped)."""
+
+    model: str
+    stream: str
+    epoch: int
+    keep: float
+
+
+def forget_sums(sums: Sums, model: str, stream: str, keep: float) -> tuple[Sums, float]:
+    """``sums`` with ``model``'s ``stream`` statistics scaled to ``keep`` outcomes' worth, and
+    the factor (1.0 when there is nothing to scale). The one place that says what a forget
+    touches, for the store and every replica."""
+    keys = FORGET_KEYS[stream]
+    stats = sums.get("outcomes", {}).get(model)
+    if stats is None or keys[0] not in stats:
+        return sums, 1.0
+    n = float(np.sum(stats[keys[0]]))
+    factor = 1.0 if n <= keep else keep / n
+    return scale_sums(sums, model, stream, factor), factor
+
+
+def scale_sums(sums: Sums, model: str, stream: str, factor: float) -> Sums:
+    """``sums`` with ``model``'s ``stream`` statistics multiplied by ``factor`` (a copy)."""
+    if factor == 1.0:
+        return sums
+    out = {part: dict(arms) for part, arms in sums.items()}
+    keys = FORGET_KEYS[stream]
+    stats = out.get("outcomes", {}).get(model)
+    if stats is not None:
+        out["outcomes"][model] = {
+            k: np.asarray(v * factor) if k in keys else v for k, v in stats.items()
+        }
+    bandit = out.get("bandit", {}).get(model)
+    if stream == "quality" and bandit is not None:
+        out["bandit"][model] = {k: np.asarray(v * factor) for k, v in bandit.items()}
+    return out
+
+
 _META_KEYS = frozenset({"algorithm", "features", "dim", "params"})
 
 #: part -> arm -> statistic -> array (0-d for scalars).
@@ -130,9 +187,14 @@ class Snapshot:
     revision: int = 0
     updated: float = 0.0
     replicas: dict[str, tuple[int, float]] = field(default_factory=dict)
+    epochs: Epochs = field(default_factory=dict)
+    """Forgets applied to the global sums, per (model, stream); see :class:`Forget`."""
     previous_seq: int | None = None
     """Set by :meth:`Store.push` only (never stored): the sequence number the store held
     for the pushing replica before this push, ``None`` if it did not know the replica."""
+    forgotten: tuple[tuple[str, str], ...] = ()
+    """Set by :meth:`Store.push` only (never stored): the (model, stream) of the forgets
+    this push applied (the others were based on an older epoch, or a retry's)."""
 
     def encode(self) -> str:
         return encode(
@@ -143,6 +205,8 @@ class Snapshot:
                 "revision": self.revision,
                 "updated": self.updated,
                 "replicas": {r: [seq, seen] for r, (seq, seen) in self.replicas.items()},
+                # absent while empty: a state nobody forgot in reads as before epochs existed
+                **({"epochs": _epochs_json(self.epochs)} if self.epochs else {}),
             }
         )
 
@@ -205,7 +269,8 @@ class Snapshot:
             raise StateError(f"{where}: malformed revision or replica table: {exc!r}") from exc
         if revision < 0 or any(seq < 0 for seq, _ in replicas.values()):
             raise StateError(f"{where}: revision and sequence numbers must be >= 0")
-        return cls(meta, checked, revision, updated, replicas)
+        epochs = _decode_epochs(payload.get("epochs", {}), where)
+        return cls(meta, checked, revision, updated, replicas, epochs)
 
     def summary(self) -> dict[str, Any]:
         """What the state says, as plain JSON: metadata and, per model, decisions, feedback
@@ -245,6 +310,39 @@ class Snapshot:
                 }
             ),
         }
+
+
+def _epochs_json(epochs: Epochs) -> dict[str, dict[str, list[float]]]:
+    out: dict[str, dict[str, list[float]]] = {}
+    for (model, stream), (epoch, log_scale) in sorted(epochs.items()):
+        out.setdefault(model, {})[stream] = [epoch, log_scale]
+    return out
+
+
+def _decode_epochs(value: Any, where: str) -> Epochs:
+    """The payload's ``epochs`` ({model: {stream: [epoch, log scale]}}), validated."""
+    if not isinstance(value, dict):
+        raise StateError(f"{where}: forget epochs are malformed")
+    epochs: Epochs = {}
+    for model, streams in value.items():
+        if not isinstance(streams, dict):
+            raise StateError(f"{where}: forget epochs of {model!r} are malformed")
+        for stream, pair in streams.items():
+            if stream not in FORGET_KEYS:
+                raise StateError(f"{where}: forget epoch of unknown stream {stream!r}")
+            try:
+                epoch, log_scale = int(pair[0]), float(pair[1])
+                if len(pair) != 2:
+                    raise ValueError("expected [epoch, log scale]")
+            except (TypeError, ValueError, IndexError, KeyError) as exc:
+                raise StateError(f"{where}: forget epoch of {model}/{stream}: {exc!r}") from exc
+            if epoch < 0 or not np.isfinite(log_scale) or log_scale > 0:
+                raise StateError(
+                    f"{where}: forget epoch of {model}/{stream} must be >= 0 with a log "
+                    f"scale <= 0, got {pair!r}"
+                )
+            epochs[(str(model), stream)] = (epoch, log_scale)
+    return epochs
 
 
 def target_summary(sums: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
@@ -609,11 +707,14 @@ class Store(ABC):
         namespace: str | None = None,
         replica: str | None = None,
         seq: int | None = None,
+        forgets: Sequence[Forget] = (),
     ) -> Snapshot:
         """Add ``delta`` to the global state atomically; return the new global state.
 
         With ``replica`` and ``seq``, a push whose ``seq`` was already applied for that
-        replica (a retry after an ambiguous failure) is not added again.
+        replica (a retry after an ambiguous failure) is not added again. ``forgets`` are
+        applied after the delta, in the same atomic update and under the same
+        at-most-once rule; each raises its (model, stream) epoch.
         """
         ns = check_namespace(namespace or self.namespace)
         where = self._where(ns)
@@ -631,20 +732,32 @@ class Store(ABC):
             replicas = {
                 r: v for r, v in base.replicas.items() if r == replica or now - v[1] < REPLICA_TTL
             }
-            sums = base.sums
+            sums, epochs = base.sums, dict(base.epochs)
             previous: int | None = None
+            fresh, forgotten = True, []
             if replica is not None and seq is not None:
                 previous = replicas[replica][0] if replica in replicas else None
                 last = -1 if previous is None else previous
-                if seq > last:
-                    sums = add_sums(sums, delta)
+                fresh = seq > last
                 replicas[replica] = (max(seq, last), now)
-            else:
+            if fresh:
                 sums = add_sums(sums, delta)
+                for f in forgets:
+                    epoch, log_scale = epochs.get((f.model, f.stream), (0, 0.0))
+                    if f.epoch != epoch:
+                        continue  # another replica forgot this change already
+                    sums, factor = forget_sums(sums, f.model, f.stream, f.keep)
+                    forgotten.append((f.model, f.stream))
+                    epochs[(f.model, f.stream)] = (epoch + 1, log_scale + float(np.log(factor)))
             new = Snapshot(
-                base.meta if current is not None else meta, sums, base.revision + 1, now, replicas
+                base.meta if current is not None else meta,
+                sums,
+                base.revision + 1,
+                now,
+                replicas,
+                epochs,
             )
-            result.append(replace(new, previous_seq=previous))
+            result.append(replace(new, previous_seq=previous, forgotten=tuple(forgotten)))
             return new.encode()
 
         self._update(ns, change)

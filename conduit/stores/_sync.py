@@ -23,6 +23,12 @@ own learning (no model's counts ever go down in a sync), re-adds everything
 this replica ever pushed (exact when the whole namespace was lost), logs an
 ERROR and counts it in :attr:`StoreSync.state_lost`.
 
+A detected change (:meth:`StoreSync.forget`) is sent with the next push: the store
+scales the model's global sums once and raises that (model, stream)'s epoch; every
+replica seeing a new epoch scales its statistics, the base of its next delta and its
+record of what it pushed by the same factor, so the forget is neither merged back nor
+taken for lost state (:meth:`StoreSync._follow_forgets`).
+
 All store I/O (state and history, in batches) runs in one daemon thread;
 :meth:`record_decision` and :meth:`record_outcome`, on the request path, only
 append to a queue.
@@ -47,6 +53,8 @@ from conduit._redact import describe_error
 from conduit._types import Explanation
 from conduit.stores._base import (
     COUNTS,
+    Epochs,
+    Forget,
     HistoryRecord,
     Learner,
     Snapshot,
@@ -56,6 +64,7 @@ from conduit.stores._base import (
     is_zero,
     prompt_hash,
     query_kind,
+    scale_sums,
     subtract_sums,
 )
 
@@ -171,7 +180,15 @@ class StoreSync:
         self.clock = clock
         self._seq = 0
         self._base: Sums = {}
-        self._pending: tuple[int, Sums, Sums] | None = None
+        self._pending: tuple[int, Sums, Sums, tuple[Forget, ...]] | None = None
+        #: forgets detected here, not yet pushed: (model, stream) -> outcomes' worth to keep
+        self._forgets: dict[tuple[str, str], float] = {}
+        self._forgets_lock = threading.Lock()
+        #: the store's forget epochs as of the last sync (None before the first)
+        self._epochs: Epochs | None = None
+        #: forgets this replica asked for and the store applied / dropped as already done
+        self.forgets_applied = 0
+        self.forgets_dropped = 0
         #: everything this replica pushed and the store acknowledged, and the last such seq
         self._own: Sums = {}
         self._acked = 0
@@ -218,6 +235,12 @@ class StoreSync:
         # rather than one failing attempt per request.
         if len(self._events) >= self.batch_size and self.down_since is None:
             self._wake.set()
+
+    def forget(self, model: str, stream: str, keep: float) -> None:
+        """Ask the store to scale ``model``'s ``stream`` statistics down to ``keep`` outcomes'
+        worth for every replica, once, at the next sync."""
+        with self._forgets_lock:
+            self._forgets[(model, stream)] = keep
 
     @property
     def backlog(self) -> int:
@@ -320,7 +343,7 @@ class StoreSync:
             ) from exc
 
     def _sync_state(self) -> None:
-        if self._pending is not None and is_zero(self._pending[1]):
+        if self._pending is not None and is_zero(self._pending[1]) and not self._pending[3]:
             self._pending = None  # nothing to retry: a pull now does better
         retry = self._pending is not None
         # The store applies a replica's pushes in the order of their sequence numbers (a
@@ -347,11 +370,18 @@ class StoreSync:
                 for part in now
             }
             self._seq += 1
-            self._pending = (self._seq, subtract_sums(now, base, arms=arms), now)
-        seq, delta, before = self._pending
+            known_epochs = self._epochs or {}
+            with self._forgets_lock:
+                asked, self._forgets = self._forgets, {}
+            forgets = tuple(
+                Forget(model, stream, known_epochs.get((model, stream), (0, 0.0))[0], keep)
+                for (model, stream), keep in asked.items()
+            )
+            self._pending = (self._seq, subtract_sums(now, base, arms=arms), now, forgets)
+        seq, delta, before, forgets = self._pending
         meta = learner.meta()
         own = self._own
-        if is_zero(delta):
+        if is_zero(delta) and not forgets:
             snapshot = self.store.pull(self.namespace)
             if snapshot is not None:
                 meta.check(snapshot.meta, f"state {self.namespace!r} in {self.store.url}")
@@ -359,11 +389,18 @@ class StoreSync:
             known = None if entry is None else entry[0]
         else:
             snapshot = self.store.push(
-                delta, meta, namespace=self.namespace, replica=self.replica, seq=seq
+                delta,
+                meta,
+                namespace=self.namespace,
+                replica=self.replica,
+                seq=seq,
+                forgets=forgets,
             )
             known = snapshot.previous_seq
             self._own = add_sums(own, delta)
         self._pending = None
+        if snapshot is not None:
+            before = self._follow_forgets(snapshot, before, forgets)
         if self._acked and known is None:
             # Everything pushed before is gone: add it back, once, after this sync's own
             # bookkeeping (so that a failure of that push is retried, never double counted).
@@ -377,6 +414,7 @@ class StoreSync:
             self._acked = max(self._acked, seq)
         self._last_global = snapshot
         if snapshot is None:
+            self._epochs = {}  # an empty store: nothing was ever forgotten
             self._base = before
             return
         # What others learned, model by model; a model whose counts in the store are below
@@ -400,6 +438,39 @@ class StoreSync:
         if not is_zero(change):
             learner.merge_delta(change)
         self._base = merged
+
+    def _follow_forgets(
+        self, snapshot: Snapshot, before: Sums, forgets: tuple[Forget, ...]
+    ) -> Sums:
+        """Apply to this replica the forgets the store applied since the last sync (its own
+        and other replicas'): the router's statistics, ``before`` (what it pushed against)
+        and ``own`` (what it ever pushed) are scaled by the same factors as the global sums,
+        so the next merge adds nothing back and a forget never reads as lost state."""
+        seen = self._epochs
+        ratios: dict[tuple[str, str], float] = {}
+        for key, (epoch, log_scale) in snapshot.epochs.items():
+            if seen is None:
+                # First contact: earlier forgets were applied before this replica's learning
+                # reached the store; only one it pushed now (based on epoch 0) applies here.
+                if not any((f.model, f.stream) == key and f.epoch == 0 for f in forgets):
+                    continue
+                if epoch != 1:
+                    continue
+            old_epoch, old_log = (seen or {}).get(key, (0, 0.0))
+            if epoch > old_epoch:
+                ratios[key] = float(np.exp(log_scale - old_log))
+        applied = len(snapshot.forgotten)
+        self.forgets_applied += applied
+        self.forgets_dropped += len(forgets) - applied
+        self._epochs = dict(snapshot.epochs)
+        if not ratios:
+            return before
+        scaled = before
+        for (model, stream), ratio in ratios.items():
+            scaled = scale_sums(scaled, model, stream, ratio)
+            self._own = scale_sums(self._own, model, stream, ratio)
+        self.learner.merge_delta(subtract_sums(scaled, before, arms=_arms(before)))
+        return scaled
 
     def _lost(self, why: str) -> None:
         self.state_lost += 1
