@@ -29,9 +29,9 @@ estimate stays as a weak prior, the new behaviour takes over within a few dozen
 outcomes, and a false alarm costs little. The detector's state is plain arrays, part
 of the router's state.
 
-With a shared state store the detector runs but does not forget: a local forget would
-be undone by the next sync, which merges the global sums back (they only add). Each
-replica's alarms are still counted (:meth:`DriftDetector.alarms`).
+With a shared state store the forget is the store's: it scales the global sums once, at
+the next sync, and every replica follows (:mod:`conduit.stores._sync`). Each replica's
+detector watches its own outcomes; its alarms are counted (:meth:`DriftDetector.alarms`).
 """
 
 from __future__ import annotations

@@ -761,31 +761,23 @@ class Router:
             change = self._drift.observe(model, stream, residual)
             if change is None:
                 continue
-            how = "up" if change.direction > 0 else "down"
             keep = KEEP_AFTER_CHANGE[stream]
             if self.store_sync is not None:
                 # forgotten in the global sums, once, at the next sync, for every replica
                 self.store_sync.forget(model, stream, keep)
-                logger.info(
-                    "%s of %s changed (%s); its learned %s statistics will be discounted to "
-                    "%g outcomes' worth in the state store at the next sync",
-                    stream,
-                    model,
-                    how,
-                    stream,
-                    keep,
-                )
+                done = "will be discounted in the state store at the next sync"
             else:
                 self._forget(model, stream)
-                logger.info(
-                    "%s of %s changed (%s); its learned %s statistics were discounted to %g "
-                    "outcomes' worth",
-                    stream,
-                    model,
-                    how,
-                    stream,
-                    keep,
-                )
+                done = "were discounted"
+            logger.info(
+                "%s of %s changed (%s); its learned %s statistics %s to %g outcomes' worth",
+                stream,
+                model,
+                "up" if change.direction > 0 else "down",
+                stream,
+                done,
+                keep,
+            )
 
     def _forget(self, model: str, stream: str) -> None:
         """Scale ``model``'s learned statistics of ``stream`` down to a weak prior."""

@@ -577,10 +577,8 @@ def test_sync_completion_from_many_threads(attach: Any) -> None:
     settle_sync(strategy, n)
     counts = outcome_counts(strategy.conduit_router)
     assert strategy.conduit_router.stats().total_decisions == n
-    assert counts["latency_n"] == n, strategy.feedback.stats()
-    assert strategy.feedback.stats()["learned"] == n
-    # every cost was learned; a change the detector flagged may have discounted the sums
-    assert 0 < counts["cost_n"] <= n
+    # identical calls: no change for the detector to see, so nothing is discounted
+    assert (counts["cost_n"], counts["latency_n"]) == (n, n), strategy.feedback.stats()
     assert threading.active_count() < 50
 
 
