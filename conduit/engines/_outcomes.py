@@ -29,6 +29,10 @@ KEYS = (
     "latency_n",
     "latency_sum",
 )
+#: The columns of the cost model's sums (see :meth:`OutcomeStats.predicted_costs`).
+_COST_COLUMNS = [
+    KEYS.index(k) for k in ("cost_n", "cost_sum", "cost_tokens", "cost_tokens2", "cost_cross")
+]
 
 #: Output tokens assumed for a known price before any cost has been observed.
 DEFAULT_OUTPUT_TOKENS = 256.0
@@ -127,16 +131,12 @@ class OutcomeStats:
         """``model``'s predicted cost for ``tokens`` from its observed costs alone (no list
         price; NaN before any): what change detection compares a new cost with, so the
         list price's pull, fading as observations come in, does not read as a change."""
-        i = self._row(model)
-        n, c, t, tt, ct = (a[i : i + 1] for a in self._cost_sums())
+        n, c, t, tt, ct = self._cost_sums(slice(i := self._row(model), i + 1))
         return float(_fit_costs(n, c, t, tt, ct, tokens)[0])
 
-    def _cost_sums(self) -> tuple[FloatArray, ...]:
-        s = self._sums
-        return tuple(
-            s[:, KEYS.index(k)].copy()
-            for k in ("cost_n", "cost_sum", "cost_tokens", "cost_tokens2", "cost_cross")
-        )
+    def _cost_sums(self, rows: slice = slice(None)) -> tuple[FloatArray, ...]:
+        """Copies of the five cost sums' columns (of ``rows``)."""
+        return tuple(self._sums[rows, _COST_COLUMNS].T.copy())
 
     def mean(self, key: str) -> FloatArray:
         """Mean quality, cost or latency per model (NaN where nothing was observed)."""
