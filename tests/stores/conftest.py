@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from conduit import Router
 from conduit.stores import Store, open_store
 
 POSTGRES_URL = os.environ.get(
@@ -184,3 +185,12 @@ def redis_server_binary() -> str:
         service_missing("redis-server (binary, for the outage tests)", "not on PATH")
     assert path is not None
     return path
+
+
+@pytest.fixture
+def routers() -> Iterator[list[Router]]:
+    """Routers a test makes (append them), closed at its end."""
+    made: list[Router] = []
+    yield made
+    for r in made:
+        r.close()

@@ -4,7 +4,7 @@ and followed by every replica, never undone by a sync nor taken for lost state."
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,14 +53,6 @@ def global_feedback(store: Store, model: str) -> float:
     state = store.pull()
     assert state is not None
     return float(state.sums["outcomes"][model]["quality_n"])
-
-
-@pytest.fixture
-def routers() -> Iterator[list[Router]]:
-    made: list[Router] = []
-    yield made
-    for r in made:
-        r.close()
 
 
 def test_a_detected_change_is_forgotten_in_the_store_and_stays_forgotten(

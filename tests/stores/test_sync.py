@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,14 +42,6 @@ def total(router: Router, key: str = "decisions") -> float:
 def global_total(store: Store, key: str = "decisions") -> float:
     state = store.pull()
     return 0.0 if state is None else sum(float(s[key]) for s in state.sums["outcomes"].values())
-
-
-@pytest.fixture
-def routers() -> Iterator[list[Router]]:
-    made: list[Router] = []
-    yield made
-    for r in made:
-        r.close()
 
 
 def test_two_routers_end_with_the_sum_of_their_learning(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +48,6 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "memory":
         return f"memory://{uuid.uuid4().hex}"
     return f"sqlite:///{tmp_path / 'state.db'}"
-
-
-@pytest.fixture
-def routers() -> Iterator[list[Router]]:
-    made: list[Router] = []
-    yield made
-    for r in made:
-        r.close()
 
 
 def test_two_replicas_converge_on_one_controller(url: str, routers: list[Router]) -> None:
