@@ -30,6 +30,7 @@ from conduit._types import (
     TargetStats,
 )
 from conduit.engines.bandits import ALGORITHMS
+from conduit.engines._drift import DriftDetector
 from conduit.engines.router import Router
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "ConduitError",
     "ConfigurationError",
     "Constraints",
+    "DriftDetector",
     "DuplicateModelError",
     "Explanation",
     "Feedback",

@@ -23,6 +23,7 @@ EXPORTED = {
         "ConduitError",
         "ConfigurationError",
         "Constraints",
+        "DriftDetector",
         "DuplicateModelError",
         "Explanation",
         "Feedback",
