@@ -29,8 +29,8 @@ from conduit._types import (
     RoutingDecision,
     TargetStats,
 )
-from conduit.engines.bandits import ALGORITHMS
 from conduit.engines._drift import DriftDetector
+from conduit.engines.bandits import ALGORITHMS
 from conduit.engines.router import Router
 
 __version__ = "0.1.0"
