@@ -51,13 +51,12 @@ from conduit._types import (
     RoutingDecision,
 )
 from conduit.engines._drift import KEEP as KEEP_AFTER_CHANGE
-from conduit.engines._drift import DriftDetector, keep_factor
+from conduit.engines._drift import DriftDetector
 from conduit.engines._outcomes import OutcomeStats, Price
 from conduit.engines._targets import Targets
 from conduit.engines.bandits import ALGORITHMS, Bandit, make_bandit
 from conduit.engines.bandits._base import FloatArray
 from conduit.engines.features._extractor import Backend, FeatureExtractor, make_embedder
-from conduit.stores._base import FORGET_KEYS
 
 if TYPE_CHECKING:
     from conduit.stores import Store, StoreSync
@@ -780,16 +779,16 @@ class Router:
             )
 
     def _forget(self, model: str, stream: str) -> None:
-        """Scale ``model``'s learned statistics of ``stream`` down to a weak prior."""
-        if stream == "quality":
-            n = float(self._bandit.feedback_counts()[self._bandit.arm_index(model)])
-            factor = keep_factor(n, KEEP_AFTER_CHANGE[stream])
-            stats = self._bandit.stats()[model]
-            self._bandit.merge({model: {k: (factor - 1.0) * v for k, v in stats.items()}})
-        keys = FORGET_KEYS[stream]
-        sums = self._outcomes.stats()[model]
-        factor = keep_factor(sums[keys[0]], KEEP_AFTER_CHANGE[stream])
-        self._outcomes.add(model, **{k: (factor - 1.0) * sums[k] for k in keys})
+        """Scale ``model``'s learned statistics of ``stream`` down to a weak prior: the same
+        forget a store applies (:func:`conduit.stores._base.forget_sums`), merged as a delta."""
+        from conduit.stores._base import as_sums, forget_sums, subtract_sums
+
+        with self._lock:
+            own = as_sums(
+                {model: self._bandit.stats()[model]}, {model: self._outcomes.stats()[model]}
+            )
+            forgotten, _ = forget_sums(own, model, stream, KEEP_AFTER_CHANGE[stream])
+            self.merge_delta(subtract_sums(forgotten, own))
 
     @property
     def drift(self) -> DriftDetector | None:

@@ -33,6 +33,7 @@ from conduit import _validate
 from conduit._errors import ConfigurationError, StateError
 from conduit._state import decode, encode
 from conduit._types import Explanation
+from conduit.engines._drift import keep_factor
 from conduit.engines._outcomes import KEYS as OUTCOME_KEYS
 from conduit.engines.bandits._base import FloatArray
 from conduit.engines.features._metadata import METADATA_NAMES, metadata_features
@@ -108,8 +109,7 @@ def forget_sums(sums: Sums, model: str, stream: str, keep: float) -> tuple[Sums,
     stats = sums.get("outcomes", {}).get(model)
     if stats is None or keys[0] not in stats:
         return sums, 1.0
-    n = float(np.sum(stats[keys[0]]))
-    factor = 1.0 if n <= keep else keep / n
+    factor = keep_factor(float(np.sum(stats[keys[0]])), keep)
     return scale_sums(sums, model, stream, factor), factor
 
 
