@@ -710,25 +710,14 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     ) -> dict[str, Any]:
         """Pick the deployment for one attempt (LiteLLM's async path)."""
         if is_judge_call(request_kwargs):  # the judge's own call: LiteLLM's choice, not learned
-            pool = self._fallback_pool(model, specific_deployment)
-            ids = [deployment_id(d) for d in pool]
-            cooling = await _compat.async_active_cooldowns(self._litellm_router, ids)
-            return _compat.simple_shuffle(
-                self._litellm_router,
-                self._healthy(pool, cooling),
-                model,
-                request_kwargs,
-                self._shuffle,
-            )
+            pool, cooling = await self._adefault_pool(model, specific_deployment)
+            return self._shuffled(model, pool, cooling, request_kwargs)
         try:
             return await self._apick(model, messages, input, specific_deployment, request_kwargs)
         except BadRequestError:  # the request cannot be served as asked: LiteLLM's own error
             raise
         except Exception as exc:  # a failure inside Conduit: LiteLLM's default choice serves it
-            pool = self._fallback_pool(model, specific_deployment)
-            cooling = await _compat.async_active_cooldowns(
-                self._litellm_router, [deployment_id(d) for d in pool]
-            )
+            pool, cooling = await self._adefault_pool(model, specific_deployment)
             return self._fallback(exc, model, pool, cooling, request_kwargs)
 
     def get_available_deployment(  # type: ignore[override]
@@ -741,26 +730,14 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
     ) -> dict[str, Any]:
         """Pick the deployment for one attempt (LiteLLM's sync path; uses no event loop)."""
         if is_judge_call(request_kwargs):  # the judge's own call: LiteLLM's choice, not learned
-            pool = self._fallback_pool(model, specific_deployment)
-            cooling = _compat.active_cooldowns(
-                self._litellm_router, [deployment_id(d) for d in pool]
-            )
-            return _compat.simple_shuffle(
-                self._litellm_router,
-                self._healthy(pool, cooling),
-                model,
-                request_kwargs,
-                self._shuffle,
-            )
+            pool, cooling = self._default_pool(model, specific_deployment)
+            return self._shuffled(model, pool, cooling, request_kwargs)
         try:
             return self._pick(model, messages, input, specific_deployment, request_kwargs)
         except BadRequestError:  # the request cannot be served as asked: LiteLLM's own error
             raise
         except Exception as exc:  # a failure inside Conduit: LiteLLM's default choice serves it
-            pool = self._fallback_pool(model, specific_deployment)
-            cooling = _compat.active_cooldowns(
-                self._litellm_router, [deployment_id(d) for d in pool]
-            )
+            pool, cooling = self._default_pool(model, specific_deployment)
             return self._fallback(exc, model, pool, cooling, request_kwargs)
 
     async def _apick(
@@ -837,9 +814,35 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         self._fallbacks.record(exc)
         if request_kwargs is not None:
             _unstamp(request_kwargs)
+        return self._shuffled(model, pool, cooling, request_kwargs)
+
+    def _shuffled(
+        self,
+        model: str,
+        pool: list[dict[str, Any]],
+        cooling: set[str],
+        request_kwargs: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The healthy deployment of ``pool`` that LiteLLM's ``simple-shuffle`` picks."""
         return _compat.simple_shuffle(
             self._litellm_router, self._healthy(pool, cooling), model, request_kwargs, self._shuffle
         )
+
+    def _default_pool(
+        self, model: str, specific_deployment: bool | None
+    ) -> tuple[list[dict[str, Any]], set[str]]:
+        """LiteLLM's own candidates for ``model`` and which of them are cooling down."""
+        pool = self._fallback_pool(model, specific_deployment)
+        ids = [deployment_id(d) for d in pool]
+        return pool, _compat.active_cooldowns(self._litellm_router, ids)
+
+    async def _adefault_pool(
+        self, model: str, specific_deployment: bool | None
+    ) -> tuple[list[dict[str, Any]], set[str]]:
+        """:meth:`_default_pool` on the async path (the cooldown lookup awaited)."""
+        pool = self._fallback_pool(model, specific_deployment)
+        ids = [deployment_id(d) for d in pool]
+        return pool, await _compat.async_active_cooldowns(self._litellm_router, ids)
 
     def _dearest(self) -> str | None:
         """The dearest candidate deployment (by token price): the default shadow reference."""
