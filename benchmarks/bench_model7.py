@@ -2,6 +2,7 @@
 
     python benchmarks/bench_model7.py [--algorithms hybrid cluster_thompson] [--seeds 0 1 2]
     python benchmarks/bench_model7.py --variants [--seeds 0 1 2 3 4 5 6 7]
+    python benchmarks/bench_model7.py --ceiling [--seeds 0 1 2 3 4 5]
 
 model7-mixed (../shared/datasets/, not shipped: no license) is 4,223 queries of four kinds
 (MMLU, C-Eval, ARC-Easy, JavaScript) answered by 7 open 7-8B models, quality only. Each
@@ -13,7 +14,12 @@ best single model and the best model per task, both chosen in hindsight.
 random half of the log with *every* model's outcome (seven times what a bandit sees),
 scored on the other half (5 splits, both ways): the best single model of the training
 half, the best model per task (true labels), and per k-means cluster of the features
-the policies see (shrunk to the model's mean with 20 pseudo-counts).
+the policies see (shrunk to the model's mean with 20 pseudo-counts). It then gives the
+online bounds, idealised learners run on the log alone (no router, no features) in the
+replays' query orders: with full information (every model's outcome of each query seen
+after routing it) following the leader, and with bandit feedback (the chosen model's
+outcome only) Thompson and UCB with its constant chosen in hindsight; each with the true
+task labels and without; in both model orders, as ties are broken at random.
 
 ``--variants`` is the robustness gate for a policy change: the full log, each half,
 the models reversed, each task left out of the log (a mix the policy was not tuned on)
@@ -40,6 +46,8 @@ from conduit.replay.log import iter_log
 
 MODEL7 = "/work/shared/datasets/model7-mixed.jsonl.gz"
 QUALITY = Preferences.of("quality")
+UCB_C = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+ORDERS = ("file order", "reversed")  # the models' order
 
 
 def tasks_of(path: str, n: int) -> np.ndarray:
@@ -182,6 +190,85 @@ def ceiling(data: ReplayData, tasks: np.ndarray, splits: int = 5) -> dict[str, f
     return {name: statistics.mean(v) for name, v in out.items()}
 
 
+def online(q: np.ndarray, groups: np.ndarray, seed: int, policy: str, c: float = 0.0) -> float:
+    """Mean quality of one online pass over the log, learning each group's means apart.
+
+    ``policy`` is ``full`` (every model's outcome seen after each query: follow the
+    leader), ``ucb`` (the chosen model's only: mean + c * sqrt(log t / (n + 1)), t the
+    group's queries so far) or ``thompson`` (the chosen model's only, Beta(1, 1) prior).
+    Means start at 0.5 with 1 pseudo-count; ties are broken at random.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(q))  # the order _replay_once routes the queries in
+    sums = np.zeros((int(groups.max()) + 1, q.shape[1]))
+    pulls = np.zeros_like(sums)
+    seen = np.zeros(len(sums))
+    total = 0.0
+    for row in order:
+        g = groups[row]
+        if policy == "thompson":
+            score = rng.beta(1 + sums[g], 1 + pulls[g] - sums[g])
+        else:
+            bonus = c * np.sqrt(np.log(seen[g] + 1) / (pulls[g] + 1))
+            score = (sums[g] + 0.5) / (pulls[g] + 1) + bonus
+        top = np.flatnonzero(score == score.max())
+        k = int(top[rng.integers(top.size)])
+        total += q[row, k]
+        seen[g] += 1
+        if policy == "full":
+            sums[g] += q[row]
+            pulls[g] += 1
+        else:
+            sums[g, k] += q[row, k]
+            pulls[g, k] += 1
+    return total / len(q)
+
+
+def online_bounds(q: np.ndarray, tasks: np.ndarray, seeds: list[int]) -> dict:
+    """Per policy and column (task labels or not, model order), the quality of each seed."""
+    labels = np.unique(tasks, return_inverse=True)[1]
+    policies = {
+        "full information, follow the leader": ("full", 0.0),
+        "bandit, Thompson Beta(1, 1)": ("thompson", 0.0),
+        **{f"bandit, UCB c={c:g}": ("ucb", c) for c in UCB_C},
+    }
+    out: dict = {}
+    for name, (policy, c) in policies.items():
+        for told, groups in (("true task labels", labels), ("no task labels", 0 * labels)):
+            for model_order, qq in zip(ORDERS, (q, q[:, ::-1]), strict=True):
+                out.setdefault(name, {})[f"{told}, {model_order}"] = [
+                    online(qq, groups, s, policy, c) for s in seeds
+                ]
+    return out
+
+
+def print_online(out: dict, seeds: list[int]) -> None:
+    """Mean ± sd over runs. "both" pools the two model orders (ties are broken at random,
+    so the order only adds draws); UCB's best constant in hindsight is chosen on it."""
+    told = ("true task labels", "no task labels")
+
+    def pooled(row: dict, t: str) -> list[float]:
+        return row[f"{t}, file order"] + row[f"{t}, reversed"]
+
+    def cell(values: list[float]) -> str:
+        return f"{statistics.mean(values):.3f} ±{statistics.pstdev(values):.3f}"
+
+    print(f"\nonline bounds over seeds {seeds} (the replays' query orders), mean ± sd:")
+    print("| | " + " | ".join(f"{t}, {o}" for t in told for o in (*ORDERS, "both")) + " |")
+    print("|---|" + "---|" * 3 * len(told))
+    for name, row in out.items():
+        cells = [
+            cell(v) for t in told for v in (*(row[f"{t}, {o}"] for o in ORDERS), pooled(row, t))
+        ]
+        print(f"| {name} | {' | '.join(cells)} |")
+    best = []
+    for t in told:
+        ucb = {name.split("=")[-1]: pooled(row, t) for name, row in out.items() if "UCB" in name}
+        c = max(ucb, key=lambda k: statistics.mean(ucb[k]))
+        best += ["", "", f"{cell(ucb[c])} (c={c})"]
+    print(f"| bandit, UCB best c in hindsight | {' | '.join(best)} |")
+
+
 def variants(data: ReplayData, tasks: np.ndarray) -> dict[str, ReplayData]:
     n = len(data)
     k = len(data.models)
@@ -216,10 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     data = load(args.log)
     tasks = tasks_of(args.log, len(data))
     if args.ceiling:
-        result_: dict = ceiling(data, tasks)
+        offline = ceiling(data, tasks)
         print("trained offline on half the log (every model's outcome), scored on the other half:")
-        for name, value in result_.items():
+        for name, value in offline.items():
             print(f"  {name:45s} {value:.4f}")
+        bounds = online_bounds(data.quality, tasks, args.seeds)
+        print_online(bounds, args.seeds)
+        result_: dict = {"offline": offline, "online": bounds}
         if args.json:
             with open(args.json, "w", encoding="utf-8") as fh:
                 json.dump(result_, fh, indent=2)
