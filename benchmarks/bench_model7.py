@@ -196,7 +196,8 @@ def online(q: np.ndarray, groups: np.ndarray, seed: int, policy: str, c: float =
     ``policy`` is ``full`` (every model's outcome seen after each query: follow the
     leader), ``ucb`` (the chosen model's only: mean + c * sqrt(log t / (n + 1)), t the
     group's queries so far) or ``thompson`` (the chosen model's only, Beta(1, 1) prior).
-    Means start at 0.5 with 1 pseudo-count; ties are broken at random.
+    Follow the leader and UCB start each mean at 0.5 with 1 pseudo-count; ties are
+    broken at random.
     """
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(q))  # the order _replay_once routes the queries in
