@@ -66,6 +66,26 @@ def test_an_absolute_budget_is_met() -> None:
     assert _mean_cost(chosen[300:]) == pytest.approx(4e-4, rel=0.1)
 
 
+def test_a_budget_is_met_when_a_few_long_prompts_cost_most() -> None:
+    # One prompt in ten is ten times as long (and as dear): those carry half the spend.
+    # An error larger than one step is carried into the next steps, not dropped (dropped,
+    # the budget was overspent by about a third).
+    router = _router()
+    prefs = Preferences(budget=0.2, latency=0.0)
+    spent, dearest = [], []
+    for i in range(3000):
+        text = TEXT * (10 if i % 10 == 0 else 1)
+        d = router.route_sync(text, preferences=prefs)
+        m = d.selected_model
+        cost = d.scores[m].cost
+        assert cost is not None
+        router.update_sync(d.decision_id, quality=QUALITY[m], cost=cost)
+        spent.append(cost)
+        dearest.append(d.scores["dear"].cost)
+    tail = slice(600, None)
+    assert np.mean(spent[tail]) == pytest.approx(0.2 * np.mean(dearest[tail]), rel=0.1)
+
+
 def test_a_budget_above_the_dearest_model_buys_the_best_quality() -> None:
     chosen = _serve(_router(), 600, Preferences(budget=1.0, latency=0.0))
     assert np.mean([m == "dear" for m in chosen[100:]]) > 0.95
