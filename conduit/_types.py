@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     SerializerFunctionWrapHandler,
+    computed_field,
     field_validator,
     model_serializer,
     model_validator,
@@ -422,7 +423,8 @@ class TargetStats(BaseModel):
     ``goal`` and ``realised`` are mean cost per request (USD) for a budget and mean
     quality for a quality floor; ``cost_share`` is the realised mean cost as a fraction
     of the dearest candidate's; ``cost_weight`` is where the controller holds the cost
-    weight now.
+    weight now; ``met``: the realised mean at most 10 % over a budget, or at least a
+    floor minus 0.01 (None until both are known).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -433,6 +435,15 @@ class TargetStats(BaseModel):
     realised: float | None
     cost_share: float | None
     cost_weight: float
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def met(self) -> bool | None:
+        if self.goal is None or self.realised is None:
+            return None
+        if self.target.startswith("quality_floor="):
+            return self.realised >= self.goal - 0.01
+        return self.realised <= 1.10 * self.goal
 
 
 class RouterStats(BaseModel):

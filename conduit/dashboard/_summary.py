@@ -23,7 +23,7 @@ from typing import Any
 from conduit import _validate
 from conduit._counters import source_counts
 from conduit._errors import ConfigurationError, StateError
-from conduit._types import Explanation, Preferences
+from conduit._types import Explanation, Preferences, TargetStats
 from conduit.stores import Store
 from conduit.stores._base import HistoryRecord
 
@@ -96,26 +96,6 @@ class QualitySources:
 
 
 @dataclass(frozen=True, slots=True)
-class TargetLine:
-    """One target's goal against what was realised, from the shared controller state.
-
-    ``goal`` and ``realised`` are mean cost per request (USD) for a budget, mean
-    quality for a quality floor; ``cost_share`` is the realised mean cost as a share
-    of the dearest candidate's; ``cost_weight`` where the controller holds the cost
-    weight now; ``met``: the realised mean within 10 % of a budget (or at most it), at
-    least a floor minus 0.01; None until both are known.
-    """
-
-    target: str
-    decisions: int
-    goal: float | None
-    realised: float | None
-    cost_share: float | None
-    cost_weight: float
-    met: bool | None
-
-
-@dataclass(frozen=True, slots=True)
 class Timeline:
     """Decisions per model in equal time bins; ``edges`` has one more entry than each row."""
 
@@ -150,7 +130,7 @@ class Summary:
     algorithm: str | None
     revision: int | None
     models: tuple[ModelLine, ...]
-    targets: tuple[TargetLine, ...]
+    targets: tuple[TargetStats, ...]
     total_decisions: int
     total_feedback: int
     total_cost: float
@@ -171,7 +151,9 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types; every number finite (JSON has no NaN)."""
-        plain: dict[str, Any] = _finite(asdict(self))
+        plain: dict[str, Any] = _finite(
+            asdict(self) | {"targets": [t.model_dump() for t in self.targets]}
+        )
         return plain
 
 
@@ -264,16 +246,9 @@ def _quality_sources(
     )
 
 
-def _target_lines(state: dict[str, Any] | None) -> tuple[TargetLine, ...]:
-    lines = []
-    for name, t in ({} if state is None else state.get("targets", {})).items():
-        goal, realised = t["goal"], t["realised"]
-        met = None
-        if goal is not None and realised is not None:
-            floor = name.startswith("quality_floor=")
-            met = realised >= goal - 0.01 if floor else realised <= 1.10 * goal
-        lines.append(TargetLine(**t, met=met))
-    return tuple(lines)
+def _target_lines(state: dict[str, Any] | None) -> tuple[TargetStats, ...]:
+    targets = {} if state is None else state.get("targets", {})
+    return tuple(TargetStats.model_validate(t) for t in targets.values())
 
 
 def _explanation(record: HistoryRecord) -> Explanation | None:

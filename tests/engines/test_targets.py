@@ -58,6 +58,7 @@ def test_a_relative_budget_is_met_at_the_known_optimum(budget: float) -> None:
     assert t.decisions == 1500
     assert t.goal == pytest.approx(budget * 1e-3)
     assert t.realised is not None and t.realised == pytest.approx(budget * 1e-3, rel=0.1)
+    assert t.met is True and t.model_dump()["met"] is True  # stats(), JSON and the dashboard
 
 
 def test_an_absolute_budget_is_met() -> None:
