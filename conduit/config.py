@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -203,14 +203,16 @@ class ConduitSettings(BaseSettings):
     judge_timeout: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     regenerations: bool = True
 
-    @field_validator("preferences")
+    @field_validator("preferences", mode="before")
     @classmethod
-    def _known_preferences(cls, value: str | dict[str, float]) -> str | dict[str, float]:
+    def _known_preferences(cls, value: object) -> object:
+        """Checked as Preferences before the union's own checks, so that a bad weight or
+        target is named (``Preferences.budget: …``), not reported as "not a string"."""
         from conduit._types import Preferences
 
         if isinstance(value, str):
             Preferences.of(value)
-        else:
+        elif isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
             Preferences(**value)
         return value
 

@@ -122,6 +122,11 @@ def _kind(target: str) -> str:
     return target.split("=", 1)[0]
 
 
+def _check_key(key: object) -> None:
+    if not isinstance(key, str) or _kind(key) not in ("budget", "budget_usd", "quality_floor"):
+        raise ValueError(f"unknown target {key!r}")
+
+
 def _finite_max(values: FloatArray) -> float:
     known = values[np.isfinite(values)]
     return float(known.max()) if known.size else math.nan
@@ -279,19 +284,13 @@ class Targets:
             raise ValueError("target state holds no targets mapping")
         parsed: dict[str, _Target] = {}
         for key, fields in raw.items():
-            if not isinstance(key, str) or _kind(key) not in (
-                "budget",
-                "budget_usd",
-                "quality_floor",
-            ):
-                raise ValueError(f"unknown target {key!r}")
+            _check_key(key)
             try:
                 t = _Target(**{k: float(v) for k, v in dict(fields).items()})
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"target {key!r} has malformed fields: {exc}") from exc
-            sums = [
-                v for k, v in asdict(t).items() if k not in ("log_weight", "log_start", "carry")
-            ]
+            signed = ("log_weight", "log_start", "carry")
+            sums = [v for k, v in asdict(t).items() if k not in signed]
             low, high = math.log(MIN_WEIGHT), math.log(MAX_WEIGHT)
             if (
                 not all(math.isfinite(v) and v >= 0 for v in sums)
@@ -340,12 +339,7 @@ class Targets:
         a malformed delta raises ValueError and changes nothing."""
         checked: list[tuple[str, dict[str, float]]] = []
         for key, row in delta.items():
-            if not isinstance(key, str) or _kind(key) not in (
-                "budget",
-                "budget_usd",
-                "quality_floor",
-            ):
-                raise ValueError(f"unknown target {key!r}")
+            _check_key(key)
             if not isinstance(row, Mapping) or set(row) != set(SHARED):
                 raise ValueError(f"target {key!r} delta must have keys {sorted(SHARED)}")
             values = {k: float(v) for k, v in row.items()}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Iterator
 from typing import Any
 
 import litellm
+import numpy as np
 import pytest
 
 from conduit import ConfigurationError, Preferences
@@ -113,6 +115,12 @@ REQUEST_CASES: list[tuple[str, Any, Any]] = [
     ("a list", [1, 2], "use a preset name"),
     ("a weight that is not a number", {"quality": "x"}, "weights must be numbers"),
     ("nested a thousand levels", nested(1000), "weights must be numbers"),
+    ("a budget", {"budget": 0.2}, Preferences(budget=0.2)),
+    ("a budget in USD", {"budget_usd": 0.002}, Preferences(budget_usd=0.002)),
+    ("a quality floor", {"quality_floor": 0.95}, Preferences(quality_floor=0.95)),
+    ("a budget above 1", {"budget": 1.5}, "budget: Input should be less than or equal to 1"),
+    ("two targets", {"budget": 0.2, "quality_floor": 0.9}, "at most one target"),
+    ("a floor that is not a number", {"quality_floor": "high"}, "weights must be numbers"),
 ]
 
 
@@ -136,6 +144,10 @@ SETUP_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"use_hybrid": True, "bandit_algorithm": "ucb1"}, "use_hybrid=True contradicts"),
     ({"use_hybrid": "yes"}, "use_hybrid must be True, False or None"),
     ({"preferences": "cheapest"}, "preferences: unknown preference 'cheapest'"),
+    ({"preferences": {"budget": 0}}, "preferences: Preferences.budget: .*greater than 0"),
+    ({"preferences": {"quality_floor": 1.2}}, "quality_floor: .*less than or equal to 1"),
+    ({"preferences": {"quality_floor": "high"}}, "quality_floor: Input should be a valid number"),
+    ({"preferences": {"budget": 0.2, "budget_usd": 0.01}}, "at most one target"),
     ({"state_store": "sqlit:///x.db"}, "state_store: unknown scheme 'sqlit'"),
     (
         {"router_options": {"state_store": "sqlit:///x.db"}},
@@ -172,3 +184,58 @@ async def test_settings_from_the_environment(drive: Any, monkeypatch: pytest.Mon
     driver = drive()
     assert await driver.preferences({}) == Preferences(**WEIGHTS)
     assert driver.integration.settings.bandit_algorithm == "random"
+
+
+# Targets through LiteLLM: the same two deployments, known qualities (the strong one 0.9,
+# the mini 0.6, told back per response) and LiteLLM's own costs for the mock answers.
+QUALITY = {"mini": 0.6, "4o": 0.9}
+
+
+async def serve(
+    driver: Driver, n: int, metadata: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, float]]:
+    """Send ``n`` requests and feed back each answer's quality: the deployments chosen,
+    and what one answer of each cost (LiteLLM's price of the mock answer)."""
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker
+    except ImportError:  # LiteLLM before the logging worker: callbacks are plain tasks
+        worker = None
+    chosen, cost = [], {}
+    for _ in range(n):
+        response = await driver.router.acompletion(
+            model="chat", messages=MESSAGES, metadata=dict(metadata or {})
+        )
+        deployment = response._hidden_params["model_id"]
+        cost[deployment] = response._hidden_params["response_cost"]
+        driver.integration.record_feedback(response, quality=QUALITY[deployment])
+        chosen.append(deployment)
+        if worker is not None:
+            await worker.flush()  # Conduit learns the cost from LiteLLM's success event
+        else:
+            await asyncio.sleep(0)
+    return chosen, cost
+
+
+async def test_a_configured_budget_is_met_and_a_per_request_floor_overrides_it(
+    drive: Any,
+) -> None:
+    driver = drive(preferences={"budget": 0.3, "latency": 0.0})
+    chosen, cost = await serve(driver, 600)
+    assert 0 < cost["mini"] < 0.2 * cost["4o"]
+    # The optimum spends the budget exactly: the strong deployment on a share p with
+    # p * c4o + (1 - p) * cmini = 0.3 * c4o.
+    optimum = (0.3 * cost["4o"] - cost["mini"]) / (cost["4o"] - cost["mini"])
+    tail = chosen[150:]
+    assert np.mean([d == "4o" for d in tail]) == pytest.approx(optimum, abs=0.08)
+    budget = driver.integration.conduit_router.stats().targets["budget=0.3"]
+    assert budget.decisions == 600 and budget.met
+    assert budget.realised == pytest.approx(0.3 * cost["4o"], rel=0.1)
+    # A floor asked for per request routes under its own controller, not the budget's.
+    floor = {"conduit_preferences": {"quality_floor": 0.9, "latency": 0.0}}
+    chosen, _ = await serve(driver, 400, floor)
+    quality = np.mean([QUALITY[d] for d in chosen[100:]])
+    assert quality >= 0.9 * 0.9 - 0.01  # the floor: 0.9 of the strong deployment's 0.9
+    assert np.mean([d == "mini" for d in chosen[100:]]) > 0.05  # ... not always the strong one
+    targets = driver.integration.conduit_router.stats().targets
+    assert sorted(targets) == ["budget=0.3", "quality_floor=0.9"]
+    assert targets["budget=0.3"].decisions == 600 and targets["quality_floor=0.9"].decisions == 400

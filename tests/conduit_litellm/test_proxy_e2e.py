@@ -48,6 +48,8 @@ MASTER_KEY = "sk-conduit-e2e-" + "7f3a9c" * 6
 GOOD = ("gpt-4-1106-preview", "zero-one-ai/Yi-34B-Chat")
 BAD = "mistralai/mistral-7b-chat"
 REQUESTS = 300
+#: Requests sent with a target of their own after the others.
+TARGETED = 40
 STARTUP_SECONDS = 60.0
 
 
@@ -206,6 +208,21 @@ def wait_for_state(state_path: Path, served: Counter[str], timeout: float = 20.0
     pytest.fail(f"the saved state never matched what was served: {sums} vs {dict(served)}")
 
 
+def wait_for_targets(
+    state_path: Path, target: str, decisions: int, timeout: float = 20.0
+) -> dict[str, Any]:
+    """The saved state's target controllers once ``target`` holds ``decisions`` outcomes."""
+    deadline = time.monotonic() + timeout
+    targets: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        targets = read_state(state_path)["router"]["targets"]["targets"]
+        t = targets.get(target, {})
+        if t.get("decisions") == decisions and t.get("quality_n") == decisions:
+            return dict(targets)
+        time.sleep(0.2)
+    pytest.fail(f"the saved state never held {decisions} outcomes of {target}: {targets}")
+
+
 def scrape(url: str, headers: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
     """Conduit's counters in a Prometheus exposition (parsed strictly): name -> label -> value."""
     request = urllib.request.Request(url, headers=headers or {})
@@ -272,3 +289,20 @@ def test_proxy_routes_and_learns(proxy: Proxy) -> None:
     bad = f"openai/{BAD}"
     assert late[bad] / half < 0.1, (early, late)
     assert late[bad] < early[bad], (early, late)
+
+    # A target per request, in the request's metadata, routes under its own controller
+    # (part of the saved state); a bad one is refused with the reason, and routes nothing.
+    floor = {"metadata": {"conduit_preferences": {"quality_floor": 0.9}}}
+    for record in records[:TARGETED]:
+        completion = client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": record.prompt}], extra_body=floor
+        )
+        post_feedback(proxy.feedback_url, {"response_id": completion.id, "quality": 1.0})
+    with pytest.raises(openai.BadRequestError, match="at most one target"):
+        client.chat.completions.create(
+            model="chat",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"metadata": {"conduit_preferences": {"budget": 0.2, "quality_floor": 0.9}}},
+        )
+    targets = wait_for_targets(proxy.state_path, "quality_floor=0.9", TARGETED)
+    assert set(targets) == {"quality_floor=0.9"}
