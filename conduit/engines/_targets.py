@@ -10,7 +10,8 @@ per target by dual ascent on the running averages: after each outcome,
 where, for a budget, *realised* is the outcome's cost, *goal* its decision's budget in
 USD (``budget`` x the dearest candidate's predicted cost for that query) and *scale*
 the recent mean of that predicted cost (a moving average, which forgets the cold
-start's estimates); for a quality floor, *realised* is the
+start's estimates; a decision counts in it, and in a relative budget's goals, once every
+candidate's cost is known, by a price or an outcome); for a quality floor, *realised* is the
 outcome's quality, *goal* ``quality_floor`` x the best candidate's quality for that
 query as the router saw it (the router passes its policy's upper bound, so a strong
 model it seldom tries cannot drag the floor down), and *scale* 1. Spending above the budget (or
@@ -207,7 +208,10 @@ class Targets:
             return
         t = self._get(prefs, target)
         t.decisions += 1.0
-        dearest = _finite_max(costs)
+        # The dearest candidate is known once every candidate's cost is (a price, or an
+        # outcome): before that, the dearest known one may be a tenth of it, and a scale
+        # and goals taken from it would make the first outcomes weigh ten times too much.
+        dearest = float(costs.max()) if costs.size and np.isfinite(costs).all() else math.nan
         if math.isfinite(dearest) and dearest > 0:
             t.reference_sum += dearest
             t.reference_n += 1.0

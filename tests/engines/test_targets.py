@@ -264,3 +264,22 @@ def test_replay_cli_routes_under_a_target_and_reports_goal_against_realised(
     assert "target quality_floor=0.9: goal quality" in capsys.readouterr().out
     assert main([*args, "--budget", "0.2", "--quality-floor", "0.9"]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_relative_budget_steers_nothing_until_every_candidates_cost_is_known() -> None:
+    # Until then the dearest known candidate may be a tenth of the dearest (on RouterBench
+    # GPT-4's cost is learned after the cheap ones'): goals and the scale taken from it made
+    # the first outcomes weigh ten times too much, and a 20 % budget was then underspent by
+    # 60 % for the whole log while the weight came back.
+    targets = Targets()
+    prefs = Preferences(budget=0.2)
+    unknown = np.array([1e-4, math.nan])
+    targets.decided("early", prefs, unknown, np.array([0.6, 0.9]))
+    targets.observe("early", cost=1e-3)
+    t = targets.stats()["budget=0.2"]
+    assert (t.decisions, t.goal, t.cost_share) == (1, None, None)
+    assert t.cost_weight == prefs.cost  # not steered
+    targets.decided("known", prefs, np.array([1e-4, 1e-3]), np.array([0.6, 0.9]))
+    targets.observe("known", cost=1e-3)
+    t = targets.stats()["budget=0.2"]
+    assert t.goal == pytest.approx(2e-4) and t.cost_weight > prefs.cost
