@@ -10,7 +10,10 @@ as Conduit, with LiteLLM's own code doing the routing:
   with the tier map its README shows, cheap model for SIMPLE/MEDIUM and the strong model
   for COMPLEX/REASONING. ``quality_router`` reuses that classifier (its tiers come from
   it), so it routes the same. On two-model logs its score is also swept as a threshold:
-  the APGR of the classifier's ranking, whatever boundaries an operator picks.
+  the APGR of the classifier's ranking, whatever boundaries an operator picks. Its cheap
+  model is reported twice: chosen in hindsight (the best model at <= 10 % of the strong
+  one's cost) and over every model an operator could have put there, without hindsight
+  (the median, the worst and the cheapest choice).
 - ``adaptive_router``: its request-type classifier and Beta-Thompson bandit
   (``classify_prompt``, ``initial_cell``, ``pick_best``, ``apply_delta``), quality tiers
   by price rank, default weights 0.7/0.3. In production it learns from regex signals of
@@ -54,6 +57,7 @@ CAPS = (0.10, 0.20, 0.50)
 #: Cost weights the adaptive router's curve is traced with (its quality weight is 1 - w).
 ADAPTIVE_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 21), 3))
 COMPLEX_TIERS = {"COMPLEX", "REASONING"}
+COMPLEXITY = "litellm complexity_router"  # quality_router routes the same
 
 
 @dataclass(frozen=True)
@@ -75,22 +79,33 @@ def _point(data: ReplayData, rows: np.ndarray, chosen: np.ndarray, strong: int) 
     )
 
 
-def _roles(data: ReplayData) -> tuple[int, int]:
-    """The strong model (best mean quality) and the weak one: the best model costing at most
-    10 % of the strong one's, or on a quality-only log the second best.
+def _mean_costs(data: ReplayData) -> np.ndarray:
+    """Each model's mean cost per query (NaN where the log has none)."""
+    return np.array([np.nanmean(c) if np.isfinite(c).any() else np.nan for c in data.cost.T])
 
-    Chosen in hindsight: the tier map LiteLLM's complexity router runs with is the best an
-    operator could have written for this log, which is generous to it (the operator has to
-    guess which cheap model is best; Conduit has to find it by trying)."""
-    quality = data.quality.mean(axis=0)
-    strong = int(np.argmax(quality))
-    cost = np.array([np.nanmean(c) if np.isfinite(c).any() else np.nan for c in data.cost.T])
-    cheap = [
+
+def _cheap_tier(data: ReplayData, strong: int) -> list[int]:
+    """Every model an operator could put in the cheap tier: at most 10 % of the strong one's
+    mean cost. Which of them is best on their traffic, the operator does not know."""
+    cost = _mean_costs(data)
+    return [
         k
         for k in range(len(data.models))
         if k != strong and np.isfinite(cost[k]) and cost[k] <= 0.1 * cost[strong]
     ]
-    others = cheap or [k for k in range(len(data.models)) if k != strong]
+
+
+def _roles(data: ReplayData) -> tuple[int, int]:
+    """The strong model (best mean quality) and the weak one: the best model of the cheap
+    tier (:func:`_cheap_tier`), or on a quality-only log the second best.
+
+    Chosen in hindsight: the tier map LiteLLM's complexity router runs with here is the best an
+    operator could have written for this log, which is generous to it (the operator has to
+    guess which cheap model is best; Conduit has to find it by trying). ``evaluate`` also
+    reports it over every cheap model an operator might have picked instead."""
+    quality = data.quality.mean(axis=0)
+    strong = int(np.argmax(quality))
+    others = _cheap_tier(data, strong) or [k for k in range(len(data.models)) if k != strong]
     weak = max(others, key=lambda k: quality[k])
     return strong, int(weak)
 
@@ -179,6 +194,57 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return statistics.mean(known) if len(known) == len(values) and known else None
 
 
+def _median(values: Sequence[object]) -> float | None:
+    known = [float(v) for v in values if isinstance(v, float | int)]
+    return statistics.median(known) if len(known) == len(values) and known else None
+
+
+def summarise(
+    per_seed: Sequence[tuple[Point, list[Point]]],
+    c_strong: float | None,
+    pgr: tuple[float, float] | None,
+) -> dict[str, object]:
+    """One router's row, the mean over seeds of its (run, cost curve) pairs; ``pgr``: the weak
+    and strong models' qualities where APGR is reported (two-model logs)."""
+    row: dict[str, object] = {
+        "quality": statistics.mean(p.quality for p, _ in per_seed),
+        "cost_vs_strong": (
+            _mean([None if p.cost is None else p.cost / c_strong for p, _ in per_seed])
+            if c_strong
+            else None
+        ),
+    }
+    if c_strong:
+        for cap in CAPS:
+            row[f"best_within_{int(cap * 100)}pct"] = _mean(
+                [best_within(curve, cap, c_strong) for _, curve in per_seed]
+            )
+    if pgr is not None:
+        row["apgr"] = statistics.mean(pgr_area(curve, *pgr) for _, curve in per_seed)
+    return row
+
+
+def over_choices(
+    rows: dict[str, dict[str, object]], cost: dict[str, float]
+) -> dict[str, dict[str, object]]:
+    """The complexity router's rows over every cheap tier an operator might pick: the median
+    (column by column), the worst (lowest quality) and the cheapest model's."""
+    columns = next(iter(rows.values()))
+    median: dict[str, object] = {
+        key: _median([row[key] for row in rows.values()]) for key in columns
+    }
+    worst = min(rows, key=lambda m: rows[m]["quality"])  # type: ignore[arg-type,return-value]
+    cheapest = min(rows, key=cost.__getitem__)
+    return {
+        f"{COMPLEXITY}, cheap tier: median of eligible": {**median, "eligible": len(rows)},
+        f"{COMPLEXITY}, cheap tier: the worst eligible": {**rows[worst], "cheap_tier": worst},
+        f"{COMPLEXITY}, cheap tier: the cheapest eligible": {
+            **rows[cheapest],
+            "cheap_tier": cheapest,
+        },
+    }
+
+
 def evaluate(data: ReplayData, seeds: Sequence[int]) -> dict[str, object]:
     strong, weak = _roles(data)
     names = data.models
@@ -186,7 +252,7 @@ def evaluate(data: ReplayData, seeds: Sequence[int]) -> dict[str, object]:
     q_weak = float(data.quality[:, weak].mean())
     priced = bool(np.isfinite(data.cost[:, strong]).any())
     c_strong = float(np.nanmean(data.cost[:, strong])) if priced else None
-    two = len(names) == 2
+    pgr = (q_weak, q_strong) if len(names) == 2 else None
     scores, complex_ = complexity_scores(data.prompts)
     rows = np.arange(len(data))
     types = [classify_prompt(p) for p in data.prompts]
@@ -198,10 +264,18 @@ def evaluate(data: ReplayData, seeds: Sequence[int]) -> dict[str, object]:
             [adaptive_run(data, types, s, float(w), strong) for w in ADAPTIVE_WEIGHTS],
         ),
     }
-    if priced:  # the complexity and quality routers only trade cost for quality
-        fixed = _point(data, rows, np.where(complex_, strong, weak), strong)
-        curve = complexity_curve(data, scores, strong, weak)
-        routers["litellm complexity_router / quality_router"] = lambda s: (fixed, curve)
+    cheap = _cheap_tier(data, strong) if priced else []
+    # the complexity and quality routers only trade cost for quality; they need no seed
+    complexity = {
+        names[k]: (
+            _point(data, rows, np.where(complex_, strong, k), strong),
+            complexity_curve(data, scores, strong, k),
+        )
+        for k in cheap
+    }
+    if names[weak] in complexity:
+        hindsight = complexity[names[weak]]
+        routers[f"{COMPLEXITY}, cheap tier chosen in hindsight"] = lambda s: hindsight
     rng = np.random.default_rng(0)
     fixed_rows = {
         "always the strong model": _point(data, rows, np.full(len(data), strong), strong),
@@ -227,28 +301,16 @@ def evaluate(data: ReplayData, seeds: Sequence[int]) -> dict[str, object]:
             for name, p in fixed_rows.items()
         },
         "complex_tier_share": float(complex_.mean()),
-        "routers": {},
+        "cheap_tier_choices": list(complexity),
+        "routers": {
+            name: summarise([run(s) for s in seeds], c_strong, pgr) for name, run in routers.items()
+        },
     }
-    for name, run in routers.items():
-        per_seed = [run(s) for s in seeds]
-        row: dict[str, object] = {
-            "quality": statistics.mean(p.quality for p, _ in per_seed),
-            "cost_vs_strong": (
-                _mean([None if p.cost is None else p.cost / c_strong for p, _ in per_seed])
-                if c_strong
-                else None
-            ),
-        }
-        if c_strong:
-            for cap in CAPS:
-                row[f"best_within_{int(cap * 100)}pct"] = _mean(
-                    [best_within(curve, cap, c_strong) for _, curve in per_seed]
-                )
-        if two:
-            row["apgr"] = statistics.mean(
-                pgr_area(curve, q_weak, q_strong) for _, curve in per_seed
-            )
-        out["routers"][name] = row  # type: ignore[index]
+    if complexity:
+        by_choice = {m: summarise([run], c_strong, pgr) for m, run in complexity.items()}
+        out["complexity_router_by_cheap_tier"] = by_choice
+        cost = dict(zip(names, _mean_costs(data), strict=True))
+        out["routers"].update(over_choices(by_choice, cost))  # type: ignore[attr-defined]
     return out
 
 
@@ -267,20 +329,23 @@ def report(name: str, result: dict[str, object]) -> None:
     )
     caps = [f"≤{int(c * 100)}%" for c in CAPS]
     print(
-        f"  {'router':44s} {'quality':>8s} {'cost':>7s} "
+        f"  {'router':60s} {'quality':>8s} {'cost':>7s} "
         + " ".join(f"{c:>6s}" for c in caps)
         + f" {'APGR':>6s}"
     )
     for router, row in result["routers"].items():  # type: ignore[attr-defined]
         within = [_fmt(row.get(f"best_within_{int(c * 100)}pct")) for c in CAPS]
         print(
-            f"  {router:44s} {_fmt(row['quality']):>8s} {_fmt(row['cost_vs_strong'], True):>7s} "
+            f"  {router:60s} {_fmt(row['quality']):>8s} {_fmt(row['cost_vs_strong'], True):>7s} "
             + " ".join(f"{w:>6s}" for w in within)
-            + f" {_fmt(row.get('apgr')):>6s}"
+            + f" {_fmt(row.get('apgr')):>6s} {row.get('cheap_tier', '')}"
         )
+    if result["cheap_tier_choices"]:
+        choices = result["cheap_tier_choices"]
+        print(f"  eligible cheap tiers ({len(choices)}): {', '.join(choices)}")  # type: ignore[arg-type]
     for baseline, row in result["baselines"].items():  # type: ignore[attr-defined]
         print(
-            f"  {baseline:44s} {_fmt(row['quality']):>8s} {_fmt(row['cost_vs_strong'], True):>7s}"
+            f"  {baseline:60s} {_fmt(row['quality']):>8s} {_fmt(row['cost_vs_strong'], True):>7s}"
         )
 
 
