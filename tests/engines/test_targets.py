@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conduit._errors import ConduitError, ConfigurationError, StateError
-from conduit._types import Preferences
+from conduit._types import Preferences, RoutingDecision
 from conduit.engines._targets import MAX_WEIGHT, MIN_WEIGHT, Targets
 from conduit.engines.router import Router
 from conduit.replay._loop import replay
@@ -29,16 +29,17 @@ def _router(**kwargs: Any) -> Router:
     )
 
 
+def _step(router: Router, preferences: Preferences | None, text: str = TEXT) -> RoutingDecision:
+    """Route one query and learn its outcome: the chosen model's quality, its predicted cost."""
+    d = router.route_sync(text, preferences=preferences)
+    cost = d.scores[d.selected_model].cost
+    assert cost is not None
+    router.update_sync(d.decision_id, quality=QUALITY[d.selected_model], cost=cost)
+    return d
+
+
 def _serve(router: Router, n: int, preferences: Preferences | None = None) -> list[str]:
-    chosen = []
-    for _ in range(n):
-        d = router.route_sync(TEXT, preferences=preferences)
-        m = d.selected_model
-        cost = d.scores[m].cost
-        assert cost is not None
-        router.update_sync(d.decision_id, quality=QUALITY[m], cost=cost)
-        chosen.append(m)
-    return chosen
+    return [_step(router, preferences).selected_model for _ in range(n)]
 
 
 def _mean_cost(chosen: list[str]) -> float:
@@ -75,13 +76,8 @@ def test_a_budget_is_met_when_a_few_long_prompts_cost_most() -> None:
     prefs = Preferences(budget=0.2, latency=0.0)
     spent, dearest = [], []
     for i in range(3000):
-        text = TEXT * (10 if i % 10 == 0 else 1)
-        d = router.route_sync(text, preferences=prefs)
-        m = d.selected_model
-        cost = d.scores[m].cost
-        assert cost is not None
-        router.update_sync(d.decision_id, quality=QUALITY[m], cost=cost)
-        spent.append(cost)
+        d = _step(router, prefs, TEXT * (10 if i % 10 == 0 else 1))
+        spent.append(d.scores[d.selected_model].cost)
         dearest.append(d.scores["dear"].cost)
     tail = slice(600, None)
     assert np.mean(spent[tail]) == pytest.approx(0.2 * np.mean(dearest[tail]), rel=0.1)
