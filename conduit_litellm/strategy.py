@@ -661,7 +661,7 @@ class ConduitRoutingStrategy(CustomRoutingStrategyBase):
         if not cooling:
             return candidates
         healthy = [d for d in candidates if deployment_id(d) not in cooling]
-        if cooling and candidates and len(healthy) < len(candidates):
+        if candidates and len(healthy) < len(candidates):
             logger.debug("Skipping deployments in cooldown: %s", sorted(cooling))
         return healthy or candidates
 

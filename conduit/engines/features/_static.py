@@ -130,7 +130,7 @@ class StaticEmbedder:
             if (slots < 0).any():
                 new = np.unique(index[slots < 0])
                 end = self._used + new.size
-                if end > len(self._float32):  # grown geometrically: O(1) copies a row
+                if end > len(self._float32):  # doubled: a row is copied O(1) times on average
                     grown = np.zeros((2 * end, self.dim), dtype=np.float32)
                     grown[: self._used] = self._float32[: self._used]
                     self._float32 = grown
