@@ -228,8 +228,8 @@ class ModelScore(BaseModel):
     latency: float | None
 
 
-#: The two fields of a :class:`RoutingDecision` the router computes only when they are read.
-_DEFERRED = ("reason", "confidence")
+#: The fields of a :class:`RoutingDecision` the router computes only when they are read.
+_DEFERRED = ("reason", "confidence", "scores")
 
 
 class RoutingDecision(BaseModel):
@@ -240,9 +240,9 @@ class RoutingDecision(BaseModel):
     choice was made for its exploration term or sampled noise: by predicted
     utility without it, ``exploit_model`` would have won.
 
-    The router leaves ``reason`` and ``confidence`` to be computed when first read
-    (``confidence`` is a Monte-Carlo estimate): a request that never looks at them
-    does not pay for them. They read, compare and serialise like any field.
+    The router leaves ``reason``, ``confidence`` and ``scores`` to be computed when one
+    of them is first read (``confidence`` is a Monte-Carlo estimate): a request that never
+    looks at them does not pay for them. They read, compare and serialise like any field.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -257,12 +257,12 @@ class RoutingDecision(BaseModel):
     excluded: dict[str, str] = Field(default_factory=dict)
     exploring: bool = False
     exploit_model: str | None = None
-    _why: Callable[[], tuple[str, float]] | None = PrivateAttr(default=None)
+    _why: Callable[[], Mapping[str, Any]] | None = PrivateAttr(default=None)
 
     @classmethod
-    def deferred(cls, why: Callable[[], tuple[str, float]], **fields: Any) -> RoutingDecision:
-        """A decision from trusted values whose ``reason`` and ``confidence`` come from
-        ``why()`` when first read (no validation: the router built every value)."""
+    def deferred(cls, why: Callable[[], Mapping[str, Any]], **fields: Any) -> RoutingDecision:
+        """A decision from trusted values whose ``reason``, ``confidence`` and ``scores`` come
+        from ``why()`` when one is first read (no validation: the router built every value)."""
         decision = cls.model_construct(**fields)
         decision._why = why
         return decision
@@ -270,8 +270,7 @@ class RoutingDecision(BaseModel):
     def _resolve(self) -> None:
         why = self._why
         if why is not None:
-            reason, confidence = why()
-            self.__dict__.update(reason=reason, confidence=confidence)
+            self.__dict__.update(why())
             self.__pydantic_fields_set__.update(_DEFERRED)
             self._why = None
 

@@ -124,8 +124,9 @@ def _known(value: float) -> float | None:
 @dataclass(slots=True)
 class _Reasons:
     """What one decision was made of, kept for :meth:`Router.explain` in a tenth of the
-    memory of its :class:`RoutingDecision` (rebuilt from this on demand). The reason text
-    and the confidence are computed from it when first read, not on the request path."""
+    memory of its :class:`RoutingDecision` (rebuilt from this on demand). The reason text,
+    the confidence and the scores are computed from it when first read, not on the request
+    path."""
 
     model: str
     names: tuple[str, ...]
@@ -173,28 +174,33 @@ class _Reasons:
         return reward.confidence(utility, exploration + noise, self.names.index(self.model), rng)
 
     def decision(self, decision_id: str) -> RoutingDecision:
-        utility, mean, exploration, noise, costs, latency = self.numbers
         return RoutingDecision.deferred(
-            self.why,
+            self._deferred,
             decision_id=decision_id,
             selected_model=self.model,
             propensity=self.propensity,
-            scores={
-                name: ModelScore.model_construct(
-                    utility=float(utility[j]),
-                    quality=float(mean[j]),
-                    exploration=float(exploration[j]),
-                    noise=float(noise[j]),
-                    cost=_known(costs[j]),
-                    latency=_known(latency[j]),
-                )
-                for j, name in enumerate(self.names)
-            },
             algorithm=self.phase,
             excluded=dict(self.excluded),
             exploring=self.names[self.exploit] != self.model,
             exploit_model=self.names[self.exploit],
         )
+
+    def _deferred(self) -> dict[str, Any]:
+        """The decision's fields computed when first read: its reason, confidence and scores."""
+        reason, confidence = self.why()
+        utility, mean, exploration, noise, costs, latency = self.numbers
+        scores = {
+            name: ModelScore.model_construct(
+                utility=float(utility[j]),
+                quality=float(mean[j]),
+                exploration=float(exploration[j]),
+                noise=float(noise[j]),
+                cost=_known(costs[j]),
+                latency=_known(latency[j]),
+            )
+            for j, name in enumerate(self.names)
+        }
+        return {"reason": reason, "confidence": confidence, "scores": scores}
 
 
 class Router:

@@ -267,7 +267,7 @@ class Policy(Bandit):
         k = len(self._stats)
         if idx.ndim != 1 or idx.size == 0:
             raise ConfigurationError("no candidate arms to choose from")
-        if idx.min() < 0 or idx.max() >= k or np.unique(idx).size != idx.size:
+        if idx.min() < 0 or idx.max() >= k or len(set(idx.tolist())) != idx.size:
             raise ConfigurationError(
                 f"candidates {idx.tolist()} must be distinct arm indices below {k}"
             )

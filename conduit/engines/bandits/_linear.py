@@ -120,8 +120,13 @@ class LinearPolicy(Policy):
         self, x: FloatArray, idx: NDArray[np.intp]
     ) -> tuple[FloatArray, FloatArray]:
         """Ridge estimate and ``sqrt(x^T A^-1 x)`` for arms ``idx``, in one product each."""
-        mean = self.prior_mean + self._cache["theta"][idx] @ x
-        v = self._cache["Ainv"][idx] @ x
+        theta, Ainv = self._cache["theta"], self._cache["Ainv"]
+        if not (idx.size == len(Ainv) and np.array_equal(idx, np.arange(idx.size))):
+            # a subset (or another order) of the arms; every arm in order is the usual case,
+            # where indexing would copy all the inverses (0.4 MB for 11 arms of 65 dimensions)
+            theta, Ainv = theta[idx], Ainv[idx]
+        mean = self.prior_mean + theta @ x
+        v = Ainv @ x
         width = np.sqrt(np.maximum(v @ x, 0.0))
         return mean, width
 

@@ -23,6 +23,11 @@ _CODE = re.compile(
     re.M,
 )
 _MATH = re.compile(r"\d\s*[-+*/^=<>]\s*\d|\\frac|\\sum|\\int|\$[^$]+\$|\bsqrt\b|\bequation\b")
+# Every match of a pattern holds one of its hints, so a text holding none cannot match: a
+# substring test (C speed) skips the regex, which tries each alternative at every position
+# (~0.3 ms on a 2 KB prompt), for the many prompts that hold none. The flags are the same.
+_CODE_HINTS = ("```", "def ", "class ", "return", "import ", "#include", "=>", "function", *";{}")
+_MATH_HINTS = (*"-+*/^=<>", "\\", "$", "sqrt", "equation")
 _QUESTION = re.compile(
     r"\?|^[ \t]*(what|why|how|which|who|when|where|explain|describe)\b", re.I | re.M
 )
@@ -43,8 +48,13 @@ def metadata_features(text: str) -> FloatArray:
     return np.array(
         [
             length,
-            1.0 if _CODE.search(text) else 0.0,
-            1.0 if _MATH.search(text) else 0.0,
+            1.0 if _found(_CODE, _CODE_HINTS, text) else 0.0,
+            1.0 if _found(_MATH, _MATH_HINTS, text) else 0.0,
             1.0 if _QUESTION.search(text) else 0.0,
         ]
     )
+
+
+def _found(pattern: re.Pattern[str], hints: tuple[str, ...], text: str) -> bool:
+    """Whether ``pattern`` matches in ``text``; not searched when ``text`` holds no hint."""
+    return any(hint in text for hint in hints) and pattern.search(text) is not None

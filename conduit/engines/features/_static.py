@@ -8,6 +8,7 @@ the same arithmetic, without model2vec's run-time imports (huggingface-hub, jinj
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -85,6 +86,13 @@ class StaticEmbedder:
                 f"{table} has {rows.shape[0]} rows"
             )
         self._rows: NDArray[np.floating] = rows
+        # The rows queries use, as float32, each converted once (converting a query's ~100
+        # float16 rows was most of its numpy time): row ``_slots[i]`` of ``_float32`` is row i
+        # of the table (-1: not converted yet). It holds only the rows queries touch.
+        self._slots = np.full(rows.shape[0], -1, dtype=np.intp)
+        self._float32: NDArray[np.float32] = np.zeros((64, rows.shape[1]), dtype=np.float32)
+        self._used = 0
+        self._lock = threading.Lock()
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=int(max_tokens))
         self._unk = self._tokenizer.token_to_id("[UNK]")
@@ -109,7 +117,27 @@ class StaticEmbedder:
         for row, encoding in enumerate(encodings):
             ids = [i for i in encoding.ids if i != self._unk]
             if ids:
-                out[row] = self._rows[ids].astype(np.float32).mean(axis=0)
+                out[row] = self._float32_rows(ids).mean(axis=0)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         unit: NDArray[np.float32] = out / np.maximum(norms, 1e-12)
         return unit
+
+    def _float32_rows(self, ids: list[int]) -> NDArray[np.float32]:
+        """The table's rows ``ids`` as float32 (what ``astype`` gives), converted once each."""
+        index = np.asarray(ids, dtype=np.intp)
+        with self._lock:
+            slots = self._slots[index]
+            if (slots < 0).any():
+                new = np.unique(index[slots < 0])
+                end = self._used + new.size
+                if end > len(self._float32):  # doubled: a row is copied O(1) times on average
+                    grown = np.zeros((2 * end, self.dim), dtype=np.float32)
+                    grown[: self._used] = self._float32[: self._used]
+                    self._float32 = grown
+                self._float32[self._used : end] = self._rows[new]
+                self._slots[new] = np.arange(self._used, end)
+                self._used = end
+                slots = self._slots[index]
+            converted = self._float32  # rows past those written are never read
+        rows: NDArray[np.float32] = converted[slots]
+        return rows

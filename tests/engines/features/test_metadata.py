@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
 
+from conduit.engines.features import _metadata
 from conduit.engines.features._metadata import METADATA_NAMES, metadata_features
 
 FLAGS = [
@@ -39,6 +41,21 @@ def test_flags(text: str, flags: tuple[int, int, int]) -> None:
     x = metadata_features(text)
     assert x.shape == (len(METADATA_NAMES),)
     assert tuple(x[1:]) == flags
+
+
+# Units from which every alternative of the code and math patterns has a match of at most
+# three units ("1>1", "def" " ", "$" "x" "$", "#" "include", ...), and near misses around it.
+UNITS = ["1", "x", " ", "\t", "\n", *";{}$\\-+*/^=<>#`", "def", "class", "return", "import"]
+UNITS += ["function", "include", "frac", "sum", "int", "sqrt", "equation"]
+
+
+@pytest.mark.parametrize("name", ["CODE", "MATH"])
+def test_a_flag_skipped_for_want_of_hints_is_the_flag_its_pattern_gives(name: str) -> None:
+    pattern, hints = getattr(_metadata, f"_{name}"), getattr(_metadata, f"_{name}_HINTS")
+    for size in range(4):
+        for units in itertools.product(UNITS, repeat=size):
+            text = "".join(units)
+            assert _metadata._found(pattern, hints, text) is (pattern.search(text) is not None)
 
 
 def test_length_grows_with_the_text_and_saturates_at_4k_tokens() -> None:

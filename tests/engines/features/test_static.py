@@ -56,6 +56,19 @@ def test_deterministic_and_a_batch_gives_the_rows_of_single_texts(static: Static
     np.testing.assert_allclose(batch, single, atol=1e-7)
 
 
+def test_rows_converted_once_give_the_float32_mean_of_the_float16_table() -> None:
+    """Kept float32 rows (grown past their first capacity, a token repeated) embed exactly
+    as converting the float16 rows of every query would."""
+    fresh = StaticEmbedder()
+    tokenizer, table = fresh._tokenizer, np.load(DATA / "static-MiniLM-L6-v2.npy")
+    for text in [*TEXTS, "the the the", " ".join(f"word{i}" for i in range(400)), *TEXTS]:
+        ids = [i for i in tokenizer.encode(text, add_special_tokens=False).ids if i != fresh._unk]
+        mean = table[ids].astype(np.float32).mean(axis=0, keepdims=True)
+        expected = mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+        np.testing.assert_array_equal(fresh.embed([text]), expected)
+    assert 64 < fresh._used <= len(fresh._float32)
+
+
 def test_similar_texts_are_closer_than_unrelated_ones(static: StaticEmbedder) -> None:
     a, b, c = static.embed(
         ["How do I bake bread?", "What is a good bread recipe?", "Fix my segfault in C"]
