@@ -131,7 +131,8 @@ class StaticEmbedder:
                 new = np.unique(index[slots < 0])
                 end = self._used + new.size
                 if end > len(self._float32):  # doubled: a row is copied O(1) times on average
-                    grown = np.zeros((2 * end, self.dim), dtype=np.float32)
+                    size = min(2 * end, len(self._rows))  # never more than the table
+                    grown = np.zeros((size, self.dim), dtype=np.float32)
                     grown[: self._used] = self._float32[: self._used]
                     self._float32 = grown
                 self._float32[self._used : end] = self._rows[new]
