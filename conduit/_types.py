@@ -71,6 +71,10 @@ class _Checked(BaseModel):
                 raise self._error(_describe(type(self).__name__, exc)) from None
 
 
+#: The targets a :class:`Preferences` may name (at most one), as its fields are called.
+TARGET_KINDS = ("budget", "budget_usd", "quality_floor")
+
+
 class Preferences(_Checked):
     """How much one query cares about quality, cost and latency.
 
@@ -101,9 +105,7 @@ class Preferences(_Checked):
     def _not_all_zero(self) -> Preferences:
         if self.quality == 0 and self.cost == 0 and self.latency == 0:
             raise ValueError("at least one preference weight must be positive")
-        given = [
-            n for n in ("budget", "budget_usd", "quality_floor") if getattr(self, n) is not None
-        ]
+        given = [n for n in TARGET_KINDS if getattr(self, n) is not None]
         if len(given) > 1:
             raise ValueError(f"give at most one target, got {' and '.join(given)}")
         if given and self.quality == 0:
@@ -120,7 +122,7 @@ class Preferences(_Checked):
         >>> Preferences(budget=0.2).target, Preferences().target
         ('budget=0.2', None)
         """
-        for name in ("budget", "budget_usd", "quality_floor"):
+        for name in TARGET_KINDS:
             value = getattr(self, name)
             if value is not None:
                 return f"{name}={value:g}"

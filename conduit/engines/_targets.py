@@ -46,7 +46,7 @@ import numpy as np
 from cachetools import FIFOCache, LRUCache
 
 from conduit import _validate
-from conduit._types import Preferences, TargetStats
+from conduit._types import TARGET_KINDS, Preferences, TargetStats
 from conduit.engines.bandits._base import FloatArray
 
 __all__ = [
@@ -124,7 +124,7 @@ def _kind(target: str) -> str:
 
 
 def _check_key(key: object) -> None:
-    if not isinstance(key, str) or _kind(key) not in ("budget", "budget_usd", "quality_floor"):
+    if not isinstance(key, str) or _kind(key) not in TARGET_KINDS:
         raise ValueError(f"unknown target {key!r}")
 
 
