@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,43 +184,60 @@ def post_feedback(url: str, body: dict[str, Any], token: str = MASTER_KEY) -> An
         return json.loads(answer.read())
 
 
-def learned(state_path: Path) -> dict[str, dict[str, float]]:
+def learned(state: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per arm, the plugin's saved outcome sums (decisions, quality_n, cost_n, ...)."""
-    outcomes = read_state(state_path)["router"]["outcomes"]
+    outcomes = state["router"]["outcomes"]
     return {
         model: {key: float(outcomes["sums"][i, j]) for j, key in enumerate(outcomes["keys"])}
         for i, model in enumerate(outcomes["models"])
     }
 
 
-def wait_for_state(state_path: Path, served: Counter[str], timeout: float = 20.0) -> dict[str, Any]:
-    """The saved state once it holds every decision, cost and quality of ``served``."""
-    deadline = time.monotonic() + timeout
-    want = {m: (float(n), float(n), float(n)) for m, n in served.items()}
-    sums: dict[str, dict[str, float]] = {}
+def saved_targets(state: dict[str, Any]) -> dict[str, Any]:
+    """The plugin's saved target controllers, by target."""
+    return dict(state["router"]["targets"]["targets"])
+
+
+def wait_for_saved(
+    state_path: Path,
+    read: Callable[[dict[str, Any]], Any],
+    ready: Callable[[Any], bool],
+    expected: object,
+) -> Any:
+    """``read(state)`` of the saved state once ``ready`` holds for it (the plugin saves
+    on its own schedule); fails, showing the last one read, after 20 seconds."""
+    deadline = time.monotonic() + 20.0
+    found = None
     while time.monotonic() < deadline:
         if state_path.exists():
-            sums = learned(state_path)
-            have = {m: (s["decisions"], s["quality_n"], s["cost_n"]) for m, s in sums.items()}
-            if {m: v for m, v in have.items() if any(v)} == want:
-                return sums
+            found = read(read_state(state_path))
+            if ready(found):
+                return found
         time.sleep(0.2)
-    pytest.fail(f"the saved state never matched what was served: {sums} vs {dict(served)}")
+    pytest.fail(f"the saved state never held {expected}: {found}")
 
 
-def wait_for_targets(
-    state_path: Path, target: str, decisions: int, timeout: float = 20.0
-) -> dict[str, Any]:
-    """The saved state's target controllers once ``target`` holds ``decisions`` outcomes."""
-    deadline = time.monotonic() + timeout
-    targets: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        targets = read_state(state_path)["router"]["targets"]["targets"]
-        t = targets.get(target, {})
-        if t.get("decisions") == decisions and t.get("quality_n") == decisions:
-            return dict(targets)
-        time.sleep(0.2)
-    pytest.fail(f"the saved state never held {decisions} outcomes of {target}: {targets}")
+def wait_for_state(state_path: Path, served: Counter[str]) -> dict[str, Any]:
+    """The saved sums once they hold every decision, cost and quality of ``served``."""
+    want = {m: (float(n), float(n), float(n)) for m, n in served.items()}
+
+    def ready(sums: dict[str, dict[str, float]]) -> bool:
+        have = {m: (s["decisions"], s["quality_n"], s["cost_n"]) for m, s in sums.items()}
+        return {m: v for m, v in have.items() if any(v)} == want
+
+    return dict(wait_for_saved(state_path, learned, ready, f"what was served, {dict(served)}"))
+
+
+def wait_for_targets(state_path: Path, target: str, decisions: int) -> dict[str, Any]:
+    """The saved target controllers once ``target`` holds ``decisions`` outcomes."""
+
+    def ready(found: dict[str, Any]) -> bool:
+        t = found.get(target, {})
+        return bool(t.get("decisions") == decisions and t.get("quality_n") == decisions)
+
+    return dict(
+        wait_for_saved(state_path, saved_targets, ready, f"{decisions} outcomes of {target}")
+    )
 
 
 def scrape(url: str, headers: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
